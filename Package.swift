@@ -1,0 +1,43 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+/// dsconv: verify, re-shard, quantize, compress and run DeepSeek-V2 / V2.5 checkpoints on a CPU host.
+///
+/// Targets follow the pipeline (see ../Formats and README): the C shims know nothing, `SafeTensors`
+/// knows the file format only, `DeepSeek` knows the model, `dsconv` is a thin CLI over them.
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "dsconv",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "dsconv", targets: ["dsconv"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .target(
+            name: "CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
+        ),
+        .target(name: "JSON"),
+        .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
+        .target(name: "SafeTensors", dependencies: ["JSON"]),
+        .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON"]),
+        .executableTarget(
+            name: "dsconv",
+            dependencies: [
+                "DeepSeek", "SafeTensors", "Kernels", "JSON",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "JSON"]),
+        .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"],
+                    resources: []),
+        .testTarget(name: "CLITests", dependencies: ["JSON"]),
+    ]
+)

@@ -1,0 +1,38 @@
+#ifndef DSCONV_CKERNELS_H
+#define DSCONV_CKERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Hot loops kept in C so that they vectorize at baseline x86-64 without relying on Swift's
+ * optimizer. Each function is pure over the buffers it is given. */
+
+/* Count of non-finite values (NaN or Inf) in n elements; *first receives the index of the first
+ * one, or n when none. Float8 E4M3 has no Inf: only its NaN (S.1111.111) counts. */
+size_t dsk_count_nonfinite_bf16(const uint16_t *x, size_t n, size_t *first);
+size_t dsk_count_nonfinite_f16(const uint16_t *x, size_t n, size_t *first);
+size_t dsk_count_nonfinite_f32(const uint32_t *x, size_t n, size_t *first);
+size_t dsk_count_nonfinite_f64(const uint64_t *x, size_t n, size_t *first);
+size_t dsk_count_nonfinite_f8e4m3(const uint8_t *x, size_t n, size_t *first);
+size_t dsk_count_nonfinite_f8e5m2(const uint8_t *x, size_t n, size_t *first);
+
+/* bf16 <-> f32. f32 -> bf16 rounds to nearest even; NaN stays NaN. */
+void dsk_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+void dsk_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+void dsk_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+
+/* Fills n bf16 values by inverse-CDF table lookup: each value is table[r & 0xFFFF] for 16 random
+ * bits r from a xoshiro256** stream seeded with `seed`. Deterministic for (seed, n). */
+void dsk_fill_from_table_bf16(uint16_t *dst, size_t n, const uint16_t *table65536, uint64_t seed);
+
+/* SHA-256 (FIPS 180-4), streaming. */
+typedef struct {
+    uint32_t h[8];
+    uint64_t length;
+    uint8_t block[64];
+    size_t used;
+} dsk_sha256_ctx;
+void dsk_sha256_init(dsk_sha256_ctx *ctx);
+void dsk_sha256_update(dsk_sha256_ctx *ctx, const void *data, size_t n);
+void dsk_sha256_final(dsk_sha256_ctx *ctx, uint8_t out[32]);
+
+#endif

@@ -1,0 +1,348 @@
+import Foundation
+
+/// YaRN rope scaling, as `rope_scaling` in config.json.
+public struct RopeScaling: Codable, Sendable, Equatable {
+    public var type: String
+    public var factor: Double
+    public var originalMaxPositionEmbeddings: Int
+    public var betaFast: Double
+    public var betaSlow: Double
+    public var mscale: Double
+    public var mscaleAllDim: Double
+
+    enum CodingKeys: String, CodingKey {
+        case type, factor, mscale
+        case ropeType = "rope_type"
+        case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        case betaFast = "beta_fast"
+        case betaSlow = "beta_slow"
+        case mscaleAllDim = "mscale_all_dim"
+    }
+
+    public init(type: String, factor: Double, originalMaxPositionEmbeddings: Int, betaFast: Double,
+                betaSlow: Double, mscale: Double, mscaleAllDim: Double) {
+        self.type = type
+        self.factor = factor
+        self.originalMaxPositionEmbeddings = originalMaxPositionEmbeddings
+        self.betaFast = betaFast
+        self.betaSlow = betaSlow
+        self.mscale = mscale
+        self.mscaleAllDim = mscaleAllDim
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        // The original writes "type"; transformers ≥ 4.4x writes "rope_type".
+        guard let t = try c.decodeIfPresent(String.self, forKey: .type) ?? c.decodeIfPresent(String.self, forKey: .ropeType) else {
+            throw DecodingError.keyNotFound(CodingKeys.type, .init(codingPath: c.codingPath, debugDescription: "rope_scaling needs \"type\""))
+        }
+        type = t
+        factor = try c.decodeIfPresent(Double.self, forKey: .factor) ?? 1
+        originalMaxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .originalMaxPositionEmbeddings) ?? 4096
+        betaFast = try c.decodeIfPresent(Double.self, forKey: .betaFast) ?? 32
+        betaSlow = try c.decodeIfPresent(Double.self, forKey: .betaSlow) ?? 1
+        mscale = try c.decodeIfPresent(Double.self, forKey: .mscale) ?? 1
+        mscaleAllDim = try c.decodeIfPresent(Double.self, forKey: .mscaleAllDim) ?? 0
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(betaFast, forKey: .betaFast)
+        try c.encode(betaSlow, forKey: .betaSlow)
+        try c.encode(factor, forKey: .factor)
+        try c.encode(mscale, forKey: .mscale)
+        try c.encode(mscaleAllDim, forKey: .mscaleAllDim)
+        try c.encode(originalMaxPositionEmbeddings, forKey: .originalMaxPositionEmbeddings)
+        try c.encode(type, forKey: .type)
+    }
+}
+
+/// How the router picks experts.
+public enum TopKMethod: String, Codable, Sendable {
+    case greedy
+    case groupLimitedGreedy = "group_limited_greedy"
+}
+
+/// `config.json` of the DeepSeek-V2 family (V2, V2-Lite, V2.5, V2-Chat), mirroring its keys.
+/// Optional keys take the original `configuration_deepseek.py` defaults; the keys every real
+/// checkpoint writes are required.
+public struct ModelConfig: Codable, Sendable, Equatable {
+    public var modelType: String
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var moeIntermediateSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var numKeyValueHeads: Int
+    public var nSharedExperts: Int?
+    public var nRoutedExperts: Int?
+    public var routedScalingFactor: Double
+    public var kvLoraRank: Int
+    /// nil for V2-Lite, whose queries come from a single `q_proj`.
+    public var qLoraRank: Int?
+    public var qkRopeHeadDim: Int
+    public var vHeadDim: Int
+    public var qkNopeHeadDim: Int
+    public var topkMethod: TopKMethod
+    public var nGroup: Int?
+    public var topkGroup: Int?
+    public var numExpertsPerTok: Int?
+    public var moeLayerFreq: Int
+    public var firstKDenseReplace: Int
+    public var normTopkProb: Bool
+    public var scoringFunc: String
+    public var hiddenAct: String
+    public var maxPositionEmbeddings: Int
+    public var rmsNormEps: Double
+    public var ropeTheta: Double
+    public var ropeScaling: RopeScaling?
+    public var attentionBias: Bool
+    public var tieWordEmbeddings: Bool
+    public var bosTokenId: Int?
+    public var eosTokenId: Int?
+    public var torchDtype: String
+
+    enum CodingKeys: String, CodingKey {
+        case modelType = "model_type"
+        case vocabSize = "vocab_size"
+        case hiddenSize = "hidden_size"
+        case intermediateSize = "intermediate_size"
+        case moeIntermediateSize = "moe_intermediate_size"
+        case numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads"
+        case numKeyValueHeads = "num_key_value_heads"
+        case nSharedExperts = "n_shared_experts"
+        case nRoutedExperts = "n_routed_experts"
+        case routedScalingFactor = "routed_scaling_factor"
+        case kvLoraRank = "kv_lora_rank"
+        case qLoraRank = "q_lora_rank"
+        case qkRopeHeadDim = "qk_rope_head_dim"
+        case vHeadDim = "v_head_dim"
+        case qkNopeHeadDim = "qk_nope_head_dim"
+        case topkMethod = "topk_method"
+        case nGroup = "n_group"
+        case topkGroup = "topk_group"
+        case numExpertsPerTok = "num_experts_per_tok"
+        case moeLayerFreq = "moe_layer_freq"
+        case firstKDenseReplace = "first_k_dense_replace"
+        case normTopkProb = "norm_topk_prob"
+        case scoringFunc = "scoring_func"
+        case hiddenAct = "hidden_act"
+        case maxPositionEmbeddings = "max_position_embeddings"
+        case rmsNormEps = "rms_norm_eps"
+        case ropeTheta = "rope_theta"
+        case ropeScaling = "rope_scaling"
+        case ropeParameters = "rope_parameters"
+        case attentionBias = "attention_bias"
+        case tieWordEmbeddings = "tie_word_embeddings"
+        case bosTokenId = "bos_token_id"
+        case eosTokenId = "eos_token_id"
+        case torchDtype = "torch_dtype"
+        case dtype
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? "deepseek_v2"
+        vocabSize = try c.decode(Int.self, forKey: .vocabSize)
+        hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
+        intermediateSize = try c.decode(Int.self, forKey: .intermediateSize)
+        numHiddenLayers = try c.decode(Int.self, forKey: .numHiddenLayers)
+        numAttentionHeads = try c.decode(Int.self, forKey: .numAttentionHeads)
+        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? numAttentionHeads
+        kvLoraRank = try c.decode(Int.self, forKey: .kvLoraRank)
+        // Present in every real config; null means "no q LoRA" (V2-Lite), so absence is an error.
+        guard c.contains(.qLoraRank) else {
+            throw DecodingError.keyNotFound(CodingKeys.qLoraRank, .init(codingPath: [], debugDescription: "q_lora_rank (a number, or null for V2-Lite)"))
+        }
+        qLoraRank = try c.decodeIfPresent(Int.self, forKey: .qLoraRank)
+        qkRopeHeadDim = try c.decode(Int.self, forKey: .qkRopeHeadDim)
+        qkNopeHeadDim = try c.decode(Int.self, forKey: .qkNopeHeadDim)
+        vHeadDim = try c.decode(Int.self, forKey: .vHeadDim)
+        nRoutedExperts = try c.decodeIfPresent(Int.self, forKey: .nRoutedExperts)
+        nSharedExperts = try c.decodeIfPresent(Int.self, forKey: .nSharedExperts)
+        moeIntermediateSize = try c.decodeIfPresent(Int.self, forKey: .moeIntermediateSize) ?? 1407
+        routedScalingFactor = try c.decodeIfPresent(Double.self, forKey: .routedScalingFactor) ?? 1
+        let method = try c.decodeIfPresent(String.self, forKey: .topkMethod) ?? "greedy"
+        switch method {
+        case "greedy", "gready": topkMethod = .greedy  // "gready" is the original default's spelling
+        case "group_limited_greedy": topkMethod = .groupLimitedGreedy
+        default:
+            throw DecodingError.dataCorrupted(.init(codingPath: [CodingKeys.topkMethod], debugDescription: "topk_method \"\(method)\" is not greedy or group_limited_greedy"))
+        }
+        nGroup = try c.decodeIfPresent(Int.self, forKey: .nGroup)
+        topkGroup = try c.decodeIfPresent(Int.self, forKey: .topkGroup)
+        numExpertsPerTok = try c.decodeIfPresent(Int.self, forKey: .numExpertsPerTok)
+        moeLayerFreq = try c.decodeIfPresent(Int.self, forKey: .moeLayerFreq) ?? 1
+        firstKDenseReplace = try c.decodeIfPresent(Int.self, forKey: .firstKDenseReplace) ?? 0
+        normTopkProb = try c.decodeIfPresent(Bool.self, forKey: .normTopkProb) ?? false
+        scoringFunc = try c.decodeIfPresent(String.self, forKey: .scoringFunc) ?? "softmax"
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
+        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048
+        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6
+        if let scaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling) {
+            ropeScaling = scaling
+            ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
+        } else if let params = try? c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters) {
+            // transformers ≥ 5 layout: rope_theta inside rope_parameters.
+            let topLevelTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
+            ropeTheta = params.ropeTheta ?? topLevelTheta ?? 10000
+            ropeScaling = params.scaling
+        } else {
+            ropeScaling = nil
+            ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
+        }
+        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
+        bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId)
+        eosTokenId = try? c.decodeIfPresent(Int.self, forKey: .eosTokenId)
+        torchDtype = try c.decodeIfPresent(String.self, forKey: .torchDtype)
+            ?? c.decodeIfPresent(String.self, forKey: .dtype) ?? "bfloat16"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(modelType, forKey: .modelType)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(moeIntermediateSize, forKey: .moeIntermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(numKeyValueHeads, forKey: .numKeyValueHeads)
+        try c.encode(nSharedExperts, forKey: .nSharedExperts)
+        try c.encode(nRoutedExperts, forKey: .nRoutedExperts)
+        try c.encode(routedScalingFactor, forKey: .routedScalingFactor)
+        try c.encode(kvLoraRank, forKey: .kvLoraRank)
+        try c.encode(qLoraRank, forKey: .qLoraRank)
+        try c.encode(qkRopeHeadDim, forKey: .qkRopeHeadDim)
+        try c.encode(vHeadDim, forKey: .vHeadDim)
+        try c.encode(qkNopeHeadDim, forKey: .qkNopeHeadDim)
+        try c.encode(topkMethod, forKey: .topkMethod)
+        try c.encode(nGroup, forKey: .nGroup)
+        try c.encode(topkGroup, forKey: .topkGroup)
+        try c.encode(numExpertsPerTok, forKey: .numExpertsPerTok)
+        try c.encode(moeLayerFreq, forKey: .moeLayerFreq)
+        try c.encode(firstKDenseReplace, forKey: .firstKDenseReplace)
+        try c.encode(normTopkProb, forKey: .normTopkProb)
+        try c.encode(scoringFunc, forKey: .scoringFunc)
+        try c.encode(hiddenAct, forKey: .hiddenAct)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encode(rmsNormEps, forKey: .rmsNormEps)
+        try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encode(ropeScaling, forKey: .ropeScaling)
+        try c.encode(attentionBias, forKey: .attentionBias)
+        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        try c.encode(bosTokenId, forKey: .bosTokenId)
+        try c.encode(eosTokenId, forKey: .eosTokenId)
+        try c.encode(torchDtype, forKey: .torchDtype)
+    }
+
+    // MARK: Derived facts
+
+    public var qHeadDim: Int { qkNopeHeadDim + qkRopeHeadDim }
+    public var isMoE: Bool { nRoutedExperts != nil }
+
+    /// A layer is MoE iff n_routed_experts is set, i ≥ first_k_dense_replace and i % moe_layer_freq == 0.
+    public func isMoELayer(_ i: Int) -> Bool {
+        guard nRoutedExperts != nil else { return false }
+        return i >= firstKDenseReplace && i % max(moeLayerFreq, 1) == 0
+    }
+
+    /// Width of the shared-experts MLP.
+    public var sharedExpertWidth: Int { moeIntermediateSize * (nSharedExperts ?? 0) }
+
+    /// Checks the relations the forward pass and schema rely on.
+    public func validate() throws(ModelError) {
+        func need(_ ok: Bool, _ field: String, _ message: String) throws(ModelError) {
+            if !ok { throw .invalidConfig(file: "config.json", field: field, message: message) }
+        }
+        for (v, n) in [(vocabSize, "vocab_size"), (hiddenSize, "hidden_size"), (numHiddenLayers, "num_hidden_layers"),
+                       (numAttentionHeads, "num_attention_heads"), (kvLoraRank, "kv_lora_rank"),
+                       (qkRopeHeadDim, "qk_rope_head_dim"), (vHeadDim, "v_head_dim"), (intermediateSize, "intermediate_size")] {
+            try need(v > 0, n, "must be positive, got \(v)")
+        }
+        try need(qkNopeHeadDim >= 0, "qk_nope_head_dim", "must not be negative")
+        try need(qkRopeHeadDim % 2 == 0, "qk_rope_head_dim", "must be even (rope rotates pairs), got \(qkRopeHeadDim)")
+        if let q = qLoraRank { try need(q > 0, "q_lora_rank", "must be positive or null, got \(q)") }
+        try need(moeLayerFreq > 0, "moe_layer_freq", "must be positive, got \(moeLayerFreq)")
+        try need(scoringFunc == "softmax", "scoring_func", "only softmax is defined for DeepSeek-V2, got \(scoringFunc)")
+        try need(hiddenAct == "silu", "hidden_act", "only silu is supported, got \(hiddenAct)")
+        if let e = nRoutedExperts {
+            try need(e > 0, "n_routed_experts", "must be positive or null, got \(e)")
+            guard let k = numExpertsPerTok else { throw .invalidConfig(file: "config.json", field: "num_experts_per_tok", message: "required when n_routed_experts is set") }
+            try need(k > 0 && k <= e, "num_experts_per_tok", "must be in 1...\(e), got \(k)")
+            try need(moeIntermediateSize > 0, "moe_intermediate_size", "must be positive")
+            if topkMethod == .groupLimitedGreedy {
+                guard let g = nGroup, let tg = topkGroup else {
+                    throw .invalidConfig(file: "config.json", field: "n_group", message: "n_group and topk_group are required for group_limited_greedy")
+                }
+                try need(g > 0 && e % g == 0, "n_group", "must divide n_routed_experts \(e), got \(g)")
+                try need(tg > 0 && tg <= g, "topk_group", "must be in 1...\(g), got \(tg)")
+                try need(k <= tg * (e / g), "num_experts_per_tok", "\(k) exceeds the \(tg * (e / g)) experts in the \(tg) kept groups")
+            }
+        }
+        if let s = ropeScaling {
+            try need(s.type == "yarn" || s.type == "linear" || s.type == "default", "rope_scaling.type", "unsupported rope scaling \"\(s.type)\" (yarn, linear or default)")
+            try need(s.factor > 0, "rope_scaling.factor", "must be positive")
+        }
+    }
+
+    /// Decodes and validates config.json; errors name the file and the field.
+    public static func load(path: String) throws(ModelError) -> ModelConfig {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw .missingFile(file: path, what: "the model configuration")
+        }
+        return try decode(data, path: path)
+    }
+
+    public static func decode(_ data: Data, path: String) throws(ModelError) -> ModelConfig {
+        let config: ModelConfig
+        do {
+            config = try JSONDecoder().decode(ModelConfig.self, from: data)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw .invalidConfig(file: path, field: key.stringValue, message: "required field is missing")
+        } catch let DecodingError.typeMismatch(_, ctx) {
+            throw .invalidConfig(file: path, field: ctx.codingPath.map(\.stringValue).joined(separator: "."), message: "wrong type: \(ctx.debugDescription)")
+        } catch let DecodingError.valueNotFound(_, ctx) {
+            throw .invalidConfig(file: path, field: ctx.codingPath.map(\.stringValue).joined(separator: "."), message: "is null but a value is required")
+        } catch let DecodingError.dataCorrupted(ctx) {
+            throw .invalidConfig(file: path, field: ctx.codingPath.map(\.stringValue).joined(separator: "."), message: ctx.debugDescription)
+        } catch {
+            throw .invalidConfig(file: path, field: "", message: "\(error)")
+        }
+        do { try config.validate() } catch {
+            if case .invalidConfig(_, let f, let m) = error { throw .invalidConfig(file: path, field: f, message: m) }
+            throw error
+        }
+        return config
+    }
+
+    /// config.json text, keys sorted, as `save_pretrained` would write it.
+    public func jsonText() -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = (try? enc.encode(self)) ?? Data()
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}
+
+/// transformers ≥ 5 writes `rope_parameters` (rope_theta inside) instead of `rope_scaling`.
+struct RopeParameters: Decodable {
+    var ropeTheta: Double?
+    var scaling: RopeScaling?
+
+    enum CodingKeys: String, CodingKey {
+        case ropeTheta = "rope_theta"
+        case ropeType = "rope_type"
+    }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
+        let type = try c.decodeIfPresent(String.self, forKey: .ropeType)
+        scaling = (type == nil || type == "default") ? nil : try RopeScaling(from: decoder)
+    }
+}

@@ -1,0 +1,187 @@
+/// The projections of an MLP: down(silu(gate(x)) · up(x)).
+public enum MLPProjection: String, Sendable, CaseIterable {
+    case gate, up, down
+}
+
+/// What a tensor is in the model. HF tensor names are derived from roles here and nowhere else.
+public enum TensorRole: Hashable, Sendable {
+    case embedding
+    case finalNorm
+    case lmHead
+    case inputNorm(layer: Int)
+    case postAttentionNorm(layer: Int)
+    /// q_lora_rank set: q_a_proj → q_a_layernorm → q_b_proj.
+    case qA(layer: Int)
+    case qANorm(layer: Int)
+    case qB(layer: Int)
+    /// q_lora_rank null (V2-Lite): one q_proj.
+    case q(layer: Int)
+    case kvA(layer: Int)
+    case kvANorm(layer: Int)
+    case kvB(layer: Int)
+    case o(layer: Int)
+    case denseMLP(layer: Int, MLPProjection)
+    case router(layer: Int)
+    case routedExpert(layer: Int, expert: Int, MLPProjection)
+    case sharedExpert(layer: Int, MLPProjection)
+
+    /// The Hugging Face / original DeepSeek checkpoint name.
+    public var name: String {
+        switch self {
+        case .embedding: return "model.embed_tokens.weight"
+        case .finalNorm: return "model.norm.weight"
+        case .lmHead: return "lm_head.weight"
+        case .inputNorm(let l): return "model.layers.\(l).input_layernorm.weight"
+        case .postAttentionNorm(let l): return "model.layers.\(l).post_attention_layernorm.weight"
+        case .qA(let l): return "model.layers.\(l).self_attn.q_a_proj.weight"
+        case .qANorm(let l): return "model.layers.\(l).self_attn.q_a_layernorm.weight"
+        case .qB(let l): return "model.layers.\(l).self_attn.q_b_proj.weight"
+        case .q(let l): return "model.layers.\(l).self_attn.q_proj.weight"
+        case .kvA(let l): return "model.layers.\(l).self_attn.kv_a_proj_with_mqa.weight"
+        case .kvANorm(let l): return "model.layers.\(l).self_attn.kv_a_layernorm.weight"
+        case .kvB(let l): return "model.layers.\(l).self_attn.kv_b_proj.weight"
+        case .o(let l): return "model.layers.\(l).self_attn.o_proj.weight"
+        case .denseMLP(let l, let p): return "model.layers.\(l).mlp.\(p.rawValue)_proj.weight"
+        case .router(let l): return "model.layers.\(l).mlp.gate.weight"
+        case .routedExpert(let l, let e, let p): return "model.layers.\(l).mlp.experts.\(e).\(p.rawValue)_proj.weight"
+        case .sharedExpert(let l, let p): return "model.layers.\(l).mlp.shared_experts.\(p.rawValue)_proj.weight"
+        }
+    }
+
+    /// The decoder layer the tensor belongs to, if any.
+    public var layer: Int? {
+        switch self {
+        case .embedding, .finalNorm, .lmHead: return nil
+        case .inputNorm(let l), .postAttentionNorm(let l), .qA(let l), .qANorm(let l), .qB(let l), .q(let l),
+            .kvA(let l), .kvANorm(let l), .kvB(let l), .o(let l), .denseMLP(let l, _), .router(let l),
+            .routedExpert(let l, _, _), .sharedExpert(let l, _):
+            return l
+        }
+    }
+
+    public var isNorm: Bool {
+        switch self {
+        case .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: return true
+        default: return false
+        }
+    }
+
+    /// A short kind, for grouping in reports.
+    public var kind: String {
+        switch self {
+        case .embedding: return "embedding"
+        case .lmHead: return "head"
+        case .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: return "norm"
+        case .qA, .qB, .q, .kvA, .kvB, .o: return "attention"
+        case .denseMLP: return "dense_mlp"
+        case .router: return "router"
+        case .routedExpert: return "routed_expert"
+        case .sharedExpert: return "shared_expert"
+        }
+    }
+}
+
+/// A tensor the config says the checkpoint must hold.
+public struct ExpectedTensor: Sendable, Equatable {
+    public let role: TensorRole
+    public let shape: [Int]
+    public var name: String { role.name }
+    public var elementCount: Int { shape.reduce(1, *) }
+}
+
+/// Every tensor a DeepSeek-V2-family checkpoint holds, derived from its config, in checkpoint
+/// order (embedding, layers, final norm, head). Linear weights are [out_features, in_features].
+public struct TensorSchema: Sendable {
+    public let config: ModelConfig
+    public let tensors: [ExpectedTensor]
+    private let byName: [String: Int]
+
+    public init(config c: ModelConfig) {
+        var t: [ExpectedTensor] = []
+        let h = c.hiddenSize
+        let heads = c.numAttentionHeads
+        t.append(.init(role: .embedding, shape: [c.vocabSize, h]))
+        for l in 0..<c.numHiddenLayers {
+            t.append(.init(role: .inputNorm(layer: l), shape: [h]))
+            if let q = c.qLoraRank {
+                t.append(.init(role: .qA(layer: l), shape: [q, h]))
+                t.append(.init(role: .qANorm(layer: l), shape: [q]))
+                t.append(.init(role: .qB(layer: l), shape: [heads * c.qHeadDim, q]))
+            } else {
+                t.append(.init(role: .q(layer: l), shape: [heads * c.qHeadDim, h]))
+            }
+            t.append(.init(role: .kvA(layer: l), shape: [c.kvLoraRank + c.qkRopeHeadDim, h]))
+            t.append(.init(role: .kvANorm(layer: l), shape: [c.kvLoraRank]))
+            t.append(.init(role: .kvB(layer: l), shape: [heads * (c.qkNopeHeadDim + c.vHeadDim), c.kvLoraRank]))
+            t.append(.init(role: .o(layer: l), shape: [h, heads * c.vHeadDim]))
+            t.append(.init(role: .postAttentionNorm(layer: l), shape: [h]))
+            if c.isMoELayer(l), let experts = c.nRoutedExperts {
+                let m = c.moeIntermediateSize
+                t.append(.init(role: .router(layer: l), shape: [experts, h]))
+                for e in 0..<experts {
+                    t.append(.init(role: .routedExpert(layer: l, expert: e, .gate), shape: [m, h]))
+                    t.append(.init(role: .routedExpert(layer: l, expert: e, .up), shape: [m, h]))
+                    t.append(.init(role: .routedExpert(layer: l, expert: e, .down), shape: [h, m]))
+                }
+                if c.sharedExpertWidth > 0 {
+                    let s = c.sharedExpertWidth
+                    t.append(.init(role: .sharedExpert(layer: l, .gate), shape: [s, h]))
+                    t.append(.init(role: .sharedExpert(layer: l, .up), shape: [s, h]))
+                    t.append(.init(role: .sharedExpert(layer: l, .down), shape: [h, s]))
+                }
+            } else {
+                let i = c.intermediateSize
+                t.append(.init(role: .denseMLP(layer: l, .gate), shape: [i, h]))
+                t.append(.init(role: .denseMLP(layer: l, .up), shape: [i, h]))
+                t.append(.init(role: .denseMLP(layer: l, .down), shape: [h, i]))
+            }
+        }
+        t.append(.init(role: .finalNorm, shape: [h]))
+        if !c.tieWordEmbeddings { t.append(.init(role: .lmHead, shape: [c.vocabSize, h])) }
+        config = c
+        tensors = t
+        byName = Dictionary(uniqueKeysWithValues: t.enumerated().map { ($1.name, $0) })
+    }
+
+    public subscript(name: String) -> ExpectedTensor? { byName[name].map { tensors[$0] } }
+
+    // MARK: Parameter counts
+
+    /// All parameters.
+    public var totalParameters: Int { tensors.reduce(0) { $0 + $1.elementCount } }
+
+    /// Parameters one token touches: everything except the routed experts it is not sent to
+    /// (num_experts_per_tok of n_routed_experts per MoE layer). Embedding and head included, as
+    /// DeepSeek counts its "21B activated".
+    public var activeParameters: Int {
+        let k = config.numExpertsPerTok ?? 0
+        var n = 0
+        for t in tensors {
+            if case .routedExpert(_, let e, _) = t.role {
+                if e < k { n += t.elementCount }  // k experts' worth; all experts have equal size
+            } else {
+                n += t.elementCount
+            }
+        }
+        return n
+    }
+
+    /// Weight bytes each GPU holds under `tp`-way tensor parallelism (experts split per expert, the
+    /// vLLM default): replicated tensors in full, every other tensor 1/tp, rounded up.
+    public func weightBytesPerGPU(tp: Int, bytesPerElement: Int = 2) -> Int {
+        var n = 0
+        for t in tensors {
+            let bytes = t.elementCount * bytesPerElement
+            n += TensorSchema.isReplicated(t.role) ? bytes : (bytes + tp - 1) / tp
+        }
+        return n
+    }
+
+    /// Tensors every rank holds whole (DESIGN.md's TP table).
+    public static func isReplicated(_ role: TensorRole) -> Bool {
+        switch role {
+        case .qA, .kvA, .router, .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: return true
+        default: return false
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Dispatch
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Number of online cores.
+public var availableCores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+/// Runs `body(i)` for i in 0..<count on up to `threads` threads, handing out indices dynamically
+/// so uneven work balances. Deterministic results are the caller's job (each i owns its output).
+public func parallelFor(_ count: Int, threads: Int, _ body: @Sendable (Int) -> Void) {
+    guard count > 0 else { return }
+    let workers = max(1, min(threads, count))
+    if workers == 1 {
+        for i in 0..<count { body(i) }
+        return
+    }
+    let next = AtomicCounter()
+    DispatchQueue.concurrentPerform(iterations: workers) { _ in
+        while true {
+            let i = next.increment()
+            if i >= count { break }
+            body(i)
+        }
+    }
+}
+
+/// A lock-protected counter (fetch-and-add), for handing out work.
+public final class AtomicCounter: @unchecked Sendable {
+    private var value = 0
+    private var lock = pthread_mutex_t()
+
+    public init(_ start: Int = 0) {
+        value = start
+        pthread_mutex_init(&lock, nil)
+    }
+
+    deinit { pthread_mutex_destroy(&lock) }
+
+    /// Returns the value before adding `by`.
+    public func increment(by: Int = 1) -> Int {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        let v = value
+        value += by
+        return v
+    }
+
+    public var current: Int {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return value
+    }
+}
+
+/// A mutex around a value, for results gathered from parallel workers.
+public final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private var lock = pthread_mutex_t()
+
+    public init(_ value: Value) {
+        self.value = value
+        pthread_mutex_init(&lock, nil)
+    }
+
+    deinit { pthread_mutex_destroy(&lock) }
+
+    public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return try body(&value)
+    }
+}
+
+/// Wraps a pointer (or other value) known to be used safely across threads, e.g. disjoint slices.
+public struct UnsafeSendable<T>: @unchecked Sendable {
+    public let value: T
+    public init(_ value: T) { self.value = value }
+}

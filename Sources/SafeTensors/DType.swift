@@ -1,0 +1,33 @@
+/// The element types a safetensors file may declare. Any other string is refused.
+public enum DType: String, Sendable, CaseIterable, Codable {
+    case bool = "BOOL"
+    case u8 = "U8"
+    case i8 = "I8"
+    case i16 = "I16"
+    case i32 = "I32"
+    case i64 = "I64"
+    case f16 = "F16"
+    case bf16 = "BF16"
+    case f32 = "F32"
+    case f64 = "F64"
+    case f8e4m3 = "F8_E4M3"
+    case f8e5m2 = "F8_E5M2"
+
+    /// Bytes per element.
+    public var size: Int {
+        switch self {
+        case .bool, .u8, .i8, .f8e4m3, .f8e5m2: return 1
+        case .i16, .f16, .bf16: return 2
+        case .i32, .f32: return 4
+        case .i64, .f64: return 8
+        }
+    }
+
+    /// Whether NaN and Inf can occur (and so are scanned for).
+    public var isFloatingPoint: Bool {
+        switch self {
+        case .f16, .bf16, .f32, .f64, .f8e4m3, .f8e5m2: return true
+        default: return false
+        }
+    }
+}

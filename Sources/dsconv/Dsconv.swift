@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct Dsconv: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dsconv",
+        abstract: "Verify, re-shard, quantize, compress and run DeepSeek-V2 / V2.5 checkpoints on a CPU host.",
+        discussion: "Exit codes: 0 ok · 1 verification found problems · 2 bad usage or bad input · 3 I/O failure.",
+        subcommands: [Inspect.self, Verify.self, Synth.self]
+    )
+}

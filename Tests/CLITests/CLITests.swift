@@ -1,0 +1,266 @@
+import Foundation
+import JSON
+import Testing
+
+/// Runs the built `dsconv` binary as a user would, checking exit codes, stdout JSON and stderr.
+enum CLI {
+    static let fixtures: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        url.deleteLastPathComponent()
+        url.deleteLastPathComponent()
+        return url.appendingPathComponent("Fixtures").path
+    }()
+
+    /// The dsconv executable next to the test bundle.
+    static let binary: String = {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("dsconv").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        return "dsconv"
+    }()
+
+    struct Result {
+        let code: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    static func run(_ args: [String]) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        // Output goes to files, not pipes: reading pipes through FileHandle traps on EINTR.
+        let base = NSTemporaryDirectory() + "dsconv-cli-out-\(UUID().uuidString)"
+        FileManager.default.createFile(atPath: base + ".out", contents: nil)
+        FileManager.default.createFile(atPath: base + ".err", contents: nil)
+        defer {
+            try? FileManager.default.removeItem(atPath: base + ".out")
+            try? FileManager.default.removeItem(atPath: base + ".err")
+        }
+        p.standardOutput = FileHandle(forWritingAtPath: base + ".out")
+        p.standardError = FileHandle(forWritingAtPath: base + ".err")
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        let o = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
+        let e = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
+        return Result(code: p.terminationStatus, stdout: o, stderr: e)
+    }
+
+    static func temporaryDirectory(_ tag: String = #function) -> String {
+        let safe = tag.filter { $0.isLetter || $0.isNumber }
+        let path = NSTemporaryDirectory() + "dsconv-cli-\(safe)-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// A small synthetic checkpoint (several shards) with the real tokenizer files.
+    static func smallCheckpoint(in dir: String) throws -> String {
+        let out = dir + "/model"
+        let r = try run(["synth", "--like", "deepseek-v2.5", "--layers", "2", "--hidden", "64", "--experts", "8",
+                         "--vocab", "256", "--max-shard-size", "60KB", "--tokenizer", fixtures + "/tiny-dsv2.5", "--out", out])
+        #expect(r.code == 0, "synth failed: \(r.stderr)")
+        return out
+    }
+}
+
+@Suite struct InspectVerifyCLITests {
+    @Test func inspectFixtureJSON() throws {
+        let r = try CLI.run(["inspect", CLI.fixtures + "/tiny-dsv2.5", "--json"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let j = try JSONParser.parse(r.stdout)
+        #expect(j["model_type"] == "deepseek_v2")
+        #expect(j["num_hidden_layers"] == 3)
+        #expect(j["tensors"] == 137)
+        #expect(j["parameters_total"] == 13_410_992)
+        #expect(j["dtypes"]?["BF16"] == 26_821_984)
+        #expect(j["shards"]?.arrayValue?.count == 6)
+        #expect(j["weight_bytes_per_gpu"]?["1"] == 26_821_984)
+        #expect((j["weight_bytes_per_gpu"]?["8"]?.integerValue ?? 0) < 26_821_984 / 4)
+    }
+
+    @Test func verifyFixtureJSON() throws {
+        let r = try CLI.run(["verify", CLI.fixtures + "/tiny-dsv2.5", "--json"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let j = try JSONParser.parse(r.stdout)
+        #expect(j["ok"] == true)
+        #expect(j["problems"]?.arrayValue?.isEmpty == true)
+        #expect(j["tensors_checked"] == 137)
+        #expect(j["bytes_scanned"] == 26_821_984)
+        // Piped: no progress bar escape codes.
+        #expect(!r.stderr.contains("\r"))
+    }
+
+    @Test func verifySynthAndNaN() throws {
+        let dir = CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try CLI.smallCheckpoint(in: dir)
+        let clean = try CLI.run(["verify", model, "--json"])
+        #expect(clean.code == 0, "\(clean.stderr)")
+        // Find a tensor and put a NaN in it.
+        let index = try JSONParser.parse(String(contentsOfFile: model + "/model.safetensors.index.json", encoding: .utf8))
+        let name = "model.layers.1.self_attn.kv_b_proj.weight"
+        let file = try #require(index["weight_map"]?[name]?.stringValue)
+        let path = model + "/" + file
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let n = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let header = try JSONParser.parse([UInt8](data[8..<(8 + n)]))
+        let begin = try #require(header[name]?["data_offsets"]?.arrayValue?[0].integerValue)
+        var bytes = [UInt8](data)
+        bytes[8 + n + Int(begin) + 1] = 0x7F
+        bytes[8 + n + Int(begin)] = 0xC1
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let bad = try CLI.run(["verify", model, "--json"])
+        #expect(bad.code == 1)
+        let j = try JSONParser.parse(bad.stdout)
+        #expect(j["ok"] == false)
+        let p = try #require(j["problems"]?.arrayValue?.first)
+        #expect(p["tensor"]?.stringValue == name)
+        #expect(p["kind"]?.stringValue == "non_finite")
+        #expect(p["file"]?.stringValue == file)
+        let human = try CLI.run(["verify", model])
+        #expect(human.code == 1)
+        #expect(human.stderr.contains(name))
+    }
+}
+
+/// Every bad input of the foundation issue: one clear line naming the file, exit code 2.
+@Suite struct BadInputCLITests {
+    /// Damages one shard of a fresh small checkpoint, runs verify, and checks the error.
+    func expectBadInput(_ mutate: (String, inout [UInt8], inout String) throws -> Void, mentions: String,
+                        sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let dir = CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try CLI.smallCheckpoint(in: dir)
+        let shard = model + "/model-00002-of-" + (try FileManager.default.contentsOfDirectory(atPath: model)
+            .first { $0.hasPrefix("model-00001-of-") }!.dropFirst("model-00001-of-".count))
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: shard)))
+        var index = try String(contentsOfFile: model + "/model.safetensors.index.json", encoding: .utf8)
+        try mutate(shard, &bytes, &index)
+        try Data(bytes).write(to: URL(fileURLWithPath: shard))
+        try index.write(toFile: model + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
+        for command in [["verify", model], ["inspect", model], ["verify", model, "--json"]] {
+            let r = try CLI.run(command)
+            #expect(r.code == 2, "\(command[0]): exit \(r.code), stderr: \(r.stderr)", sourceLocation: sourceLocation)
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "expected one line: \(r.stderr)", sourceLocation: sourceLocation)
+            #expect(r.stderr.hasPrefix("error: "), sourceLocation: sourceLocation)
+            #expect(r.stderr.contains(mentions), "\(r.stderr) should mention \(mentions)", sourceLocation: sourceLocation)
+            #expect(!r.stderr.contains("Fatal error"), sourceLocation: sourceLocation)
+        }
+    }
+
+    func headerLength(_ bytes: [UInt8]) -> Int { (0..<8).reduce(0) { $0 | Int(bytes[$1]) << (8 * $1) } }
+
+    func rewriteHeader(_ bytes: inout [UInt8], _ edit: (String) -> String) {
+        let n = headerLength(bytes)
+        var text = String(decoding: bytes[8..<(8 + n)], as: UTF8.self)
+        text = edit(text)
+        var h = Array(text.utf8)
+        while h.count < n { h.append(0x20) }
+        bytes.replaceSubrange(8..<(8 + n), with: h)
+        for i in 0..<8 { bytes[i] = UInt8(truncatingIfNeeded: h.count >> (8 * i)) }
+    }
+
+    @Test func truncatedShard() throws {
+        try expectBadInput({ _, b, _ in b.removeLast(100) }, mentions: "truncated")
+    }
+
+    @Test func headerLengthLargerThanFile() throws {
+        try expectBadInput({ _, b, _ in
+            let big = UInt64(b.count + 10)
+            for i in 0..<8 { b[i] = UInt8(truncatingIfNeeded: big >> (8 * UInt64(i))) }
+        }, mentions: "past the end")
+    }
+
+    @Test func overlappingOffsets() throws {
+        try expectBadInput({ _, b, _ in
+            rewriteHeader(&b) { text in
+                // Shift the second tensor's begin back by 2 bytes and keep it in bounds.
+                guard let j = try? JSONParser.parse(text), let o = j.objectValue else { return text }
+                let entries = o.pairs.filter { $0.key != "__metadata__" }
+                    .sorted { ($0.value["data_offsets"]?.arrayValue?[0].integerValue ?? 0) < ($1.value["data_offsets"]?.arrayValue?[0].integerValue ?? 0) }
+                let second = entries[1]
+                let b0 = second.value["data_offsets"]!.arrayValue![0].integerValue!
+                let e0 = second.value["data_offsets"]!.arrayValue![1].integerValue!
+                return text.replacingOccurrences(of: "\"data_offsets\":[\(b0),\(e0)]", with: "\"data_offsets\":[\(b0 - 2),\(e0 - 2)]")
+            }
+        }, mentions: "overlap")
+    }
+
+    @Test func gappedOffsets() throws {
+        try expectBadInput({ _, b, _ in
+            rewriteHeader(&b) { text in
+                guard let j = try? JSONParser.parse(text), let o = j.objectValue else { return text }
+                let first = o.pairs.first { $0.value["data_offsets"]?.arrayValue?[0] == 0 }!
+                let e0 = first.value["data_offsets"]!.arrayValue![1].integerValue!
+                // First tensor starts 2 bytes late (same length): a hole at 0 and an overlap later; the hole is found first.
+                return text.replacingOccurrences(of: "\"data_offsets\":[0,\(e0)]", with: "\"data_offsets\":[2,\(e0 + 2)]")
+            }
+        }, mentions: "hole")
+    }
+
+    @Test func headerNotJSON() throws {
+        try expectBadInput({ _, b, _ in b[8] = UInt8(ascii: "x") }, mentions: "not valid JSON")
+    }
+
+    @Test func unknownDType() throws {
+        try expectBadInput({ _, b, _ in rewriteHeader(&b) { $0.replacingOccurrences(of: "\"BF16\"", with: "\"BF17\"") } }, mentions: "unknown dtype \"BF17\"")
+    }
+
+    @Test func shapeByteCountOverflows() throws {
+        try expectBadInput({ _, b, _ in
+            rewriteHeader(&b) { text in
+                guard let r = text.range(of: "\"shape\":[") else { return text }
+                let end = text[r.upperBound...].firstIndex(of: "]")!
+                let old = String(text[r.upperBound..<end])
+                _ = old
+                var t = text
+                t.replaceSubrange(r.upperBound..<end, with: "99999999999,99999999999")
+                return t
+            }
+        }, mentions: "overflows")
+    }
+
+    @Test func indexNamesMissingFile() throws {
+        try expectBadInput({ _, _, index in
+            index = index.replacingOccurrences(of: "\"model.norm.weight\": \"model-", with: "\"model.norm.weight\": \"gone-model-")
+        }, mentions: "does not exist")
+    }
+
+    @Test func indexEntryInAnotherFile() throws {
+        try expectBadInput({ _, _, index in
+            let j = try JSONParser.parse(index)
+            let file = j["weight_map"]!["model.norm.weight"]!.stringValue!
+            let other = j["weight_map"]!["model.embed_tokens.weight"]!.stringValue!
+            index = index.replacingOccurrences(of: "\"model.norm.weight\": \"\(file)\"", with: "\"model.norm.weight\": \"\(other)\"")
+        }, mentions: "but lives in")
+    }
+
+    @Test func configMissingRequiredField() throws {
+        let dir = CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try CLI.smallCheckpoint(in: dir)
+        var text = try String(contentsOfFile: model + "/config.json", encoding: .utf8)
+        text = text.split(separator: "\n").filter { !$0.contains("\"num_attention_heads\"") }.joined(separator: "\n")
+        try text.write(toFile: model + "/config.json", atomically: true, encoding: .utf8)
+        let r = try CLI.run(["verify", model])
+        #expect(r.code == 2)
+        #expect(r.stderr.contains("config.json") && r.stderr.contains("num_attention_heads"), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test func synthRefusesExistingOutput() throws {
+        let dir = CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try CLI.smallCheckpoint(in: dir)
+        let r = try CLI.run(["synth", "--like", "deepseek-v2.5", "--layers", "1", "--hidden", "64", "--experts", "8", "--vocab", "256", "--out", model])
+        #expect(r.code == 2)
+        #expect(r.stderr.contains("already exists"))
+        let missing = try CLI.run(["verify", dir + "/nope"])
+        #expect(missing.code == 2)
+    }
+}
