@@ -184,7 +184,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         if let scaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling) {
             ropeScaling = scaling
             ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000
-        } else if let params = try? c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters) {
+        } else if let params = try? c.decodeIfPresent(RopeParametersKey.self, forKey: .ropeParameters) {
             // transformers ≥ 5 layout: rope_theta inside rope_parameters.
             let topLevelTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
             ropeTheta = params.ropeTheta ?? topLevelTheta ?? 10000
@@ -330,7 +330,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 }
 
 /// transformers ≥ 5 writes `rope_parameters` (rope_theta inside) instead of `rope_scaling`.
-struct RopeParameters: Decodable {
+struct RopeParametersKey: Decodable {
     var ropeTheta: Double?
     var scaling: RopeScaling?
 

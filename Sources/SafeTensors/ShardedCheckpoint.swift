@@ -11,6 +11,11 @@ public struct TensorLocation: Sendable {
     public let file: SafeTensorsFile
     public let info: TensorInfo
     public var data: UnsafeRawBufferPointer { file.data(info) }
+
+    public init(file: SafeTensorsFile, info: TensorInfo) {
+        self.file = file
+        self.info = info
+    }
 }
 
 /// The safetensors side of a checkpoint directory: `model.safetensors.index.json` when present

@@ -36,3 +36,13 @@ void dsk_sha256_update(dsk_sha256_ctx *ctx, const void *data, size_t n);
 void dsk_sha256_final(dsk_sha256_ctx *ctx, uint8_t out[32]);
 
 #endif
+
+/* Y[m, n - n0] (row stride ldy) = sum_k X[m, k] * W[n, k] for m < M, n0 <= n < n1, with W bf16
+ * row-major [N, K] (row stride K) and X f32 row-major (row stride ldx). Each dot product is
+ * summed in 16 independent lanes then reduced in a fixed order, so results do not depend on
+ * how the caller splits n across threads. */
+void dsk_matmul_xwT_bf16(const float *X, size_t M, size_t ldx, const uint16_t *W, size_t K,
+                         size_t n0, size_t n1, float *Y, size_t ldy);
+/* The same for f32 W. */
+void dsk_matmul_xwT_f32(const float *X, size_t M, size_t ldx, const float *W, size_t K,
+                        size_t n0, size_t n1, float *Y, size_t ldy);

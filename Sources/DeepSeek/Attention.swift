@@ -1,0 +1,187 @@
+import Foundation
+import Kernels
+
+/// How attention reads the latent cache.
+public enum AttentionPath: Sendable {
+    /// Per-head K and V rebuilt from the latents through kv_b (the training-time form).
+    case naive
+    /// kv_b folded into the query (k side) and the output (v side); attention runs in latent space.
+    case absorbed
+    /// Naive for prefill, absorbed for single-token decode.
+    case auto
+}
+
+/// Multi-head Latent Attention of one layer.
+struct MLA {
+    let config: ModelConfig
+    let layer: Int
+    let rope: RopeParameters
+    let threads: Int
+
+    var heads: Int { config.numAttentionHeads }
+    var nope: Int { config.qkNopeHeadDim }
+    var ropeDim: Int { config.qkRopeHeadDim }
+    var qDim: Int { config.qHeadDim }
+    var vDim: Int { config.vHeadDim }
+    var rank: Int { config.kvLoraRank }
+
+    /// x: normalized hidden states [T, hidden] at positions start..<start+T. Appends this
+    /// layer's latents to the cache and returns o_proj's output [T, hidden].
+    func forward(_ x: Matrix, start: Int, cache: KVCache, weights: WeightSource, path: AttentionPath) throws -> Matrix {
+        let t = x.rows
+        // q = q_b(RMSNorm(q_a(x))) or q_proj(x): [T, heads·(nope+rope)].
+        var q: Matrix
+        if config.qLoraRank != nil {
+            let qa = Linear.apply(x, try weights.matrix(.qA(layer: layer)), threads: threads)
+            let qn = Ops.rmsNorm(qa, weight: try weights.vector(.qANorm(layer: layer)), eps: 1e-6)
+            q = Linear.apply(qn, try weights.matrix(.qB(layer: layer)), threads: threads)
+        } else {
+            q = Linear.apply(x, try weights.matrix(.q(layer: layer)), threads: threads)
+        }
+        // kv_a(x) = [c_kv | k_pe]: [T, rank + rope].
+        let kva = Linear.apply(x, try weights.matrix(.kvA(layer: layer)), threads: threads)
+        let ckv = Ops.rmsNorm(kva.columns(0, rank), weight: try weights.vector(.kvANorm(layer: layer)), eps: 1e-6)
+        var kpe = kva.columns(rank, ropeDim)
+        // Rope on q_pe (per head) and k_pe (shared).
+        for i in 0..<t {
+            let (c, s) = rope.cosSin(position: start + i)
+            q.data.withUnsafeMutableBufferPointer { qb in
+                for h in 0..<heads { RopeParameters.rotate(qb.baseAddress! + i * heads * qDim + h * qDim + nope, cos: c, sin: s) }
+            }
+            kpe.data.withUnsafeMutableBufferPointer { kb in RopeParameters.rotate(kb.baseAddress! + i * ropeDim, cos: c, sin: s) }
+        }
+        // Cache rows: [c_kv | k_pe].
+        var rows = [Float](repeating: 0, count: t * (rank + ropeDim))
+        for i in 0..<t {
+            for c in 0..<rank { rows[i * (rank + ropeDim) + c] = ckv[i, c] }
+            for c in 0..<ropeDim { rows[i * (rank + ropeDim) + rank + c] = kpe[i, c] }
+        }
+        cache.append(layer: layer, rows: rows)
+        let kvb = try weights.matrix(.kvB(layer: layer))
+        let useAbsorbed: Bool
+        switch path {
+        case .naive: useAbsorbed = false
+        case .absorbed: useAbsorbed = true
+        case .auto: useAbsorbed = t == 1 && start > 0
+        }
+        let attn = useAbsorbed
+            ? absorbed(q: q, start: start, latents: cache.storage[layer], kvb: kvb)
+            : naive(q: q, start: start, latents: cache.storage[layer], kvb: kvb)
+        return Linear.apply(attn, try weights.matrix(.o(layer: layer)), threads: threads)
+    }
+
+    /// Full per-head K/V from the latents: k_nope, v = split(kv_b(c_kv)). Returns [T, heads·v].
+    func naive(q: Matrix, start: Int, latents: [Float], kvb: WeightMatrix) -> Matrix {
+        let t = q.rows
+        let s = start + t
+        let w = rank + ropeDim
+        let latent = Matrix(rows: s, cols: w, data: latents).columns(0, rank)
+        let kv = Linear.apply(latent, kvb, threads: threads)  // [S, heads·(nope+v)]
+        var out = Matrix(rows: t, cols: heads * vDim)
+        let scale = rope.softmaxScale
+        let qd = qDim, nope = nope, ropeDim = ropeDim, vDim = vDim, heads = heads, rank = rank
+        let qp = UnsafeSendable(q), kvp = UnsafeSendable(kv)
+        let lat = UnsafeSendable(latents)
+        let results = Locked([Int: [Float]]())
+        parallelFor(heads, threads: threads) { h in
+            let q = qp.value, kv = kvp.value
+            // Q_h [T, qd], K_h [S, qd] = [k_nope_h | k_pe], V_h [S, v].
+            var qh = [Float](repeating: 0, count: t * qd)
+            var kh = [Float](repeating: 0, count: s * qd)
+            var vh = [Float](repeating: 0, count: s * vDim)
+            for i in 0..<t { for d in 0..<qd { qh[i * qd + d] = q.data[i * heads * qd + h * qd + d] } }
+            let kvw = heads * (nope + vDim)
+            for j in 0..<s {
+                for d in 0..<nope { kh[j * qd + d] = kv.data[j * kvw + h * (nope + vDim) + d] }
+                for d in 0..<ropeDim { kh[j * qd + nope + d] = lat.value[j * w + rank + d] }
+                for d in 0..<vDim { vh[j * vDim + d] = kv.data[j * kvw + h * (nope + vDim) + nope + d] }
+            }
+            var scores = [Float](repeating: 0, count: t * s)
+            for i in 0..<t {
+                for j in 0..<s {
+                    var dot: Float = 0
+                    for d in 0..<qd { dot += qh[i * qd + d] * kh[j * qd + d] }
+                    scores[i * s + j] = dot * scale
+                }
+            }
+            var o = [Float](repeating: 0, count: t * vDim)
+            scores.withUnsafeMutableBufferPointer { sb in
+                for i in 0..<t {
+                    let visible = start + i + 1  // causal
+                    Ops.softmax(sb.baseAddress! + i * s, visible)
+                    for j in 0..<visible {
+                        let p = sb[i * s + j]
+                        for d in 0..<vDim { o[i * vDim + d] += p * vh[j * vDim + d] }
+                    }
+                }
+            }
+            results.withLock { $0[h] = o }
+        }
+        results.withLock { r in
+            for h in 0..<heads {
+                let o = r[h]!
+                for i in 0..<t { for d in 0..<vDim { out.data[i * heads * vDim + h * vDim + d] = o[i * vDim + d] } }
+            }
+        }
+        return out
+    }
+
+    /// Attention in latent space: q̃_h = W_kb,hᵀ q_nope,h; score = q̃_h·c_kv + q_pe,h·k_pe;
+    /// o_h = W_vb,h (Σ p · c_kv). Returns [T, heads·v].
+    func absorbed(q: Matrix, start: Int, latents: [Float], kvb: WeightMatrix) -> Matrix {
+        let t = q.rows
+        let s = start + t
+        let w = rank + ropeDim
+        let wkv = kvb.toF32()  // [heads·(nope+v), rank]
+        var out = Matrix(rows: t, cols: heads * vDim)
+        let scale = rope.softmaxScale
+        let qd = qDim, nope = nope, ropeDim = ropeDim, vDim = vDim, heads = heads, rank = rank
+        let qp = UnsafeSendable(q), lat = UnsafeSendable(latents), wp = UnsafeSendable(wkv)
+        let results = Locked([Int: [Float]]())
+        parallelFor(heads, threads: threads) { h in
+            let q = qp.value, latents = lat.value, wkv = wp.value
+            let kRows = h * (nope + vDim)  // k_nope rows of head h in kv_b
+            let vRows = kRows + nope
+            var o = [Float](repeating: 0, count: t * vDim)
+            var qt = [Float](repeating: 0, count: rank)
+            var scores = [Float](repeating: 0, count: s)
+            var latentOut = [Float](repeating: 0, count: rank)
+            for i in 0..<t {
+                let qrow = i * heads * qd + h * qd
+                for c in 0..<rank { qt[c] = 0 }
+                for d in 0..<nope {
+                    let qv = q.data[qrow + d]
+                    let wrow = (kRows + d) * rank
+                    for c in 0..<rank { qt[c] += qv * wkv[wrow + c] }
+                }
+                let visible = start + i + 1
+                for j in 0..<visible {
+                    var dot: Float = 0
+                    for c in 0..<rank { dot += qt[c] * latents[j * w + c] }
+                    for d in 0..<ropeDim { dot += q.data[qrow + nope + d] * latents[j * w + rank + d] }
+                    scores[j] = dot * scale
+                }
+                scores.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, visible) }
+                for c in 0..<rank { latentOut[c] = 0 }
+                for j in 0..<visible {
+                    let p = scores[j]
+                    for c in 0..<rank { latentOut[c] += p * latents[j * w + c] }
+                }
+                for e in 0..<vDim {
+                    var acc: Float = 0
+                    let wrow = (vRows + e) * rank
+                    for c in 0..<rank { acc += wkv[wrow + c] * latentOut[c] }
+                    o[i * vDim + e] = acc
+                }
+            }
+            results.withLock { $0[h] = o }
+        }
+        results.withLock { r in
+            for h in 0..<heads {
+                let o = r[h]!
+                for i in 0..<t { for d in 0..<vDim { out.data[i * heads * vDim + h * vDim + d] = o[i * vDim + d] } }
+            }
+        }
+        return out
+    }
+}

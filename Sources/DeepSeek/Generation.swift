@@ -1,0 +1,92 @@
+import Foundation
+import Kernels
+
+/// How the next token is picked.
+public enum Sampling: Sendable, Equatable {
+    case greedy
+    /// Temperature, nucleus mass, seed.
+    case random(temperature: Float, topP: Float, seed: UInt64)
+}
+
+/// What a generation produced, with timings.
+public struct GenerationResult: Sendable {
+    public var tokens: [Int]
+    public var stoppedAtEOS: Bool
+    /// Logits at the last prompt position (before any generated token).
+    public var promptLastLogits: [Float]
+    public var prefillSeconds: Double
+    public var decodeSeconds: Double
+}
+
+/// Prefill then token-by-token decode with the latent KV cache.
+public final class Generator {
+    public let model: Transformer
+
+    public init(model: Transformer) { self.model = model }
+
+    public func generate(prompt: [Int], maxNewTokens: Int, sampling: Sampling, stopAtEOS: Bool = true,
+                         eos: Set<Int>? = nil) throws -> GenerationResult {
+        let cache = KVCache(config: model.config)
+        let stops = eos ?? Set([model.config.eosTokenId].compactMap { $0 })
+        var rng = SplitMix(seed: { if case .random(_, _, let s) = sampling { return s }; return 0 }())
+        let t0 = Date()
+        var logits = try model.forward(prompt, cache: cache).data
+        let promptLogits = logits
+        let prefill = Date().timeIntervalSince(t0)
+        var out: [Int] = []
+        var stopped = false
+        let t1 = Date()
+        while out.count < maxNewTokens {
+            let next = pick(logits, sampling, &rng)
+            out.append(next)
+            if stopAtEOS && stops.contains(next) { stopped = true; break }
+            if out.count == maxNewTokens { break }
+            logits = try model.forward([next], cache: cache).data
+        }
+        return GenerationResult(tokens: out, stoppedAtEOS: stopped, promptLastLogits: promptLogits,
+                                prefillSeconds: prefill, decodeSeconds: Date().timeIntervalSince(t1))
+    }
+
+    func pick(_ logits: [Float], _ sampling: Sampling, _ rng: inout SplitMix) -> Int {
+        switch sampling {
+        case .greedy:
+            var best = 0
+            for i in 1..<logits.count where logits[i] > logits[best] { best = i }
+            return best
+        case .random(let temperature, let topP, _):
+            guard temperature > 0 else { return pick(logits, .greedy, &rng) }
+            let m = logits.max() ?? 0
+            var probs = logits.map { expf(($0 - m) / temperature) }
+            let sum = probs.reduce(0, +)
+            probs = probs.map { $0 / sum }
+            let order = probs.indices.sorted { probs[$0] > probs[$1] }
+            var kept: [Int] = []
+            var mass: Float = 0
+            for i in order {
+                kept.append(i)
+                mass += probs[i]
+                if mass >= topP { break }
+            }
+            var u = Float(rng.nextDouble()) * mass
+            for i in kept {
+                u -= probs[i]
+                if u <= 0 { return i }
+            }
+            return kept.last ?? order[0]
+        }
+    }
+}
+
+/// A small deterministic PRNG for sampling.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextDouble() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}

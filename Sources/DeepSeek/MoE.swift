@@ -1,0 +1,94 @@
+import Foundation
+import Kernels
+
+/// The router's decision for each token: experts (by descending weight) and their weights.
+public struct Routing: Sendable {
+    public var experts: [[Int]]
+    public var weights: [[Float]]
+}
+
+/// The softmax router of a MoE layer, in f32 as the original computes it.
+struct Router {
+    let config: ModelConfig
+
+    /// logits [T, E] → top-k experts per token.
+    func route(_ logits: Matrix) -> Routing {
+        let e = logits.cols
+        let k = config.numExpertsPerTok ?? 1
+        var experts: [[Int]] = []
+        var weights: [[Float]] = []
+        var scores = [Float](repeating: 0, count: e)
+        for t in 0..<logits.rows {
+            for i in 0..<e { scores[i] = logits[t, i] }
+            scores.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, e) }
+            var candidates = scores
+            if config.topkMethod == .groupLimitedGreedy, let g = config.nGroup, let tg = config.topkGroup, g > 1 {
+                // Group score = the group's best expert; keep the topk_group best groups, zero the rest.
+                let size = e / g
+                let groupScores = (0..<g).map { gi in scores[(gi * size)..<((gi + 1) * size)].max() ?? 0 }
+                let kept = Set(topK(groupScores, tg))
+                for gi in 0..<g where !kept.contains(gi) {
+                    for i in (gi * size)..<((gi + 1) * size) { candidates[i] = 0 }
+                }
+            }
+            let chosen = topK(candidates, k)
+            var w = chosen.map { scores[$0] }
+            if k > 1 && config.normTopkProb {
+                let denominator = w.reduce(0, +) + 1e-20
+                w = w.map { $0 / denominator }
+            } else {
+                w = w.map { $0 * Float(config.routedScalingFactor) }
+            }
+            experts.append(chosen)
+            weights.append(w)
+        }
+        return Routing(experts: experts, weights: weights)
+    }
+
+    /// Indices of the k largest values, largest first; ties go to the lower index.
+    func topK(_ v: [Float], _ k: Int) -> [Int] {
+        Array(v.indices.sorted { v[$0] != v[$1] ? v[$0] > v[$1] : $0 < $1 }.prefix(k))
+    }
+}
+
+/// MLP: down(silu(gate(x)) · up(x)).
+func mlp(_ x: Matrix, gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix, threads: Int) -> Matrix {
+    let g = Linear.apply(x, gate, threads: threads)
+    let u = Linear.apply(x, up, threads: threads)
+    return Linear.apply(Ops.siluMul(g, u), down, threads: threads)
+}
+
+/// A MoE layer: Σ wᵢ·expertᵢ(x) over the routed experts, plus the shared experts.
+struct MoELayer {
+    let config: ModelConfig
+    let layer: Int
+    let threads: Int
+
+    /// Returns (output [T, hidden], router logits [T, E], routing).
+    func forward(_ x: Matrix, weights: WeightSource) throws -> (Matrix, Matrix, Routing) {
+        let logits = Linear.apply(x, try weights.matrix(.router(layer: layer)), threads: threads)
+        let routing = Router(config: config).route(logits)
+        var out = Matrix(rows: x.rows, cols: x.cols)
+        // Gather → GEMM → weighted scatter, expert by expert (a fixed order: deterministic sums).
+        var tokensOf: [Int: [(token: Int, weight: Float)]] = [:]
+        for t in 0..<x.rows {
+            for (e, w) in zip(routing.experts[t], routing.weights[t]) { tokensOf[e, default: []].append((t, w)) }
+        }
+        for e in tokensOf.keys.sorted() {
+            let list = tokensOf[e]!
+            let xe = x.gatherRows(list.map(\.token))
+            let y = mlp(xe, gate: try weights.matrix(.routedExpert(layer: layer, expert: e, .gate)),
+                        up: try weights.matrix(.routedExpert(layer: layer, expert: e, .up)),
+                        down: try weights.matrix(.routedExpert(layer: layer, expert: e, .down)), threads: threads)
+            for (i, (t, w)) in list.enumerated() {
+                for c in 0..<x.cols { out.data[t * x.cols + c] += w * y.data[i * x.cols + c] }
+            }
+        }
+        if config.sharedExpertWidth > 0 {
+            out += mlp(x, gate: try weights.matrix(.sharedExpert(layer: layer, .gate)),
+                       up: try weights.matrix(.sharedExpert(layer: layer, .up)),
+                       down: try weights.matrix(.sharedExpert(layer: layer, .down)), threads: threads)
+        }
+        return (out, logits, routing)
+    }
+}

@@ -1,0 +1,173 @@
+import CKernels
+import COpenBLAS
+
+/// Element types a weight may arrive in.
+public enum WeightFormat: Sendable { case bf16, f16, f32 }
+
+/// A weight matrix [outFeatures, inFeatures] as it lies in the checkpoint (usually an mmap slice).
+/// `owner` keeps the mapping alive.
+public struct WeightMatrix: @unchecked Sendable {
+    public let bytes: UnsafeRawBufferPointer
+    public let format: WeightFormat
+    public let rows: Int
+    public let cols: Int
+    public let owner: AnyObject?
+
+    public init(bytes: UnsafeRawBufferPointer, format: WeightFormat, rows: Int, cols: Int, owner: AnyObject?) {
+        self.bytes = bytes
+        self.format = format
+        self.rows = rows
+        self.cols = cols
+        self.owner = owner
+    }
+
+    /// Rows [from, from+count) as a weight of its own (a view, no copy).
+    public func rowSlice(_ from: Int, _ count: Int) -> WeightMatrix {
+        let size = format == .f32 ? 4 : 2
+        let b = UnsafeRawBufferPointer(rebasing: bytes[(from * cols * size)..<((from + count) * cols * size)])
+        return WeightMatrix(bytes: b, format: format, rows: count, cols: cols, owner: owner)
+    }
+
+    /// The whole matrix in f32.
+    public func toF32() -> [Float] {
+        var out = [Float](repeating: 0, count: rows * cols)
+        out.withUnsafeMutableBufferPointer { convert(into: $0.baseAddress!) }
+        return out
+    }
+
+    func convert(into dst: UnsafeMutablePointer<Float>) {
+        let n = rows * cols
+        switch format {
+        case .bf16: Conversion.bf16ToF32(bytes, dst, count: n)
+        case .f16: Conversion.f16ToF32(bytes, dst, count: n)
+        case .f32: dst.update(from: bytes.baseAddress!.assumingMemoryBound(to: Float.self), count: n)
+        }
+    }
+
+    /// A 1-D weight (norm) as f32.
+    public var vector: [Float] { toF32() }
+}
+
+/// y = x · Wᵀ, the linear layer. Few rows (decode, small expert batches) run a bf16 kernel that
+/// reads the weight once, threaded over output features; many rows convert the weight to f32 and
+/// call OpenBLAS sgemm.
+public enum Linear {
+    /// Row count from which converting the weight and calling sgemm beats the direct kernel.
+    public static let gemmThreshold = 12
+
+    public static func apply(_ x: Matrix, _ w: WeightMatrix, threads: Int) -> Matrix {
+        precondition(x.cols == w.cols, "linear: input has \(x.cols) features, weight expects \(w.cols)")
+        var y = Matrix(rows: x.rows, cols: w.rows)
+        guard x.rows > 0 else { return y }
+        if x.rows >= gemmThreshold || w.format == .f16 {
+            var wf = [Float](repeating: 0, count: w.rows * w.cols)
+            wf.withUnsafeMutableBufferPointer { buf in
+                let base = UnsafeSendable(buf.baseAddress!)
+                let chunk = max(1, w.rows / max(1, threads * 4))
+                let pieces = (w.rows + chunk - 1) / chunk
+                parallelFor(pieces, threads: threads) { p in
+                    let r0 = p * chunk, r1 = min(w.rows, r0 + chunk)
+                    w.rowSlice(r0, r1 - r0).convert(into: base.value + r0 * w.cols)
+                }
+            }
+            sgemmXWT(x, wf, w.rows, &y)
+            return y
+        }
+        let n = w.rows
+        let chunk = max(16, (n + threads * 8 - 1) / (threads * 8))
+        let pieces = (n + chunk - 1) / chunk
+        x.data.withUnsafeBufferPointer { xb in
+            y.data.withUnsafeMutableBufferPointer { yb in
+                let xp = UnsafeSendable(xb.baseAddress!)
+                let yp = UnsafeSendable(yb.baseAddress!)
+                parallelFor(pieces, threads: threads) { p in
+                    let n0 = p * chunk, n1 = min(n, n0 + chunk)
+                    switch w.format {
+                    case .bf16:
+                        dsk_matmul_xwT_bf16(xp.value, x.rows, x.cols, w.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self),
+                                            w.cols, n0, n1, yp.value + n0, n)
+                    default:
+                        dsk_matmul_xwT_f32(xp.value, x.rows, x.cols, w.bytes.baseAddress!.assumingMemoryBound(to: Float.self),
+                                           w.cols, n0, n1, yp.value + n0, n)
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// y = x · Wᵀ with f32 W [n, x.cols] through sgemm.
+    public static func sgemmXWT(_ x: Matrix, _ w: [Float], _ n: Int, _ y: inout Matrix) {
+        x.data.withUnsafeBufferPointer { xb in
+            w.withUnsafeBufferPointer { wb in
+                y.data.withUnsafeMutableBufferPointer { yb in
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(x.rows), Int32(n), Int32(x.cols),
+                                1, xb.baseAddress, Int32(x.cols), wb.baseAddress, Int32(x.cols), 0, yb.baseAddress, Int32(n))
+                }
+            }
+        }
+    }
+
+    /// C = A · Bᵀ (A [m, k], B [n, k], C [m, n]) for raw pointers with leading dimensions.
+    public static func sgemmABT(_ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                                _ c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int, k: Int, alpha: Float = 1) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+    }
+
+    /// C = A · B (A [m, k], B [k, n], C [m, n]).
+    public static func sgemmAB(_ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                               _ c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int, k: Int) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+    }
+
+    public static func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+}
+
+/// Row-wise operations of the forward pass.
+public enum Ops {
+    /// x ← x / sqrt(mean(x²) + eps) · weight, per row (RMSNorm, computed in f32 as the reference does).
+    public static func rmsNorm(_ x: Matrix, weight: [Float], eps: Float) -> Matrix {
+        precondition(weight.count == x.cols)
+        var y = Matrix(rows: x.rows, cols: x.cols)
+        x.data.withUnsafeBufferPointer { xb in
+            y.data.withUnsafeMutableBufferPointer { yb in
+                for r in 0..<x.rows {
+                    let row = xb.baseAddress! + r * x.cols
+                    var ss: Float = 0
+                    for c in 0..<x.cols { ss += row[c] * row[c] }
+                    let inv = 1 / (ss / Float(x.cols) + eps).squareRoot()
+                    for c in 0..<x.cols { yb[r * x.cols + c] = weight[c] * (row[c] * inv) }
+                }
+            }
+        }
+        return y
+    }
+
+    /// In-place softmax over `count` values.
+    public static func softmax(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        var m = -Float.infinity
+        for i in 0..<count { m = max(m, p[i]) }
+        var s: Float = 0
+        for i in 0..<count {
+            let e = expf(p[i] - m)
+            p[i] = e
+            s += e
+        }
+        let inv = 1 / s
+        for i in 0..<count { p[i] *= inv }
+    }
+
+    /// silu(gate) · up, elementwise.
+    public static func siluMul(_ gate: Matrix, _ up: Matrix) -> Matrix {
+        var y = Matrix(rows: gate.rows, cols: gate.cols)
+        for i in 0..<y.data.count {
+            let g = gate.data[i]
+            y.data[i] = g / (1 + expf(-g)) * up.data[i]
+        }
+        return y
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,61 @@
+/// A row-major f32 matrix [rows, cols], the activation type of the forward pass.
+public struct Matrix: Sendable {
+    public let rows: Int
+    public let cols: Int
+    public var data: [Float]
+
+    public init(rows: Int, cols: Int) {
+        self.rows = rows
+        self.cols = cols
+        data = [Float](repeating: 0, count: rows * cols)
+    }
+
+    public init(rows: Int, cols: Int, data: [Float]) {
+        precondition(data.count == rows * cols)
+        self.rows = rows
+        self.cols = cols
+        self.data = data
+    }
+
+    public subscript(r: Int, c: Int) -> Float {
+        get { data[r * cols + c] }
+        set { data[r * cols + c] = newValue }
+    }
+
+    public func row(_ r: Int) -> ArraySlice<Float> { data[(r * cols)..<((r + 1) * cols)] }
+
+    /// Columns [from, from + count) of every row, as a new matrix.
+    public func columns(_ from: Int, _ count: Int) -> Matrix {
+        var out = Matrix(rows: rows, cols: count)
+        data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                for r in 0..<rows {
+                    for c in 0..<count { dst[r * count + c] = src[r * cols + from + c] }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Rows picked by index, as a new matrix.
+    public func gatherRows(_ indices: [Int]) -> Matrix {
+        var out = Matrix(rows: indices.count, cols: cols)
+        data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                for (i, r) in indices.enumerated() {
+                    for c in 0..<cols { dst[i * cols + c] = src[r * cols + c] }
+                }
+            }
+        }
+        return out
+    }
+
+    public static func += (lhs: inout Matrix, rhs: Matrix) {
+        precondition(lhs.rows == rhs.rows && lhs.cols == rhs.cols)
+        lhs.data.withUnsafeMutableBufferPointer { a in
+            rhs.data.withUnsafeBufferPointer { b in
+                for i in 0..<a.count { a[i] += b[i] }
+            }
+        }
+    }
+}

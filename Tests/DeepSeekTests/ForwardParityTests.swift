@@ -1,0 +1,104 @@
+import Foundation
+import JSON
+import Kernels
+import SafeTensors
+import Testing
+
+@testable import DeepSeek
+
+/// Records activations and routing of one forward pass.
+final class Recorder: ForwardObserver {
+    var activations: [String: Matrix] = [:]
+    var routing: [Int: Routing] = [:]
+    func record(_ name: String, _ value: Matrix) { activations[name] = value }
+    func routed(layer: Int, _ r: Routing) { routing[layer] = r }
+}
+
+/// ‖a − b‖ / ‖b‖.
+func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
+    precondition(a.count == b.count)
+    var num = 0.0, den = 0.0
+    for i in 0..<a.count {
+        let d = Double(a[i]) - Double(b[i])
+        num += d * d
+        den += Double(b[i]) * Double(b[i])
+    }
+    return (num / max(den, 1e-30)).squareRoot()
+}
+
+func floats(_ loc: TensorLocation) -> [Float] {
+    (0..<(loc.info.byteCount / 4)).map { loc.data.load(fromByteOffset: $0 * 4, as: Float.self) }
+}
+
+/// The transformers reference (fixtures README): fp32 compute from the BF16 weights.
+enum Reference {
+    static let json: JSONValue = {
+        let bytes = (try? readWholeFile(Fixtures.tiny + "/reference.json")) ?? []
+        return (try? JSONParser.parse(bytes)) ?? .null
+    }()
+    static var prompts: [JSONValue] { json["prompts"]?.arrayValue ?? [] }
+    static func ids(_ v: JSONValue?) -> [Int] { v?.arrayValue?.compactMap { $0.integerValue.map(Int.init) } ?? [] }
+}
+
+@Suite(.serialized) struct ForwardParityTests {
+    static let checkpoint = try! Checkpoint(directory: Fixtures.tiny)
+    let model = Transformer(checkpoint: ForwardParityTests.checkpoint, threads: 2)
+
+    @Test func ropeConstantsMatchReference() throws {
+        let derived = try #require(Reference.json["derived"])
+        let rope = RopeParameters(config: Self.checkpoint.config)
+        let expected = derived["rope_inv_freq"]!.arrayValue!.map { Float($0.doubleValue!) }
+        for (a, b) in zip(rope.invFreq, expected) { #expect(abs(a - b) <= 1e-7 * max(1, abs(b)), "inv_freq \(a) vs \(b)") }
+        #expect(abs(Double(rope.softmaxScale) - derived["softmax_scale"]!.doubleValue!) < 1e-6)
+        #expect(abs(Double(rope.cosSinScale) - derived["rope_cos_sin_scale"]!.doubleValue!) < 1e-7)
+    }
+
+    @Test(arguments: 0..<8) func lastLogitsAndRouting(prompt index: Int) throws {
+        let prompt = Reference.prompts[index]
+        let ids = Reference.ids(prompt["input_ids"])
+        let recorder = Recorder()
+        let logits = try model.forward(ids, cache: KVCache(config: model.config), observer: recorder)
+        let refFile = try SafeTensorsFile(path: Fixtures.tiny + "/reference-logits.safetensors")
+        let ref = floats(TensorLocation(file: refFile, info: try #require(refFile.info("prompt_\(index)"))))
+        let err = relativeL2(logits.data, ref)
+        #expect(err <= 1e-4, "prompt \(index): last-position logits relative L2 \(err)")
+        // Router choices: the same expert set for every token and MoE layer.
+        for (layerKey, r) in try #require(prompt["router"]?.objectValue).pairs {
+            let layer = Int(layerKey)!
+            let expected = r["expert_ids"]!.arrayValue!.map { Set(Reference.ids($0)) }
+            let got = try #require(recorder.routing[layer]).experts.map(Set.init)
+            #expect(got.count == expected.count)
+            for (t, (g, e)) in zip(got, expected).enumerated() {
+                #expect(g == e, "prompt \(index) layer \(layer) token \(t): experts \(g.sorted()) vs \(e.sorted())")
+            }
+            let expectedW = r["weights"]!.arrayValue!.map { $0.arrayValue!.map { Float($0.doubleValue!) } }
+            for (t, w) in recorder.routing[layer]!.weights.enumerated() {
+                for (a, b) in zip(w, expectedW[t]) { #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "weight \(a) vs \(b)") }
+            }
+        }
+    }
+
+    @Test func prompt0Activations() throws {
+        let ids = Reference.ids(Reference.prompts[0]["input_ids"])
+        let recorder = Recorder()
+        _ = try model.forward(ids, cache: KVCache(config: model.config), observer: recorder)
+        let file = try SafeTensorsFile(path: Fixtures.tiny + "/reference-prompt0-activations.safetensors")
+        var worst = (name: "", err: 0.0)
+        for t in file.tensors {
+            let got = try #require(recorder.activations[t.name], "activation \(t.name) not recorded")
+            let err = relativeL2(got.data, floats(TensorLocation(file: file, info: t)))
+            if err > worst.err { worst = (t.name, err) }
+            #expect(err <= 1e-4, "\(t.name): relative L2 \(err)")
+        }
+        print("prompt 0 activations: worst relative L2 \(worst.err) at \(worst.name)")
+    }
+
+    @Test(arguments: 0..<8) func greedyContinuation(prompt index: Int) throws {
+        let prompt = Reference.prompts[index]
+        let ids = Reference.ids(prompt["input_ids"])
+        let expected = Reference.ids(prompt["greedy"]?["new_ids"])
+        let generator = Generator(model: model)
+        let result = try generator.generate(prompt: ids, maxNewTokens: expected.count, sampling: .greedy, stopAtEOS: false)
+        #expect(result.tokens == expected, "prompt \(index): \(result.tokens) vs \(expected)")
+    }
+}
