@@ -83,10 +83,13 @@ public enum Synth {
             }
         }
         let writer = ShardedWriter(directory: out.partialPath, tensors: specs, maxShardSize: maxShardSize)
+        var tables: [String: [UInt16]] = [:]  // one table per distinct (mean, std)
         do {
             for (i, t) in schema.tensors.enumerated() {
                 let (mean, std) = distribution(t)
-                let table = quantileTable(mean: mean, std: std)
+                let key = "\(mean)/\(std)"
+                let table = tables[key] ?? quantileTable(mean: mean, std: std)
+                tables[key] = table
                 let tensorSeed = mix(seed, UInt64(i))
                 try writer.write(t.name, from: .producer { w in
                     try fill(count: t.elementCount, table: table, seed: tensorSeed, threads: threads, into: w)

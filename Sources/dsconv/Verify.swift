@@ -2,12 +2,16 @@ import ArgumentParser
 import DeepSeek
 import Foundation
 import JSON
+import Kernels
 import SafeTensors
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check a checkpoint: schema, index and headers, NaN/Inf scan, tokenizer files.",
-        discussion: "Exits 0 when clean, 1 when problems were found, 2 when the input cannot be read as a checkpoint.")
+        abstract: "Check a checkpoint (schema, headers, NaN/Inf, tokenizer files); with --prompt, also generate on CPU.",
+        discussion: """
+            Exits 0 when clean, 1 when problems were found (or the reference comparison fails), 2 when the \
+            input cannot be read as a checkpoint.
+            """)
 
     @Argument(help: "Checkpoint directory.")
     var directory: String
@@ -16,6 +20,44 @@ struct Verify: ParsableCommand {
     var json = false
 
     @OptionGroup var threads: ThreadOptions
+
+    @Option(help: "Generate from this text: wrapped in the model's chat template as one user message unless --raw.")
+    var prompt: String?
+
+    @Option(name: .customLong("prompt-ids"), help: "Generate from these token ids (comma-separated), as they are.")
+    var promptIDs: String?
+
+    @Flag(help: "Tokenize --prompt as it is (BOS added), without the chat template.")
+    var raw = false
+
+    @Option(name: .customLong("max-new-tokens"), help: "Tokens to generate.")
+    var maxNewTokens = 32
+
+    @Option(help: "Sampling temperature (default: greedy).")
+    var temperature: Float?
+
+    @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (with --temperature).")
+    var topP: Float = 1
+
+    @Option(help: "Sampling seed.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Source checkpoint to compare logits against, over the prompt and generated tokens.")
+    var reference: String?
+
+    @Option(name: .customLong("logits-out"), help: "Write the f32 logits at the last prompt position as a one-tensor safetensors file.")
+    var logitsOut: String?
+
+    func validate() throws {
+        if prompt != nil && promptIDs != nil { throw ValidationError("give --prompt or --prompt-ids, not both") }
+        let generating = prompt != nil || promptIDs != nil
+        if !generating && (reference != nil || logitsOut != nil || raw || temperature != nil) {
+            throw ValidationError("--reference, --logits-out, --raw and --temperature need --prompt or --prompt-ids")
+        }
+        if maxNewTokens < 0 { throw ValidationError("--max-new-tokens must not be negative") }
+        if let t = temperature, t < 0 { throw ValidationError("--temperature must not be negative") }
+        if topP <= 0 || topP > 1 { throw ValidationError("--top-p must be in (0, 1]") }
+    }
 
     func run() throws {
         try runCommand {
@@ -26,15 +68,88 @@ struct Verify: ParsableCommand {
                 progress.update(done: done, total: total)
             }
             let seconds = Date().timeIntervalSince(start)
-            if json {
-                printJSON(report.json)
-            } else {
-                for p in report.problems { note("problem: \(p)") }
-                note(String(format: "%@: %d tensors, %@ scanned in %.2f s (%.2f GB/s): %@", directory, report.tensorsChecked,
-                            formatBytes(report.bytesScanned), seconds, Double(report.bytesScanned) / max(seconds, 1e-9) / 1e9,
-                            report.ok ? "OK" : "\(report.problems.count) problem(s)"))
+            for p in report.problems { note("problem: \(p)") }
+            note(String(format: "%@: %d tensors, %@ scanned in %.2f s (%.2f GB/s): %@", directory, report.tensorsChecked,
+                        formatBytes(report.bytesScanned), seconds, Double(report.bytesScanned) / max(seconds, 1e-9) / 1e9,
+                        report.ok ? "OK" : "\(report.problems.count) problem(s)"))
+            guard prompt != nil || promptIDs != nil else {
+                if json { printJSON(report.json) }
+                return report.ok ? Exit.ok : Exit.problems
             }
-            return report.ok ? Exit.ok : Exit.problems
+            guard report.ok else {
+                if json { printJSON(report.json) }
+                note("not generating: the checkpoint failed its integrity checks")
+                return Exit.problems
+            }
+            return try generate(ckpt, integrity: report)
+        }
+    }
+
+    func promptTokens(_ ckpt: Checkpoint) throws -> [Int] {
+        if let promptIDs {
+            let ids = promptIDs.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !ids.isEmpty, ids.allSatisfy({ $0 != nil }) else { throw ModelError.badInput("--prompt-ids: expected comma-separated integers, got \"\(promptIDs)\"") }
+            return ids.compactMap { $0 }
+        }
+        throw ModelError.unsupported("--prompt TEXT needs the tokenizer, which dsconv does not have yet; pass token ids with --prompt-ids")
+    }
+
+    func generate(_ ckpt: Checkpoint, integrity: IntegrityReport) throws -> Int32 {
+        let ids = try promptTokens(ckpt)
+        let model = Transformer(checkpoint: ckpt, threads: threads.count)
+        let sampling: Sampling = temperature.map { .random(temperature: $0, topP: topP, seed: seed) } ?? .greedy
+        let result = try Generator(model: model).generate(prompt: ids, maxNewTokens: maxNewTokens, sampling: sampling)
+        let prefillRate = Double(ids.count) / max(result.prefillSeconds, 1e-9)
+        let decodeSteps = max(result.tokens.count - 1, 0)
+        let decodeRate = decodeSteps > 0 ? Double(decodeSteps) / max(result.decodeSeconds, 1e-9) : 0
+        let kvBytes = KVCache(config: ckpt.config).bytesPerToken
+        if let logitsOut {
+            try writeLogits(result.promptLastLogits, to: logitsOut)
+        }
+        var comparison: LogitComparison?
+        if let reference {
+            let source = try Checkpoint(directory: reference)
+            let sequence = ids + result.tokens
+            let ours = try model.forward(sequence, cache: KVCache(config: ckpt.config), allLogits: true)
+            let refModel = Transformer(checkpoint: source, threads: threads.count)
+            let theirs = try refModel.forward(sequence, cache: KVCache(config: source.config), allLogits: true)
+            guard ours.cols == theirs.cols else {
+                throw ModelError.badInput("--reference \(reference): vocabulary \(theirs.cols) differs from \(ours.cols)")
+            }
+            comparison = LogitComparison(ours: ours, reference: theirs)
+        }
+        note("prompt ids: \(ids)")
+        note("generated ids: \(result.tokens)\(result.stoppedAtEOS ? " (EOS)" : "")")
+        note(String(format: "prefill %.1f tokens/s (%d tokens), decode %.2f tokens/s, KV cache %d bytes/token",
+                    prefillRate, ids.count, decodeRate, kvBytes))
+        if let c = comparison {
+            note(String(format: "reference: top-1 agreement %.4f over %d positions, KL mean %.3g max %.3g, max |Δlogit| %.3g",
+                        c.top1Agreement, c.positions, c.klMean, c.klMax, c.maxAbsLogitDiff))
+        }
+        if json {
+            var o: JSONObject = JSONObject()
+            o["prompt_ids"] = JSONValue(ids)
+            o["generated_ids"] = JSONValue(result.tokens)
+            o["text"] = .null
+            o["prefill_tokens_per_second"] = .number(prefillRate)
+            o["decode_tokens_per_second"] = .number(decodeRate)
+            o["kv_bytes_per_token"] = JSONValue(kvBytes)
+            o["reference"] = comparison?.json ?? .null
+            o["integrity"] = integrity.json
+            printJSON(.object(o))
+        }
+        return Exit.ok
+    }
+
+    func writeLogits(_ logits: [Float], to path: String) throws {
+        let writer = try SafeTensorsWriter(path: path, tensors: [TensorSpec(name: "logits", dtype: .f32, shape: [logits.count])],
+                                           metadata: ["format": "pt", "producer": "dsconv verify --logits-out"])
+        do {
+            try logits.withUnsafeBytes { try writer.write("logits", from: .bytes($0)) }
+            try writer.finish()
+        } catch {
+            writer.abort()
+            throw error
         }
     }
 }
