@@ -28,10 +28,11 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "SafeTensors", dependencies: ["JSON"]),
         .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON"]),
+        .target(name: "Tokenizer", dependencies: ["JSON"]),
         .executableTarget(
             name: "dsconv",
             dependencies: [
-                "DeepSeek", "SafeTensors", "Kernels", "JSON",
+                "DeepSeek", "SafeTensors", "Kernels", "JSON", "Tokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -39,5 +40,6 @@ let package = Package(
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"],
                     resources: []),
         .testTarget(name: "CLITests", dependencies: ["JSON"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSON"]),
     ]
 )

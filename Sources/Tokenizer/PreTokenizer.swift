@@ -1,0 +1,161 @@
+import JSON
+
+/// A pre-tokenizer stage: refines a list of pieces into smaller pieces.
+protocol PreTokenizer: Sendable {
+    func split(_ piece: String) -> [String]
+}
+
+extension PreTokenizer {
+    func callAsFunction(_ pieces: [String]) -> [String] { pieces.flatMap { split($0) } }
+}
+
+struct SequencePreTokenizer: PreTokenizer {
+    let stages: [PreTokenizer]
+    func split(_ piece: String) -> [String] { stages.reduce([piece]) { $1($0) } }
+}
+
+/// How a split treats the matched delimiters (tokenizers' `SplitDelimiterBehavior`).
+enum SplitBehavior: String, Sendable {
+    case removed = "Removed", isolated = "Isolated", mergedWithPrevious = "MergedWithPrevious"
+    case mergedWithNext = "MergedWithNext", contiguous = "Contiguous"
+
+    /// Applies the behavior to segments that cover the piece; returns the kept ranges.
+    func apply(_ segs: [(Range<String.Index>, Bool)]) -> [Range<String.Index>] {
+        switch self {
+        case .isolated:
+            return segs.map(\.0)
+        case .removed:
+            return segs.filter { !$0.1 }.map(\.0)
+        case .contiguous:
+            var out: [Range<String.Index>] = []
+            var previous = false
+            for (r, m) in segs {
+                if m == previous, let last = out.last {
+                    out[out.count - 1] = last.lowerBound..<r.upperBound
+                } else {
+                    out.append(r)
+                }
+                previous = m
+            }
+            return out
+        case .mergedWithPrevious:
+            var out: [Range<String.Index>] = []
+            var previous = false
+            for (r, m) in segs {
+                if m && !previous, let last = out.last {
+                    out[out.count - 1] = last.lowerBound..<r.upperBound
+                } else {
+                    out.append(r)
+                }
+                previous = m
+            }
+            return out
+        case .mergedWithNext:
+            var out: [Range<String.Index>] = []
+            var previous = false
+            for (r, m) in segs.reversed() {
+                if m && !previous, let last = out.last {
+                    out[out.count - 1] = r.lowerBound..<last.upperBound
+                } else {
+                    out.append(r)
+                }
+                previous = m
+            }
+            return out.reversed()
+        }
+    }
+}
+
+struct SplitPreTokenizer: PreTokenizer {
+    let pattern: Pattern
+    let behavior: SplitBehavior
+    let invert: Bool
+
+    func split(_ piece: String) -> [String] {
+        var segs = segments(of: piece, matches: pattern.matches(in: piece))
+        if invert { segs = segs.map { ($0.0, !$0.1) } }
+        return behavior.apply(segs).filter { !$0.isEmpty }.map { String(piece.unicodeScalars[$0]) }
+    }
+}
+
+/// Digits apart from the rest; each digit alone when `individual`.
+struct DigitsPreTokenizer: PreTokenizer {
+    let individual: Bool
+
+    static func isNumeric(_ u: Unicode.Scalar) -> Bool {
+        switch u.properties.generalCategory {
+        case .decimalNumber, .letterNumber, .otherNumber: return true
+        default: return false
+        }
+    }
+
+    func split(_ piece: String) -> [String] {
+        let v = piece.unicodeScalars
+        var matches: [Range<String.Index>] = []
+        var i = v.startIndex
+        while i < v.endIndex {
+            let next = v.index(after: i)
+            if DigitsPreTokenizer.isNumeric(v[i]) { matches.append(i..<next) }
+            i = next
+        }
+        let behavior: SplitBehavior = individual ? .isolated : .contiguous
+        return behavior.apply(segments(of: piece, matches: matches)).filter { !$0.isEmpty }.map { String(v[$0]) }
+    }
+}
+
+/// Byte-level: optional prefix space, optional GPT-2 split, then bytes → printable characters.
+struct ByteLevelPreTokenizer: PreTokenizer {
+    static let gpt2 = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
+    let addPrefixSpace: Bool
+    let regex: Pattern?
+
+    init(addPrefixSpace: Bool, useRegex: Bool) throws {
+        self.addPrefixSpace = addPrefixSpace
+        regex = useRegex ? try Pattern(regex: ByteLevelPreTokenizer.gpt2) : nil
+    }
+
+    func split(_ piece: String) -> [String] {
+        var p = piece
+        if addPrefixSpace && !p.hasPrefix(" ") { p = " " + p }
+        var parts = [p]
+        if let regex {
+            parts = SplitBehavior.isolated.apply(segments(of: p, matches: regex.matches(in: p))).filter { !$0.isEmpty }.map { String(p.unicodeScalars[$0]) }
+        }
+        return parts.map { ByteLevelAlphabet.encode(Substring($0)) }
+    }
+}
+
+/// Splits on whitespace, keeping runs of word characters and runs of punctuation (`\w+|[^\w\s]+`).
+struct WhitespacePreTokenizer: PreTokenizer {
+    let pattern: Pattern
+    func split(_ piece: String) -> [String] {
+        pattern.matches(in: piece).map { String(piece.unicodeScalars[$0]) }
+    }
+}
+
+enum PreTokenizerFactory {
+    static func make(_ json: JSONValue?, file: String) throws -> PreTokenizer? {
+        guard let json, !json.isNull else { return nil }
+        guard let type = json["type"]?.stringValue else { throw TokenizerError.invalid(file: file, reason: "pre_tokenizer without a type") }
+        switch type {
+        case "Sequence":
+            return SequencePreTokenizer(stages: try (json["pretokenizers"]?.arrayValue ?? []).compactMap { try make($0, file: file) })
+        case "Split":
+            let b = json["behavior"]?.stringValue ?? "Isolated"
+            guard let behavior = SplitBehavior(rawValue: b) else {
+                throw TokenizerError.unsupported(file: file, component: "Split behavior", type: b)
+            }
+            return SplitPreTokenizer(pattern: try Pattern(json["pattern"], file: file), behavior: behavior,
+                                     invert: json["invert"]?.boolValue ?? false)
+        case "Digits":
+            return DigitsPreTokenizer(individual: json["individual_digits"]?.boolValue ?? false)
+        case "ByteLevel":
+            return try ByteLevelPreTokenizer(addPrefixSpace: json["add_prefix_space"]?.boolValue ?? true,
+                                             useRegex: json["use_regex"]?.boolValue ?? true)
+        case "Whitespace":
+            return WhitespacePreTokenizer(pattern: try Pattern(regex: #"\w+|[^\w\s]+"#))
+        default:
+            throw TokenizerError.unsupported(file: file, component: "pre_tokenizer", type: type)
+        }
+    }
+}
