@@ -29,10 +29,11 @@ let package = Package(
         .target(name: "SafeTensors", dependencies: ["JSON"]),
         .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON"]),
         .target(name: "Tokenizer", dependencies: ["JSON"]),
+        .target(name: "ChatTemplate", dependencies: ["JSON"]),
         .executableTarget(
             name: "dsconv",
             dependencies: [
-                "DeepSeek", "SafeTensors", "Kernels", "JSON", "Tokenizer",
+                "DeepSeek", "SafeTensors", "Kernels", "JSON", "Tokenizer", "ChatTemplate",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -40,6 +41,6 @@ let package = Package(
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"],
                     resources: []),
         .testTarget(name: "CLITests", dependencies: ["JSON"]),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSON"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "ChatTemplate", "JSON"]),
     ]
 )
