@@ -91,7 +91,12 @@ struct Verify: ParsableCommand {
             guard !ids.isEmpty, ids.allSatisfy({ $0 != nil }) else { throw ModelError.badInput("--prompt-ids: expected comma-separated integers, got \"\(promptIDs)\"") }
             return ids.compactMap { $0 }
         }
-        throw ModelError.unsupported("--prompt TEXT needs the tokenizer, which dsconv does not have yet; pass token ids with --prompt-ids")
+        let text = prompt ?? ""
+        let tokenizer = try TextFrontEnd.tokenizer(ckpt.directory)
+        if raw { return tokenizer.encode(text) }
+        let messages: JSONValue = [["role": "user", "content": .string(text)]]
+        let rendered = try TextFrontEnd.render(ckpt.directory, messages: messages, tools: nil, addGenerationPrompt: true)
+        return tokenizer.encode(rendered, addSpecialTokens: false)
     }
 
     func generate(_ ckpt: Checkpoint, integrity: IntegrityReport) throws -> Int32 {
@@ -118,8 +123,10 @@ struct Verify: ParsableCommand {
             }
             comparison = LogitComparison(ours: ours, reference: theirs)
         }
+        let text = (try? TextFrontEnd.tokenizer(ckpt.directory))?.decode(result.tokens, skipSpecialTokens: true)
         note("prompt ids: \(ids)")
         note("generated ids: \(result.tokens)\(result.stoppedAtEOS ? " (EOS)" : "")")
+        if let text, !json { print(text) }
         note(String(format: "prefill %.1f tokens/s (%d tokens), decode %.2f tokens/s, KV cache %d bytes/token",
                     prefillRate, ids.count, decodeRate, kvBytes))
         if let c = comparison {
@@ -127,10 +134,10 @@ struct Verify: ParsableCommand {
                         c.top1Agreement, c.positions, c.klMean, c.klMax, c.maxAbsLogitDiff))
         }
         if json {
-            var o: JSONObject = JSONObject()
+            var o = JSONObject()
             o["prompt_ids"] = JSONValue(ids)
             o["generated_ids"] = JSONValue(result.tokens)
-            o["text"] = .null
+            o["text"] = text.map { .string($0) } ?? .null
             o["prefill_tokens_per_second"] = .number(prefillRate)
             o["decode_tokens_per_second"] = .number(decodeRate)
             o["kv_bytes_per_token"] = JSONValue(kvBytes)

@@ -1,0 +1,156 @@
+import ArgumentParser
+import ChatTemplate
+import DeepSeek
+import Foundation
+import JSON
+import SafeTensors
+import Tokenizer
+
+/// Loading the tokenizer and chat template of a model directory, shared by commands.
+enum TextFrontEnd {
+    static func tokenizer(_ dir: String) throws -> Tokenizer {
+        do { return try Tokenizer(directory: dir) } catch let e as TokenizerError { throw ModelError.badInput(e.description) }
+    }
+
+    /// tokenizer_config.json's chat template (without needing tokenizer.json).
+    static func template(_ dir: String) throws -> (ChatTemplate, bos: String?, eos: String?) {
+        let path = dir + "/tokenizer_config.json"
+        let config: JSONValue
+        do { config = try JSONParser.parse(try readWholeFile(path)) } catch let e as SafeTensorsError {
+            throw ModelError.missingFile(file: path, what: "the tokenizer config with the chat template: \(e)")
+        } catch {
+            throw ModelError.badInput("\(path): \(error)")
+        }
+        var source = config["chat_template"]?.stringValue
+        if source == nil, let named = config["chat_template"]?.arrayValue {
+            // The list form: [{"name": "default", "template": ...}, ...].
+            source = named.first { $0["name"]?.stringValue == "default" }?["template"]?.stringValue ?? named.first?["template"]?.stringValue
+        }
+        guard let source else { throw ModelError.badInput("\(path): no chat_template") }
+        func token(_ v: JSONValue?) -> String? { v?.stringValue ?? v?["content"]?.stringValue }
+        do {
+            return (try ChatTemplate(source), token(config["bos_token"]), token(config["eos_token"]))
+        } catch let e as TemplateError {
+            throw ModelError.badInput("\(path): \(e)")
+        }
+    }
+
+    static func render(_ dir: String, messages: JSONValue, tools: JSONValue?, addGenerationPrompt: Bool) throws -> String {
+        let (template, bos, eos) = try template(dir)
+        do {
+            return try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt, bosToken: bos, eosToken: eos, tools: tools)
+        } catch let e as TemplateError {
+            throw ModelError.badInput("\(dir)/tokenizer_config.json: \(e)")
+        }
+    }
+}
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Text → token ids with the model's tokenizer (and chat template), exactly as Hugging Face does.")
+
+    @Option(help: "Model directory (tokenizer.json, tokenizer_config.json).")
+    var model: String
+
+    @Flag(help: "Print one JSON object on stdout.")
+    var json = false
+
+    @Flag(name: .customLong("no-special-tokens"), help: "Do not add BOS/EOS.")
+    var noSpecialTokens = false
+
+    @Option(help: "Batch mode: a JSONL file of strings or {\"text\": ...} objects; prints {\"ids\": [...]} per line.")
+    var jsonl: String?
+
+    @Option(help: "A JSON file with a list of messages (or {\"messages\": [...], \"tools\": [...]}) to render with the chat template.")
+    var messages: String?
+
+    @Flag(name: .customLong("add-generation-prompt"), help: "End the rendered chat with the assistant prompt.")
+    var addGenerationPrompt = false
+
+    @Flag(name: .customLong("render-only"), help: "Print the rendered chat text only (needs only tokenizer_config.json).")
+    var renderOnly = false
+
+    @Argument(help: "Text to tokenize.")
+    var text: String?
+
+    func validate() throws {
+        let modes = [text != nil, jsonl != nil, messages != nil].filter { $0 }.count
+        guard modes == 1 else { throw ValidationError("give exactly one of TEXT, --jsonl FILE or --messages FILE") }
+        if (addGenerationPrompt || renderOnly) && messages == nil { throw ValidationError("--add-generation-prompt and --render-only need --messages") }
+    }
+
+    func run() throws {
+        try runCommand {
+            if let messages {
+                let doc: JSONValue
+                do { doc = try JSONParser.parse(try readWholeFile(messages)) } catch let e as JSONParseError {
+                    throw ModelError.badInput("\(messages): \(e)")
+                }
+                let list = doc.arrayValue != nil ? doc : (doc["messages"] ?? .null)
+                guard list.arrayValue != nil else { throw ModelError.badInput("\(messages): expected a list of messages or {\"messages\": [...]}") }
+                let rendered = try TextFrontEnd.render(model, messages: list, tools: doc["tools"], addGenerationPrompt: addGenerationPrompt)
+                if renderOnly {
+                    if json { printJSON(["text": .string(rendered)]) } else { print(rendered, terminator: "") }
+                    return Exit.ok
+                }
+                // The template writes BOS itself.
+                let ids = try TextFrontEnd.tokenizer(model).encode(rendered, addSpecialTokens: false)
+                if json { printJSON(["text": .string(rendered), "ids": JSONValue(ids)]) } else {
+                    print(rendered)
+                    print(ids.map(String.init).joined(separator: " "))
+                }
+                return Exit.ok
+            }
+            let tokenizer = try TextFrontEnd.tokenizer(model)
+            if let jsonl {
+                let data = try readWholeFile(jsonl)
+                var lineNumber = 0
+                for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+                    lineNumber += 1
+                    if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
+                    let value: JSONValue
+                    do { value = try JSONParser.parse(Array(line)) } catch {
+                        throw ModelError.badInput("\(jsonl):\(lineNumber): \(error)")
+                    }
+                    guard let t = value.stringValue ?? value["text"]?.stringValue else {
+                        throw ModelError.badInput("\(jsonl):\(lineNumber): expected a JSON string or {\"text\": ...}")
+                    }
+                    print(JSONValue.object(JSONObject(["ids": JSONValue(tokenizer.encode(t, addSpecialTokens: !noSpecialTokens))])).serialized())
+                }
+                return Exit.ok
+            }
+            let t = text ?? ""
+            let ids = tokenizer.encode(t, addSpecialTokens: !noSpecialTokens)
+            if json { printJSON(["text": .string(t), "ids": JSONValue(ids)]) } else { print(ids.map(String.init).joined(separator: " ")) }
+            return Exit.ok
+        }
+    }
+}
+
+struct Detokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Token ids → text with the model's tokenizer.")
+
+    @Option(help: "Model directory (tokenizer.json).")
+    var model: String
+
+    @Flag(name: .customLong("skip-special-tokens"), help: "Drop special tokens (BOS, EOS, ...).")
+    var skipSpecialTokens = false
+
+    @Flag(help: "Print one JSON object on stdout.")
+    var json = false
+
+    @Argument(help: "Token ids (space- or comma-separated).")
+    var ids: [String]
+
+    func run() throws {
+        try runCommand {
+            let parts = ids.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let values = parts.map { Int($0) }
+            guard values.allSatisfy({ $0 != nil }) else { throw ModelError.badInput("ids must be integers, got \(ids.joined(separator: " "))") }
+            let list = values.compactMap { $0 }
+            let text = try TextFrontEnd.tokenizer(model).decode(list, skipSpecialTokens: skipSpecialTokens)
+            if json { printJSON(["ids": JSONValue(list), "text": .string(text)]) } else { print(text) }
+            return Exit.ok
+        }
+    }
+}
