@@ -37,6 +37,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(name: "dsconv-bench", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "CKernels"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "JSON"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"],
                     resources: []),

@@ -11,56 +11,100 @@
 #define LANES 16
 #define MB 4
 
-static inline float bf16f(uint16_t h) {
+static inline __attribute__((always_inline)) float bf16f(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
     float f;
     memcpy(&f, &u, 4);
     return f;
 }
 
-static inline float reduce16(const float *a) {
+static inline __attribute__((always_inline)) float reduce16(const float *a) {
     float s8[8], s4[4];
     for (int i = 0; i < 8; i++) s8[i] = a[i] + a[i + 8];
     for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
     return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
+/* R rows of X against one bf16 weight row, two 16-lane accumulators per row (hides FMA latency). */
+#define ROWS_KERNEL(R)                                                                              \
+    static inline __attribute__((always_inline)) void rows_##R(const float *X, size_t ldx, const uint16_t *w, size_t K, size_t K32, \
+                                float *out, size_t ldy) {                                           \
+        float acc[R][2 * LANES];                                                                    \
+        memset(acc, 0, sizeof acc);                                                                 \
+        for (size_t k = 0; k < K32; k += 2 * LANES) {                                               \
+            float wv[2 * LANES];                                                                    \
+            for (int l = 0; l < 2 * LANES; l++) wv[l] = bf16f(w[k + l]);                            \
+            for (int r = 0; r < R; r++) {                                                           \
+                const float *x = X + r * ldx + k;                                                   \
+                for (int l = 0; l < 2 * LANES; l++) acc[r][l] += x[l] * wv[l];                      \
+            }                                                                                       \
+        }                                                                                           \
+        for (int r = 0; r < R; r++) {                                                               \
+            float a16[LANES];                                                                       \
+            for (int l = 0; l < LANES; l++) a16[l] = acc[r][l] + acc[r][l + LANES];                 \
+            float s = reduce16(a16);                                                                \
+            const float *x = X + r * ldx;                                                           \
+            for (size_t k = K32; k < K; k++) s += x[k] * bf16f(w[k]);                               \
+            out[r * ldy] = s;                                                                       \
+        }                                                                                           \
+    }
+
+#define ROWS_KERNELS_FOR_TARGET                                                                     \
+    ROWS_KERNEL(1) ROWS_KERNEL(2) ROWS_KERNEL(3) ROWS_KERNEL(4) ROWS_KERNEL(5) ROWS_KERNEL(6)        \
+    ROWS_KERNEL(7) ROWS_KERNEL(8)
+
+ROWS_KERNELS_FOR_TARGET
+
+/* One input row against four weight rows at once: four independent streams keep more loads in
+ * flight, which is what a memory-bound decode step needs. */
+static inline __attribute__((always_inline)) void vec_4rows(const float *x, const uint16_t *W, size_t K, size_t K32,
+                                                            size_t n, float *y) {
+    float acc[4][2 * LANES];
+    memset(acc, 0, sizeof acc);
+    const uint16_t *w0 = W + n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+    for (size_t k = 0; k < K32; k += 2 * LANES) {
+        for (int l = 0; l < 2 * LANES; l++) {
+            float xv = x[k + l];
+            acc[0][l] += xv * bf16f(w0[k + l]);
+            acc[1][l] += xv * bf16f(w1[k + l]);
+            acc[2][l] += xv * bf16f(w2[k + l]);
+            acc[3][l] += xv * bf16f(w3[k + l]);
+        }
+    }
+    const uint16_t *ws[4] = {w0, w1, w2, w3};
+    for (int r = 0; r < 4; r++) {
+        float a16[LANES];
+        for (int l = 0; l < LANES; l++) a16[l] = acc[r][l] + acc[r][l + LANES];
+        float s = reduce16(a16);
+        for (size_t k = K32; k < K; k++) s += x[k] * bf16f(ws[r][k]);
+        y[r] = s;
+    }
+}
+
 MULTIVERSION
 void dsk_matmul_xwT_bf16(const float *X, size_t M, size_t ldx, const uint16_t *W, size_t K,
                          size_t n0, size_t n1, float *Y, size_t ldy) {
-    size_t K16 = K / LANES * LANES;
+    size_t K32 = K / (2 * LANES) * (2 * LANES);
+    if (M == 1) {
+        size_t n = n0;
+        for (; n + 4 <= n1; n += 4) vec_4rows(X, W, K, K32, n, Y + (n - n0));
+        for (; n < n1; n++) rows_1(X, ldx, W + n * K, K, K32, Y + (n - n0), ldy);
+        return;
+    }
     for (size_t n = n0; n < n1; n++) {
         const uint16_t *w = W + n * K;
+        float *y = Y + (n - n0);
         size_t m = 0;
-        for (; m + MB <= M; m += MB) {
-            float acc[MB][LANES];
-            memset(acc, 0, sizeof acc);
-            const float *x0 = X + (m + 0) * ldx, *x1 = X + (m + 1) * ldx, *x2 = X + (m + 2) * ldx, *x3 = X + (m + 3) * ldx;
-            for (size_t k = 0; k < K16; k += LANES) {
-                for (int l = 0; l < LANES; l++) {
-                    float wv = bf16f(w[k + l]);
-                    acc[0][l] += x0[k + l] * wv;
-                    acc[1][l] += x1[k + l] * wv;
-                    acc[2][l] += x2[k + l] * wv;
-                    acc[3][l] += x3[k + l] * wv;
-                }
-            }
-            for (int r = 0; r < MB; r++) {
-                const float *x = X + (m + r) * ldx;
-                float s = reduce16(acc[r]);
-                for (size_t k = K16; k < K; k++) s += x[k] * bf16f(w[k]);
-                Y[(m + r) * ldy + (n - n0)] = s;
-            }
-        }
-        for (; m < M; m++) {
-            float acc[LANES];
-            memset(acc, 0, sizeof acc);
-            const float *x = X + m * ldx;
-            for (size_t k = 0; k < K16; k += LANES)
-                for (int l = 0; l < LANES; l++) acc[l] += x[k + l] * bf16f(w[k + l]);
-            float s = reduce16(acc);
-            for (size_t k = K16; k < K; k++) s += x[k] * bf16f(w[k]);
-            Y[m * ldy + (n - n0)] = s;
+        for (; m + 8 <= M; m += 8) rows_8(X + m * ldx, ldx, w, K, K32, y + m * ldy, ldy);
+        switch (M - m) {
+        case 1: rows_1(X + m * ldx, ldx, w, K, K32, y + m * ldy, ldy); break;
+        case 2: rows_2(X + m * ldx, ldx, w, K, K32, y + m * ldy, ldy); break;
+        case 3: rows_3(X + m * ldx, ldx, w, K, K32, y + m * ldy, ldy); break;
+        case 4: rows_4(X + m * ldx, ldx, w, K, K32, y + m * ldy, ldy); break;
+        case 5: rows_5(X + m * ldx, ldx, w, K, K32, y + m * ldy, ldy); break;
+        case 6: rows_6(X + m * ldx, ldx, w, K, K32, y + m * ldy, ldy); break;
+        case 7: rows_7(X + m * ldx, ldx, w, K, K32, y + m * ldy, ldy); break;
+        default: break;
         }
     }
 }

@@ -96,22 +96,24 @@ struct MLA {
                 for d in 0..<ropeDim { kh[j * qd + nope + d] = lat.value[j * w + rank + d] }
                 for d in 0..<vDim { vh[j * vDim + d] = kv.data[j * kvw + h * (nope + vDim) + nope + d] }
             }
+            // scores = scale · Q_h K_hᵀ [T, S]; causal softmax; o = P V_h [T, v].
             var scores = [Float](repeating: 0, count: t * s)
-            for i in 0..<t {
-                for j in 0..<s {
-                    var dot: Float = 0
-                    for d in 0..<qd { dot += qh[i * qd + d] * kh[j * qd + d] }
-                    scores[i * s + j] = dot * scale
-                }
-            }
             var o = [Float](repeating: 0, count: t * vDim)
-            scores.withUnsafeMutableBufferPointer { sb in
-                for i in 0..<t {
-                    let visible = start + i + 1  // causal
-                    Ops.softmax(sb.baseAddress! + i * s, visible)
-                    for j in 0..<visible {
-                        let p = sb[i * s + j]
-                        for d in 0..<vDim { o[i * vDim + d] += p * vh[j * vDim + d] }
+            qh.withUnsafeBufferPointer { qb in
+                kh.withUnsafeBufferPointer { kb in
+                    scores.withUnsafeMutableBufferPointer { sb in
+                        Linear.sgemmABT(qb.baseAddress!, lda: qd, kb.baseAddress!, ldb: qd, sb.baseAddress!, ldc: s,
+                                        m: t, n: s, k: qd, alpha: scale)
+                        for i in 0..<t {
+                            let visible = start + i + 1  // causal
+                            Ops.softmax(sb.baseAddress! + i * s, visible)
+                            for j in visible..<s { sb[i * s + j] = 0 }
+                        }
+                        vh.withUnsafeBufferPointer { vb in
+                            o.withUnsafeMutableBufferPointer { ob in
+                                Linear.sgemmAB(sb.baseAddress!, lda: s, vb.baseAddress!, ldb: vDim, ob.baseAddress!, ldc: vDim, m: t, n: vDim, k: s)
+                            }
+                        }
                     }
                 }
             }

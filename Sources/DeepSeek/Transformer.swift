@@ -27,7 +27,8 @@ public final class Transformer {
         self.weights = weights
         self.rope = RopeParameters(config: config)
         self.threads = threads
-        Linear.setBLASThreads(threads)
+        Linear.configureBLAS()
+        keepFreedMemoryForReuse()
     }
 
     public convenience init(checkpoint: Checkpoint, threads: Int) {

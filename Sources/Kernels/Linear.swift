@@ -53,33 +53,41 @@ public struct WeightMatrix: @unchecked Sendable {
 /// call OpenBLAS sgemm.
 public enum Linear {
     /// Row count from which converting the weight and calling sgemm beats the direct kernel.
-    public static let gemmThreshold = 12
+    public static let gemmThreshold = 32
+
+    /// Weight rows converted and multiplied per sgemm tile (≈ 5 MB of f32 at K = 5120).
+    public static let tileRows = 256
 
     public static func apply(_ x: Matrix, _ w: WeightMatrix, threads: Int) -> Matrix {
         precondition(x.cols == w.cols, "linear: input has \(x.cols) features, weight expects \(w.cols)")
         var y = Matrix(rows: x.rows, cols: w.rows)
         guard x.rows > 0 else { return y }
-        if x.rows >= gemmThreshold || w.format == .f16 {
-            var wf = [Float](repeating: 0, count: w.rows * w.cols)
-            wf.withUnsafeMutableBufferPointer { buf in
-                let base = UnsafeSendable(buf.baseAddress!)
-                let chunk = max(1, w.rows / max(1, threads * 4))
-                let pieces = (w.rows + chunk - 1) / chunk
-                parallelFor(pieces, threads: threads) { p in
-                    let r0 = p * chunk, r1 = min(w.rows, r0 + chunk)
-                    w.rowSlice(r0, r1 - r0).convert(into: base.value + r0 * w.cols)
-                }
-            }
-            sgemmXWT(x, wf, w.rows, &y)
-            return y
-        }
         let n = w.rows
-        let chunk = max(16, (n + threads * 8 - 1) / (threads * 8))
-        let pieces = (n + chunk - 1) / chunk
         x.data.withUnsafeBufferPointer { xb in
             y.data.withUnsafeMutableBufferPointer { yb in
                 let xp = UnsafeSendable(xb.baseAddress!)
                 let yp = UnsafeSendable(yb.baseAddress!)
+                if x.rows >= gemmThreshold || w.format == .f16 {
+                    // Tiles of weight rows: convert to f32 (per-thread scratch), then single-threaded
+                    // sgemm into the tile's output columns. Tile bounds do not depend on `threads`.
+                    let tiles = (n + tileRows - 1) / tileRows
+                    parallelFor(tiles, threads: threads) { t in
+                        let n0 = t * tileRows, rows = min(tileRows, n - n0)
+                        let tile = w.rowSlice(n0, rows)
+                        if w.format == .f32 {
+                            sgemmABT(xp.value, lda: x.cols, tile.bytes.baseAddress!.assumingMemoryBound(to: Float.self), ldb: w.cols,
+                                     yp.value + n0, ldc: n, m: x.rows, n: rows, k: w.cols)
+                            return
+                        }
+                        let buf = UnsafeMutablePointer<Float>.allocate(capacity: rows * w.cols)
+                        defer { buf.deallocate() }
+                        tile.convert(into: buf)
+                        sgemmABT(xp.value, lda: x.cols, buf, ldb: w.cols, yp.value + n0, ldc: n, m: x.rows, n: rows, k: w.cols)
+                    }
+                    return
+                }
+                let chunk = max(16, (n + threads * 8 - 1) / (threads * 8))
+                let pieces = (n + chunk - 1) / chunk
                 parallelFor(pieces, threads: threads) { p in
                     let n0 = p * chunk, n1 = min(n, n0 + chunk)
                     switch w.format {
@@ -120,7 +128,12 @@ public enum Linear {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
     }
 
-    public static func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+    /// OpenBLAS runs single-threaded: parallelism comes from our own tiles, so the two thread
+    /// pools never compete for the cores.
+    public static func configureBLAS() { openblas_set_num_threads(1) }
+
+    /// OpenBLAS with its own threads, for measuring its peak in benchmarks.
+    public static func setBLASThreadsForBenchmark(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 }
 
 /// Row-wise operations of the forward pass.

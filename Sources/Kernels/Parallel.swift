@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 
 #if canImport(Glibc)
@@ -77,4 +78,11 @@ public final class Locked<Value>: @unchecked Sendable {
 public struct UnsafeSendable<T>: @unchecked Sendable {
     public let value: T
     public init(_ value: T) { self.value = value }
+}
+
+/// Process-wide allocator setting for the forward pass: keep large freed blocks in the heap
+/// (instead of returning them to the kernel at once), so that per-layer scratch buffers are reused
+/// rather than faulted in and zeroed again for every matrix.
+public func keepFreedMemoryForReuse() {
+    dsk_keep_freed_memory()
 }

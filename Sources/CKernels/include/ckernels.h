@@ -46,3 +46,9 @@ void dsk_matmul_xwT_bf16(const float *X, size_t M, size_t ldx, const uint16_t *W
 /* The same for f32 W. */
 void dsk_matmul_xwT_f32(const float *X, size_t M, size_t ldx, const float *W, size_t K,
                         size_t n0, size_t n1, float *Y, size_t ldy);
+
+/* glibc: keep large freed blocks for reuse instead of unmapping them (no-op elsewhere). */
+void dsk_keep_freed_memory(void);
+
+/* Bandwidth probe for benchmarks: copies n bytes and returns the seconds taken (CLOCK_MONOTONIC). */
+double dsk_timed_copy(void *dst, const void *src, size_t n);
