@@ -28,12 +28,13 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "SafeTensors", dependencies: ["JSON"]),
         .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON"]),
+        .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"]),
         .target(name: "Tokenizer", dependencies: ["JSON"]),
         .target(name: "ChatTemplate", dependencies: ["JSON"]),
         .executableTarget(
             name: "dsconv",
             dependencies: [
-                "DeepSeek", "SafeTensors", "Kernels", "JSON", "Tokenizer", "ChatTemplate",
+                "DeepSeek", "SafeTensors", "Kernels", "JSON", "Tokenizer", "ChatTemplate", "Sharding",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -42,6 +43,7 @@ let package = Package(
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"],
                     resources: []),
         .testTarget(name: "CLITests", dependencies: ["JSON"]),
+        .testTarget(name: "ShardingTests", dependencies: ["Sharding", "DeepSeek", "SafeTensors", "Kernels", "JSON"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "ChatTemplate", "JSON"]),
     ]
 )

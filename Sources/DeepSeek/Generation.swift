@@ -16,6 +16,14 @@ public struct GenerationResult: Sendable {
     public var promptLastLogits: [Float]
     public var prefillSeconds: Double
     public var decodeSeconds: Double
+
+    public init(tokens: [Int], stoppedAtEOS: Bool, promptLastLogits: [Float], prefillSeconds: Double, decodeSeconds: Double) {
+        self.tokens = tokens
+        self.stoppedAtEOS = stoppedAtEOS
+        self.promptLastLogits = promptLastLogits
+        self.prefillSeconds = prefillSeconds
+        self.decodeSeconds = decodeSeconds
+    }
 }
 
 /// Prefill then token-by-token decode with the latent KV cache.

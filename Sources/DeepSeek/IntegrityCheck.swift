@@ -11,12 +11,21 @@ public struct Problem: Sendable, Equatable, CustomStringConvertible {
         case wrongDType = "wrong_dtype"
         case nonFinite = "non_finite"
         case tokenizer
+        case checksum
+        case layout
     }
 
     public let kind: Kind
     public let file: String
     public let tensor: String
     public let message: String
+
+    public init(kind: Kind, file: String, tensor: String, message: String) {
+        self.kind = kind
+        self.file = file
+        self.tensor = tensor
+        self.message = message
+    }
 
     public var description: String {
         tensor.isEmpty ? "\(file): \(message)" : "\(file): tensor \(tensor): \(message)"
@@ -32,6 +41,8 @@ public struct IntegrityReport: Sendable {
     public var tensorsChecked = 0
     public var bytesScanned = 0
     public var ok: Bool { problems.isEmpty }
+
+    public init() {}
 
     public var json: JSONValue {
         ["ok": .bool(ok), "problems": .array(problems.map(\.json)),

@@ -24,7 +24,7 @@ public final class KVCache {
     func append(layer: Int, rows: [Float]) { storage[layer] += rows }
 
     /// Called once all layers have appended `count` new tokens.
-    func advance(by count: Int) {
+    public func advance(by count: Int) {
         length += count
         for l in 0..<layers { precondition(storage[l].count == length * rowWidth, "KV cache layer \(l) out of step") }
     }

@@ -63,6 +63,8 @@ struct MoELayer {
     let config: ModelConfig
     let layer: Int
     let threads: Int
+    /// Experts held by this weight source (expert parallelism); nil: all of them.
+    var localExperts: Set<Int>? = nil
 
     /// Returns (output [T, hidden], router logits [T, E], routing).
     func forward(_ x: Matrix, weights: WeightSource) throws -> (Matrix, Matrix, Routing) {
@@ -74,7 +76,7 @@ struct MoELayer {
         for t in 0..<x.rows {
             for (e, w) in zip(routing.experts[t], routing.weights[t]) { tokensOf[e, default: []].append((t, w)) }
         }
-        for e in tokensOf.keys.sorted() {
+        for e in tokensOf.keys.sorted() where localExperts?.contains(e) ?? true {
             let list = tokensOf[e]!
             let xe = x.gatherRows(list.map(\.token))
             let y = mlp(xe, gate: try weights.matrix(.routedExpert(layer: layer, expert: e, .gate)),

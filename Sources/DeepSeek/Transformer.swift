@@ -16,17 +16,27 @@ extension ForwardObserver {
 
 /// The DeepSeek-V2 decoder, driven by config.json. Weights are read through `WeightSource` as
 /// each layer runs, so a checkpoint larger than memory still runs (mmap pages come and go).
+///
+/// The pass is also exposed stage by stage (`embed`, `attention`, `feedForward`, `logits`) so that
+/// a tensor-parallel driver can run one `Transformer` per rank — each over its own weights, with
+/// a config whose head count and expert width are the rank's — and reduce their partial sums.
 public final class Transformer {
     public let config: ModelConfig
     public let weights: WeightSource
     public let rope: RopeParameters
     public var threads: Int
+    /// Vocabulary rows this weight source holds: the whole vocabulary, or a vocab-parallel slice.
+    public let vocabRange: Range<Int>
+    /// Routed experts this weight source holds (nil: all).
+    public let localExperts: Set<Int>?
 
-    public init(config: ModelConfig, weights: WeightSource, threads: Int) {
+    public init(config: ModelConfig, weights: WeightSource, threads: Int, vocabRange: Range<Int>? = nil, localExperts: Set<Int>? = nil) {
         self.config = config
         self.weights = weights
         self.rope = RopeParameters(config: config)
         self.threads = threads
+        self.vocabRange = vocabRange ?? 0..<config.vocabSize
+        self.localExperts = localExperts
         Linear.configureBLAS()
         keepFreedMemoryForReuse()
     }
@@ -39,46 +49,64 @@ public final class Transformer {
     /// [T, vocab] when `allLogits`, else [1, vocab] for the last token.
     public func forward(_ tokens: [Int], cache: KVCache, path: AttentionPath = .auto, allLogits: Bool = false,
                         observer: ForwardObserver? = nil) throws -> Matrix {
-        guard !tokens.isEmpty else { throw ModelError.badInput("forward: no tokens") }
-        let start = cache.length
-        // Embedding: rows of embed_tokens.
-        let embed = try weights.matrix(.embedding)
-        var x = Matrix(rows: tokens.count, cols: config.hiddenSize)
-        for (i, id) in tokens.enumerated() {
-            guard id >= 0 && id < embed.rows else {
-                throw ModelError.badInput("token id \(id) is outside the vocabulary (0..<\(embed.rows))")
-            }
-            let row = embed.rowSlice(id, 1).toF32()
-            for c in 0..<config.hiddenSize { x.data[i * config.hiddenSize + c] = row[c] }
-        }
+        var x = try embed(tokens)
         observer?.record("embeddings", x)
-        let eps = Float(config.rmsNormEps)
+        let start = cache.length
         for l in 0..<config.numHiddenLayers {
             // h = x + attn(norm(x)); x' = h + mlp(norm(h)).
-            let xn = Ops.rmsNorm(x, weight: try weights.vector(.inputNorm(layer: l)), eps: eps)
-            let attention = MLA(config: config, layer: l, rope: rope, threads: threads)
-            let a = try attention.forward(xn, start: start, cache: cache, weights: weights, path: path)
+            let a = try attention(layer: l, x, start: start, cache: cache, path: path)
             observer?.record("layers.\(l).self_attn_output", a)
             x += a
-            let hn = Ops.rmsNorm(x, weight: try weights.vector(.postAttentionNorm(layer: l)), eps: eps)
-            let m: Matrix
-            if config.isMoELayer(l) {
-                let (out, logits, routing) = try MoELayer(config: config, layer: l, threads: threads).forward(hn, weights: weights)
-                observer?.record("layers.\(l).router_logits", logits)
-                observer?.routed(layer: l, routing)
-                m = out
-            } else {
-                m = mlp(hn, gate: try weights.matrix(.denseMLP(layer: l, .gate)), up: try weights.matrix(.denseMLP(layer: l, .up)),
-                        down: try weights.matrix(.denseMLP(layer: l, .down)), threads: threads)
-            }
+            let m = try feedForward(layer: l, x, observer: observer)
             observer?.record("layers.\(l).mlp_output", m)
             x += m
             observer?.record("layers.\(l).hidden_states", x)
         }
         cache.advance(by: tokens.count)
-        var final = Ops.rmsNorm(x, weight: try weights.vector(.finalNorm), eps: eps)
+        return try logits(x, allPositions: allLogits, observer: observer)
+    }
+
+    /// Embedding rows; ids outside `vocabRange` give zero rows (a vocab-parallel partial).
+    public func embed(_ tokens: [Int]) throws -> Matrix {
+        guard !tokens.isEmpty else { throw ModelError.badInput("forward: no tokens") }
+        let table = try weights.matrix(.embedding)
+        var x = Matrix(rows: tokens.count, cols: config.hiddenSize)
+        for (i, id) in tokens.enumerated() {
+            guard id >= 0 && id < config.vocabSize else {
+                throw ModelError.badInput("token id \(id) is outside the vocabulary (0..<\(config.vocabSize))")
+            }
+            guard vocabRange.contains(id) else { continue }
+            let row = table.rowSlice(id - vocabRange.lowerBound, 1).toF32()
+            for c in 0..<config.hiddenSize { x.data[i * config.hiddenSize + c] = row[c] }
+        }
+        return x
+    }
+
+    /// o_proj(MLA(RMSNorm(x))) of one layer; appends the layer's latents to the cache.
+    public func attention(layer l: Int, _ x: Matrix, start: Int, cache: KVCache, path: AttentionPath = .auto) throws -> Matrix {
+        let xn = Ops.rmsNorm(x, weight: try weights.vector(.inputNorm(layer: l)), eps: Float(config.rmsNormEps))
+        return try MLA(config: config, layer: l, rope: rope, threads: threads).forward(xn, start: start, cache: cache, weights: weights, path: path)
+    }
+
+    /// The MLP or MoE of one layer over RMSNorm(x).
+    public func feedForward(layer l: Int, _ x: Matrix, observer: ForwardObserver? = nil) throws -> Matrix {
+        let hn = Ops.rmsNorm(x, weight: try weights.vector(.postAttentionNorm(layer: l)), eps: Float(config.rmsNormEps))
+        if config.isMoELayer(l) {
+            let moe = MoELayer(config: config, layer: l, threads: threads, localExperts: localExperts)
+            let (out, logits, routing) = try moe.forward(hn, weights: weights)
+            observer?.record("layers.\(l).router_logits", logits)
+            observer?.routed(layer: l, routing)
+            return out
+        }
+        return mlp(hn, gate: try weights.matrix(.denseMLP(layer: l, .gate)), up: try weights.matrix(.denseMLP(layer: l, .up)),
+                   down: try weights.matrix(.denseMLP(layer: l, .down)), threads: threads)
+    }
+
+    /// Final norm and lm_head: logits over `vocabRange` for the last position (or all).
+    public func logits(_ x: Matrix, allPositions: Bool, observer: ForwardObserver? = nil) throws -> Matrix {
+        var final = Ops.rmsNorm(x, weight: try weights.vector(.finalNorm), eps: Float(config.rmsNormEps))
         observer?.record("final_norm", final)
-        if !allLogits { final = final.gatherRows([final.rows - 1]) }
+        if !allPositions { final = final.gatherRows([final.rows - 1]) }
         let head = try weights.matrix(config.tieWordEmbeddings ? .embedding : .lmHead)
         return Linear.apply(final, head, threads: threads)
     }

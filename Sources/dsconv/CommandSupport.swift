@@ -4,6 +4,7 @@ import Foundation
 import JSON
 import Kernels
 import SafeTensors
+import Sharding
 
 /// Exit codes every subcommand uses.
 enum Exit {
@@ -35,6 +36,9 @@ func runCommand(_ body: () throws -> Int32) throws {
         code = e.isIOFailure ? Exit.ioFailure : Exit.badInput
     } catch let e as ModelError {
         printError(e.description)
+        code = Exit.badInput
+    } catch let e as PlanError {
+        printError(e.message)
         code = Exit.badInput
     } catch let e as ExitCode {
         throw e

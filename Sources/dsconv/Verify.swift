@@ -4,6 +4,7 @@ import Foundation
 import JSON
 import Kernels
 import SafeTensors
+import Sharding
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,11 +62,15 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         try runCommand {
-            let ckpt = try Checkpoint(directory: directory)
+            let reshard = ReshardManifest.isReshardOutput(directory)
+            let ckpt = reshard ? nil : try Checkpoint(directory: directory)
             let progress = Progress("scan")
             let start = Date()
-            let report = IntegrityCheck.run(ckpt, threads: threads.count) { done, total in
-                progress.update(done: done, total: total)
+            let report: IntegrityReport
+            if let ckpt {
+                report = IntegrityCheck.run(ckpt, threads: threads.count) { done, total in progress.update(done: done, total: total) }
+            } else {
+                report = try ReshardIntegrity.run(directory: directory, threads: threads.count) { done, total in progress.update(done: done, total: total) }
             }
             let seconds = Date().timeIntervalSince(start)
             for p in report.problems { note("problem: \(p)") }
@@ -81,33 +86,72 @@ struct Verify: ParsableCommand {
                 note("not generating: the checkpoint failed its integrity checks")
                 return Exit.problems
             }
-            return try generate(ckpt, integrity: report)
+            let engine: Engine = try ckpt.map { .single(Transformer(checkpoint: $0, threads: threads.count)) }
+                ?? .tensorParallel(TensorParallelModel(directory: directory, threads: threads.count),
+                                   textDirectory: directory + "/" + ReshardManifest.rankDirectory(0))
+            return try generate(engine, integrity: report)
         }
     }
 
-    func promptTokens(_ ckpt: Checkpoint) throws -> [Int] {
+    /// What runs the prompt: one model, or a reshard output's ranks with their partial sums reduced.
+    enum Engine {
+        case single(Transformer)
+        case tensorParallel(TensorParallelModel, textDirectory: String)
+
+        var config: ModelConfig {
+            switch self {
+            case .single(let m): return m.config
+            case .tensorParallel(let m, _): return m.config
+            }
+        }
+
+        /// Where tokenizer.json and tokenizer_config.json are.
+        var textDirectory: String {
+            switch self {
+            case .single(let m): return (m.weights as? Checkpoint)?.directory ?? "."
+            case .tensorParallel(_, let d): return d
+            }
+        }
+
+        func generate(_ ids: [Int], maxNewTokens: Int, sampling: Sampling) throws -> GenerationResult {
+            switch self {
+            case .single(let m): return try Generator(model: m).generate(prompt: ids, maxNewTokens: maxNewTokens, sampling: sampling)
+            case .tensorParallel(let m, _):
+                guard sampling == .greedy else { throw ModelError.unsupported("--temperature is not supported on a reshard output; it decodes greedily") }
+                return try m.generate(prompt: ids, maxNewTokens: maxNewTokens)
+            }
+        }
+
+        func allLogits(_ sequence: [Int]) throws -> Matrix {
+            switch self {
+            case .single(let m): return try m.forward(sequence, cache: KVCache(config: m.config), allLogits: true)
+            case .tensorParallel(let m, _): return try m.forward(sequence, caches: m.makeCaches(), allLogits: true)
+            }
+        }
+    }
+
+    func promptTokens(_ textDirectory: String) throws -> [Int] {
         if let promptIDs {
             let ids = promptIDs.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !ids.isEmpty, ids.allSatisfy({ $0 != nil }) else { throw ModelError.badInput("--prompt-ids: expected comma-separated integers, got \"\(promptIDs)\"") }
             return ids.compactMap { $0 }
         }
         let text = prompt ?? ""
-        let tokenizer = try TextFrontEnd.tokenizer(ckpt.directory)
+        let tokenizer = try TextFrontEnd.tokenizer(textDirectory)
         if raw { return tokenizer.encode(text) }
         let messages: JSONValue = [["role": "user", "content": .string(text)]]
-        let rendered = try TextFrontEnd.render(ckpt.directory, messages: messages, tools: nil, addGenerationPrompt: true)
+        let rendered = try TextFrontEnd.render(textDirectory, messages: messages, tools: nil, addGenerationPrompt: true)
         return tokenizer.encode(rendered, addSpecialTokens: false)
     }
 
-    func generate(_ ckpt: Checkpoint, integrity: IntegrityReport) throws -> Int32 {
-        let ids = try promptTokens(ckpt)
-        let model = Transformer(checkpoint: ckpt, threads: threads.count)
+    func generate(_ engine: Engine, integrity: IntegrityReport) throws -> Int32 {
+        let ids = try promptTokens(engine.textDirectory)
         let sampling: Sampling = temperature.map { .random(temperature: $0, topP: topP, seed: seed) } ?? .greedy
-        let result = try Generator(model: model).generate(prompt: ids, maxNewTokens: maxNewTokens, sampling: sampling)
+        let result = try engine.generate(ids, maxNewTokens: maxNewTokens, sampling: sampling)
         let prefillRate = Double(ids.count) / max(result.prefillSeconds, 1e-9)
         let decodeSteps = max(result.tokens.count - 1, 0)
         let decodeRate = decodeSteps > 0 ? Double(decodeSteps) / max(result.decodeSeconds, 1e-9) : 0
-        let kvBytes = KVCache(config: ckpt.config).bytesPerToken
+        let kvBytes = KVCache(config: engine.config).bytesPerToken
         if let logitsOut {
             try writeLogits(result.promptLastLogits, to: logitsOut)
         }
@@ -115,7 +159,7 @@ struct Verify: ParsableCommand {
         if let reference {
             let source = try Checkpoint(directory: reference)
             let sequence = ids + result.tokens
-            let ours = try model.forward(sequence, cache: KVCache(config: ckpt.config), allLogits: true)
+            let ours = try engine.allLogits(sequence)
             let refModel = Transformer(checkpoint: source, threads: threads.count)
             let theirs = try refModel.forward(sequence, cache: KVCache(config: source.config), allLogits: true)
             guard ours.cols == theirs.cols else {
@@ -123,7 +167,7 @@ struct Verify: ParsableCommand {
             }
             comparison = LogitComparison(ours: ours, reference: theirs)
         }
-        let text = (try? TextFrontEnd.tokenizer(ckpt.directory))?.decode(result.tokens, skipSpecialTokens: true)
+        let text = (try? TextFrontEnd.tokenizer(engine.textDirectory))?.decode(result.tokens, skipSpecialTokens: true)
         note("prompt ids: \(ids)")
         note("generated ids: \(result.tokens)\(result.stoppedAtEOS ? " (EOS)" : "")")
         if let text, !json { print(text) }

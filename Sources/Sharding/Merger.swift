@@ -1,0 +1,99 @@
+import DeepSeek
+import Foundation
+import JSON
+import Kernels
+import SafeTensors
+
+/// The inverse of `Resharder`: rank directories back into one checkpoint whose tensors are
+/// byte-identical to the source's. Replicas are checked to be identical.
+public struct Merger {
+    public let directory: String
+    public let manifest: ReshardManifest
+    public let ranks: [ShardedCheckpoint]
+
+    public init(directory: String) throws {
+        self.directory = directory
+        manifest = try ReshardManifest(directory: directory)
+        ranks = try manifest.ranks.map { try ShardedCheckpoint(directory: directory + "/" + $0.directory) }
+    }
+
+    public func write(into out: OutputDirectory, maxShardSize: Int, progress: ((Int, Int, String) -> Void)? = nil) throws {
+        let rank0 = directory + "/" + manifest.ranks[0].directory
+        // config.json without the tensor_parallel entry; side files as they are.
+        guard case .object(var config) = (try? JSONParser.parse(try readWholeFile(rank0 + "/config.json"))) ?? .null else {
+            throw ModelError.badInput("\(rank0)/config.json is not a JSON object")
+        }
+        config["tensor_parallel"] = nil
+        try writeFileAtomically(out.path("config.json"), JSONValue.object(config).serialized(pretty: true) + "\n")
+        for f in Checkpoint.sideFiles where f != "config.json" && pathExists(rank0 + "/" + f) {
+            try copyFile(from: rank0 + "/" + f, to: out.path(f))
+        }
+        let specs = manifest.tensors.map { TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
+        let writer = ShardedWriter(directory: out.partialPath, tensors: specs, maxShardSize: maxShardSize)
+        do {
+            for (i, t) in manifest.tensors.enumerated() {
+                try writer.write(t.name, from: .producer { w in try self.produce(t, into: w) })
+                progress?(i + 1, manifest.tensors.count, t.name)
+            }
+            try writer.finish()
+        } catch {
+            writer.abort()
+            throw error
+        }
+    }
+
+    func location(_ t: ReshardManifest.Tensor, rank: Int) throws -> TensorLocation {
+        guard let loc = ranks[rank][t.name] else {
+            throw ModelError.badTensor(file: directory + "/" + manifest.ranks[rank].directory, tensor: t.name, message: "missing from this rank")
+        }
+        return loc
+    }
+
+    func produce(_ t: ReshardManifest.Tensor, into w: TensorByteWriter) throws {
+        let es = t.dtype.size
+        guard let first = t.slices.first else { throw ModelError.badTensor(file: directory, tensor: t.name, message: "no rank holds it") }
+        if first.dim == nil {
+            let bytes = try location(t, rank: first.rank).data
+            guard bytes.count == t.shape.reduce(es, *) else {
+                throw ModelError.badTensor(file: directory, tensor: t.name, message: "rank \(first.rank) holds \(bytes.count) bytes, expected \(t.shape.reduce(es, *))")
+            }
+            for other in t.slices.dropFirst() where !(try location(t, rank: other.rank).data).elementsEqual(bytes) {
+                throw ModelError.badTensor(file: directory, tensor: t.name, message: "replica on rank \(other.rank) differs from rank \(first.rank)")
+            }
+            try w.write(bytes)
+            return
+        }
+        let slices = t.slices.sorted { $0.offset < $1.offset }
+        var expected = 0
+        for s in slices {
+            guard s.offset == expected, s.dim == first.dim else {
+                throw ModelError.badTensor(file: directory, tensor: t.name, message: "slices do not tile dim \(first.dim!) (gap or overlap at \(expected))")
+            }
+            expected += s.length
+        }
+        guard expected == t.shape[first.dim!] else {
+            throw ModelError.badTensor(file: directory, tensor: t.name, message: "slices cover \(expected) of \(t.shape[first.dim!])")
+        }
+        let parts = try slices.map { s -> UnsafeRawBufferPointer in
+            let d = try location(t, rank: s.rank).data
+            var shape = t.shape
+            shape[first.dim!] = s.length
+            guard d.count == shape.reduce(es, *) else {
+                throw ModelError.badTensor(file: directory, tensor: t.name, message: "rank \(s.rank) slice has \(d.count) bytes, expected \(shape.reduce(es, *))")
+            }
+            return d
+        }
+        if first.dim == 0 {
+            for p in parts { try w.write(p) }
+            return
+        }
+        // Columns: row by row, each rank's chunk in offset order.
+        let rows = t.shape[0]
+        for r in 0..<rows {
+            for (s, p) in zip(slices, parts) {
+                let chunk = s.length * es
+                try w.write(UnsafeRawBufferPointer(rebasing: p[(r * chunk)..<((r + 1) * chunk)]))
+            }
+        }
+    }
+}

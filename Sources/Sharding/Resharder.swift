@@ -1,0 +1,172 @@
+import DeepSeek
+import Foundation
+import JSON
+import Kernels
+import SafeTensors
+
+/// Streams a checkpoint into `tp` rank directories following a `ShardPlan`: tensor by tensor,
+/// each source tensor scanned for NaN/Inf once and then cut into every rank's slice, written
+/// through per-rank streaming writers that checksum as they go. Memory: one write buffer per rank
+/// plus a gather buffer; never a tensor per rank, never a state dict.
+public struct Resharder {
+    public let source: Checkpoint
+    public let plan: ShardPlan
+    public let maxShardSize: Int
+    public let threads: Int
+
+    public init(source: Checkpoint, plan: ShardPlan, maxShardSize: Int, threads: Int) {
+        self.source = source
+        self.plan = plan
+        self.maxShardSize = maxShardSize
+        self.threads = threads
+    }
+
+    /// Refuses a source with schema or tokenizer problems (the NaN scan runs during the copy).
+    public static func preflight(_ source: Checkpoint) throws {
+        let problems = IntegrityCheck.schemaProblems(source) + IntegrityCheck.tokenizerProblems(directory: source.directory)
+        if !problems.isEmpty {
+            let shown = problems.prefix(3).map(\.description).joined(separator: "; ")
+            throw ModelError.badInput("\(source.directory) fails its integrity checks (\(problems.count) problem(s)): \(shown)")
+        }
+    }
+
+    /// Per-rank output state: the writer and the running checksum of each file.
+    final class RankOutput: @unchecked Sendable {
+        let writer: ShardedWriter
+        var hashes: [String: SHA256] = [:]
+        init(directory: String, tensors: [TensorSpec], maxShardSize: Int) {
+            weak var box: RankOutput? = nil
+            writer = ShardedWriter(directory: directory, tensors: tensors, maxShardSize: maxShardSize) { file, bytes in
+                box?.hashes[file, default: SHA256()].update(bytes)
+            }
+            box = self
+        }
+    }
+
+    /// Writes everything into `out` (which the caller commits). `progress(index, total, name)`.
+    public func write(into out: OutputDirectory, progress: ((Int, Int, String) -> Void)? = nil) throws -> ReshardManifest {
+        let tp = plan.tp
+        // Rank directories: config (with its tensor_parallel entry) and side files.
+        let configText = try readWholeFile(source.directory + "/config.json")
+        guard case .object(var configJSON) = (try? JSONParser.parse(configText)) ?? .null else {
+            throw ModelError.badInput("\(source.directory)/config.json is not a JSON object")
+        }
+        var outputs: [RankOutput] = []
+        for r in 0..<tp {
+            let dir = ReshardManifest.rankDirectory(r)
+            try out.makeSubdirectory(dir)
+            configJSON["tensor_parallel"] = ["size": JSONValue(tp), "rank": JSONValue(r), "experts": .string(plan.experts.rawValue),
+                                             "local_experts": JSONValue(plan.localExperts[r])]
+            try writeFileAtomically(out.path(dir + "/config.json"), JSONValue.object(configJSON).serialized(pretty: true) + "\n")
+            for f in Checkpoint.sideFiles where f != "config.json" && pathExists(source.directory + "/" + f) {
+                try copyFile(from: source.directory + "/" + f, to: out.path(dir + "/" + f))
+            }
+            let specs = try plan.ranks[r].map { s in TensorSpec(name: s.name, dtype: try dtype(of: s.name), shape: s.shape) }
+            outputs.append(RankOutput(directory: out.path(dir), tensors: specs, maxShardSize: maxShardSize))
+        }
+        // Which ranks hold a slice of each tensor.
+        var slicesOf: [String: [(rank: Int, slice: PlannedSlice)]] = [:]
+        for r in 0..<tp { for s in plan.ranks[r] { slicesOf[s.name, default: []].append((r, s)) } }
+        let order = source.schema.tensors.map(\.name)
+        do {
+            for (i, name) in order.enumerated() {
+                let loc = try source.weights.require(name)
+                if loc.info.dtype.isFloatingPoint {
+                    let format = Self.scanFormat(loc.info.dtype)
+                    let (bad, first) = NonFiniteScan.count(loc.data, format: format)
+                    if bad > 0 {
+                        throw ModelError.badTensor(file: loc.file.path, tensor: name,
+                                                   message: "\(bad) NaN/Inf value(s), first at flat index \(first ?? 0): the source fails its integrity checks")
+                    }
+                }
+                let work = UnsafeSendable((slicesOf[name] ?? [], outputs, loc))
+                let failure = Locked<Error?>(nil)
+                parallelFor(work.value.0.count, threads: threads) { k in
+                    let (rank, slice) = work.value.0[k]
+                    do {
+                        try Self.writeSlice(slice, of: work.value.2, to: work.value.1[rank].writer)
+                    } catch {
+                        failure.withLock { if $0 == nil { $0 = error } }
+                    }
+                }
+                if let e = failure.withLock({ $0 }) { throw e }
+                loc.file.mapped.adviseDone(loc.file.fileRange(loc.info))
+                progress?(i + 1, order.count, name)
+            }
+            for o in outputs { try o.writer.finish() }
+        } catch {
+            for o in outputs { o.writer.abort() }
+            throw error
+        }
+        // Checksums: shards from the running hashes, side files read back (small).
+        var ranks: [ReshardManifest.Rank] = []
+        for r in 0..<tp {
+            let dir = ReshardManifest.rankDirectory(r)
+            var files: [ReshardManifest.File] = []
+            for (name, size) in outputs[r].writer.writtenFiles {
+                var h = outputs[r].hashes[name] ?? SHA256()
+                files.append(.init(name: name, size: size, sha256: h.finalizeHex()))
+            }
+            for name in try listDirectory(out.path(dir)).sorted() where !name.hasSuffix(".safetensors") {
+                let f = try MappedFile(path: out.path(dir + "/" + name))
+                files.append(.init(name: name, size: f.size, sha256: SHA256.hex(f.bytes)))
+            }
+            ranks.append(.init(rank: r, directory: dir, localExperts: plan.localExperts[r], files: files))
+        }
+        var tensors: [ReshardManifest.Tensor] = []
+        for name in order {
+            let loc = try source.weights.require(name)
+            let slices = (slicesOf[name] ?? []).map { ReshardManifest.Slice(rank: $0.rank, dim: $0.slice.dim, offset: $0.slice.offset, length: $0.slice.length) }
+            tensors.append(.init(name: name, dtype: loc.info.dtype, shape: loc.info.shape, slices: slices))
+        }
+        let manifest = ReshardManifest(tp: tp, experts: plan.experts, groupSize: plan.groupSize, source: source.directory, tensors: tensors, ranks: ranks)
+        try writeFileAtomically(out.path(ReshardManifest.fileName), manifest.json.serialized(pretty: true) + "\n")
+        return manifest
+    }
+
+    func dtype(of name: String) throws -> DType { try source.weights.require(name).info.dtype }
+
+    static func scanFormat(_ d: DType) -> NonFiniteScan.Format {
+        switch d {
+        case .bf16: return .bf16
+        case .f16: return .f16
+        case .f32: return .f32
+        case .f64: return .f64
+        case .f8e4m3: return .f8e4m3
+        default: return .f8e5m2
+        }
+    }
+
+    /// Bytes of a slice, streamed: whole tensors and row blocks are one range of the map; column
+    /// blocks are gathered row by row through a bounded buffer.
+    static func writeSlice(_ s: PlannedSlice, of loc: TensorLocation, to writer: ShardedWriter) throws {
+        let data = loc.data
+        let es = loc.info.dtype.size
+        switch s.dim {
+        case nil:
+            try writer.write(s.name, from: .bytes(data))
+        case 0?:
+            let rowBytes = s.sourceShape.dropFirst().reduce(es, *)
+            try writer.write(s.name, from: .bytes(UnsafeRawBufferPointer(rebasing: data[(s.offset * rowBytes)..<((s.offset + s.length) * rowBytes)])))
+        default:
+            let rows = s.sourceShape[0], cols = s.sourceShape[1]
+            let chunk = s.length * es
+            try writer.write(s.name, from: .producer { w in
+                let capacity = max(chunk, (4 << 20) / chunk * chunk)
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64)
+                defer { buffer.deallocate() }
+                var used = 0
+                for r in 0..<rows {
+                    let src = data.baseAddress! + (r * cols + s.offset) * es
+                    (buffer.baseAddress! + used).copyMemory(from: src, byteCount: chunk)
+                    used += chunk
+                    if used + chunk > capacity {
+                        try w.write(UnsafeRawBufferPointer(rebasing: buffer[0..<used]))
+                        used = 0
+                    }
+                }
+                if used > 0 { try w.write(UnsafeRawBufferPointer(rebasing: buffer[0..<used])) }
+            })
+        }
+    }
+}

@@ -1,0 +1,154 @@
+import DeepSeek
+
+/// How routed experts are distributed.
+public enum ExpertMode: String, Sendable, CaseIterable {
+    /// Every expert split on its intermediate dim like a dense MLP (vLLM's default).
+    case tp
+    /// Whole experts, a contiguous block per rank.
+    case ep
+}
+
+/// What one rank receives of one source tensor.
+public struct PlannedSlice: Sendable, Equatable {
+    /// Source (and output) tensor name.
+    public let name: String
+    public let role: TensorRole
+    /// nil: the whole tensor (replicated, or a whole expert); 0: rows; 1: columns.
+    public let dim: Int?
+    /// Element offset and length along `dim` (0 and the full size when `dim` is nil).
+    public let offset: Int
+    public let length: Int
+    /// Shape of the source tensor and of the slice.
+    public let sourceShape: [Int]
+    public var shape: [Int] {
+        guard let dim else { return sourceShape }
+        var s = sourceShape
+        s[dim] = length
+        return s
+    }
+}
+
+/// Why a split cannot be made, naming the tensor, the dim, the size and N.
+public struct PlanError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// The tensor-parallel layout of a checkpoint: for every rank, the slices it holds. A pure
+/// function of (schema, tp, expert mode, group size): no I/O and no dtype, so packed quantized
+/// layouts reuse it (a packed weight, its scales and zero points split along the same logical dim).
+///
+/// Rules (DESIGN.md, as DeepSeek's convert.py and vLLM): embedding and lm_head by vocab rows;
+/// q_a, kv_a, norms and the router replicated; q_b / q_proj and kv_b by whole heads (rows);
+/// o_proj by whole heads (columns); dense MLP and shared experts gate/up by rows and down by
+/// columns; routed experts like a dense MLP (`tp`) or whole, a contiguous block per rank (`ep`).
+public struct ShardPlan: Sendable {
+    public let tp: Int
+    public let experts: ExpertMode
+    public let groupSize: Int?
+    /// Per rank, slices in checkpoint order.
+    public let ranks: [[PlannedSlice]]
+    /// Per rank, the routed experts it holds whole (ep) or a slice of (tp: all of them).
+    public let localExperts: [[Int]]
+    public let config: ModelConfig
+
+    public init(schema: TensorSchema, tp: Int, experts: ExpertMode, groupSize: Int? = nil) throws(PlanError) {
+        let c = schema.config
+        guard tp >= 1 else { throw PlanError(message: "--tp must be at least 1, got \(tp)") }
+        if let g = groupSize, g < 1 { throw PlanError(message: "--group-size must be positive, got \(g)") }
+        let heads = c.numAttentionHeads
+        func need(_ size: Int, _ unit: Int, _ what: String, _ tensor: String, _ dim: Int) throws(PlanError) {
+            guard size % (unit * tp) == 0 else {
+                throw PlanError(message: "\(tensor): dim \(dim) of size \(size) (\(size / unit) \(what)) does not split \(tp) ways")
+            }
+        }
+        let nExperts = c.nRoutedExperts ?? 0
+        if experts == .ep && nExperts % tp != 0 {
+            throw PlanError(message: "--experts ep: n_routed_experts \(nExperts) is not divisible by tp \(tp) (use --experts tp, or a tp that divides \(nExperts))")
+        }
+        var ranks = Array(repeating: [PlannedSlice](), count: tp)
+        var rowParallelWidths: [(String, Int)] = []  // input columns per rank of dim-1 splits
+        for t in schema.tensors {
+            let name = t.name
+            func split(_ dim: Int, unit: Int, what: String) throws(PlanError) {
+                try need(t.shape[dim], unit, what, name, dim)
+                let per = t.shape[dim] / tp
+                if dim == 1 { rowParallelWidths.append((name, per)) }
+                for r in 0..<tp {
+                    ranks[r].append(PlannedSlice(name: name, role: t.role, dim: dim, offset: r * per, length: per, sourceShape: t.shape))
+                }
+            }
+            func replicate() {
+                for r in 0..<tp {
+                    ranks[r].append(PlannedSlice(name: name, role: t.role, dim: nil, offset: 0, length: t.shape.first ?? 1, sourceShape: t.shape))
+                }
+            }
+            switch t.role {
+            case .embedding, .lmHead: try split(0, unit: 1, what: "vocabulary rows")
+            case .qA, .kvA, .router, .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: replicate()
+            case .qB, .q: try split(0, unit: c.qHeadDim, what: "heads")
+            case .kvB: try split(0, unit: c.qkNopeHeadDim + c.vHeadDim, what: "heads")
+            case .o: try split(1, unit: c.vHeadDim, what: "heads")
+            case .denseMLP(_, let p), .sharedExpert(_, let p):
+                try split(p == .down ? 1 : 0, unit: 1, what: "features")
+            case .routedExpert(_, let e, let p):
+                switch experts {
+                case .tp: try split(p == .down ? 1 : 0, unit: 1, what: "features")
+                case .ep:
+                    let r = e / (nExperts / tp)
+                    ranks[r].append(PlannedSlice(name: name, role: t.role, dim: nil, offset: 0, length: t.shape[0], sourceShape: t.shape))
+                }
+            }
+        }
+        _ = heads
+        if let g = groupSize {
+            let bad = rowParallelWidths.filter { $0.1 % g != 0 }
+            if let first = bad.first {
+                let widths = Set(rowParallelWidths.map(\.1))
+                let common = widths.reduce(0) { ShardPlan.gcd($0, $1) }
+                let workable = [32, 64, 128, 256].filter { common % $0 == 0 }
+                var hint = workable.isEmpty ? "no power-of-two group size ≥ 32 divides every slice (\(widths.sorted()))"
+                    : "group sizes that work at tp \(tp): \(workable.map(String.init).joined(separator: ", "))"
+                if experts == .tp && nExperts > 0 && nExperts % tp == 0 && !bad.contains(where: { !ShardPlan.isRoutedExpert($0.0) }) {
+                    hint += "; or --experts ep keeps experts whole"
+                }
+                throw PlanError(message: "\(first.0): dim 1 splits \(tp) ways into \(first.1) input columns, not a multiple of --group-size \(g) (\(bad.count) tensor(s) affected); \(hint)")
+            }
+        }
+        self.tp = tp
+        self.experts = experts
+        self.groupSize = groupSize
+        self.ranks = ranks
+        self.config = c
+        localExperts = (0..<tp).map { r in
+            guard nExperts > 0 else { return [] }
+            return experts == .ep ? Array((r * nExperts / tp)..<((r + 1) * nExperts / tp)) : Array(0..<nExperts)
+        }
+    }
+
+    static func isRoutedExpert(_ name: String) -> Bool { name.contains(".mlp.experts.") }
+
+    static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
+    /// The config a rank's forward pass runs with: its share of the heads and (tp mode) of each
+    /// expert's width. Shared-expert widths come from the weights themselves.
+    public func rankConfig() -> ModelConfig {
+        var c = config
+        c.numAttentionHeads = config.numAttentionHeads / tp
+        c.numKeyValueHeads = c.numAttentionHeads
+        if experts == .tp { c.moeIntermediateSize = config.moeIntermediateSize / tp }
+        c.intermediateSize = config.intermediateSize / tp
+        return c
+    }
+
+    /// Vocabulary rows of a rank (vocab-parallel embedding and head).
+    public func vocabRange(rank: Int) -> Range<Int> {
+        let per = config.vocabSize / tp
+        return (rank * per)..<((rank + 1) * per)
+    }
+
+    /// Bytes each rank receives at `bytesPerElement`.
+    public func bytesPerRank(bytesPerElement: Int) -> [Int] {
+        ranks.map { $0.reduce(0) { $0 + $1.shape.reduce(bytesPerElement, *) } }
+    }
+}

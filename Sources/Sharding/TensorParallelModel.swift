@@ -1,0 +1,120 @@
+import DeepSeek
+import Foundation
+import Kernels
+import SafeTensors
+
+/// One rank's weights: its own directory only, each tensor checked against the plan's shape.
+public final class RankWeights: WeightSource, @unchecked Sendable {
+    public let rank: Int
+    public let checkpoint: ShardedCheckpoint
+    private let expected: [String: PlannedSlice]
+
+    init(rank: Int, directory: String, plan: ShardPlan) throws {
+        self.rank = rank
+        checkpoint = try ShardedCheckpoint(directory: directory)
+        expected = Dictionary(uniqueKeysWithValues: plan.ranks[rank].map { ($0.name, $0) })
+    }
+
+    public func matrix(_ role: TensorRole) throws -> WeightMatrix {
+        guard let loc = checkpoint[role.name] else {
+            throw ModelError.badTensor(file: checkpoint.directory, tensor: role.name, message: "missing from rank \(rank)")
+        }
+        if let s = expected[role.name], s.shape != loc.info.shape {
+            throw ModelError.badTensor(file: loc.file.path, tensor: role.name, message: "shape \(loc.info.shape), expected \(s.shape) for rank \(rank)")
+        }
+        return try loc.weightMatrix()
+    }
+
+    /// Tensors of this rank that differ from the plan: missing, unexpected, mis-shaped.
+    public func problems() -> [String] {
+        var out: [String] = []
+        for (name, s) in expected.sorted(by: { $0.key < $1.key }) {
+            guard let loc = checkpoint[name] else { out.append("\(checkpoint.directory): tensor \(name) missing"); continue }
+            if loc.info.shape != s.shape { out.append("\(loc.file.path): tensor \(name): shape \(loc.info.shape), expected \(s.shape)") }
+        }
+        for t in checkpoint.tensors where expected[t.info.name] == nil {
+            out.append("\(t.file.path): tensor \(t.info.name) is not part of rank \(rank)")
+        }
+        return out
+    }
+}
+
+/// Runs a reshard output as a tensor-parallel engine would: every rank computes its partial
+/// results from its own files, and partial sums are reduced across ranks in rank order
+/// (embedding and o_proj / down_proj outputs summed, vocab-parallel logits concatenated).
+public final class TensorParallelModel {
+    public let plan: ShardPlan
+    public let ranks: [Transformer]
+    public let weights: [RankWeights]
+    public let config: ModelConfig
+
+    public init(directory: String, threads: Int) throws {
+        let manifest = try ReshardManifest(directory: directory)
+        let rank0 = directory + "/" + manifest.ranks[0].directory
+        let config = try ModelConfig.load(path: rank0 + "/config.json")
+        let plan = try ShardPlan(schema: TensorSchema(config: config), tp: manifest.tp, experts: manifest.experts, groupSize: manifest.groupSize)
+        var weights: [RankWeights] = []
+        var ranks: [Transformer] = []
+        let rankConfig = plan.rankConfig()
+        for r in 0..<manifest.tp {
+            let w = try RankWeights(rank: r, directory: directory + "/" + manifest.ranks[r].directory, plan: plan)
+            weights.append(w)
+            let local = plan.experts == .ep ? Set(plan.localExperts[r]) : nil
+            ranks.append(Transformer(config: rankConfig, weights: w, threads: threads, vocabRange: plan.vocabRange(rank: r), localExperts: local))
+        }
+        self.plan = plan
+        self.ranks = ranks
+        self.weights = weights
+        self.config = config
+    }
+
+    /// One KV cache per rank (each rank keeps the latents it computes).
+    public func makeCaches() -> [KVCache] { ranks.map { KVCache(config: $0.config) } }
+
+    static func reduce(_ parts: [Matrix]) -> Matrix {
+        var sum = parts[0]
+        for p in parts.dropFirst() { sum += p }
+        return sum
+    }
+
+    public func forward(_ tokens: [Int], caches: [KVCache], allLogits: Bool = false) throws -> Matrix {
+        let start = caches[0].length
+        var x = Self.reduce(try ranks.map { try $0.embed(tokens) })
+        for l in 0..<config.numHiddenLayers {
+            x += Self.reduce(try zip(ranks, caches).map { try $0.0.attention(layer: l, x, start: start, cache: $0.1) })
+            x += Self.reduce(try ranks.map { try $0.feedForward(layer: l, x) })
+        }
+        for c in caches { c.advance(by: tokens.count) }
+        // Vocab-parallel head: each rank's logits are its columns.
+        let parts = try ranks.map { try $0.logits(x, allPositions: allLogits) }
+        var out = Matrix(rows: parts[0].rows, cols: config.vocabSize)
+        for (r, p) in parts.enumerated() {
+            let offset = plan.vocabRange(rank: r).lowerBound
+            for i in 0..<p.rows { for c in 0..<p.cols { out.data[i * config.vocabSize + offset + c] = p.data[i * p.cols + c] } }
+        }
+        return out
+    }
+}
+
+/// Greedy/sampled generation over a tensor-parallel model, mirroring `Generator`.
+extension TensorParallelModel {
+    public func generate(prompt: [Int], maxNewTokens: Int, stopAtEOS: Bool = true) throws -> GenerationResult {
+        let caches = makeCaches()
+        let t0 = Date()
+        var logits = try forward(prompt, caches: caches).data
+        let promptLogits = logits
+        let prefill = Date().timeIntervalSince(t0)
+        var out: [Int] = []
+        var stopped = false
+        let t1 = Date()
+        while out.count < maxNewTokens {
+            let next = logits.indices.max { logits[$0] < logits[$1] } ?? 0
+            out.append(next)
+            if stopAtEOS, let eos = config.eosTokenId, next == eos { stopped = true; break }
+            if out.count == maxNewTokens { break }
+            logits = try forward([next], caches: caches).data
+        }
+        return GenerationResult(tokens: out, stoppedAtEOS: stopped, promptLastLogits: promptLogits,
+                                prefillSeconds: prefill, decodeSeconds: Date().timeIntervalSince(t1))
+    }
+}

@@ -1,0 +1,150 @@
+import ArgumentParser
+import DeepSeek
+import Foundation
+import JSON
+import SafeTensors
+import Sharding
+
+struct Reshard: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Cut a checkpoint into N tensor-parallel rank directories (experts split or whole), streaming.")
+
+    @Argument(help: "Source checkpoint directory.")
+    var source: String
+
+    @Option(help: "Tensor-parallel size.")
+    var tp: Int
+
+    @Option(help: "Routed experts: tp (split each expert, the vLLM default) or ep (whole experts per rank).")
+    var experts: String = "tp"
+
+    @Option(help: "Output directory (rank-00 … rank-N-1 and dsconv-manifest.json).")
+    var out: String?
+
+    @Option(name: .customLong("group-size"), help: "Quantization group size every row-parallel slice must align to.")
+    var groupSize: Int?
+
+    @Option(name: .customLong("max-shard-size"), help: "Largest shard per rank, e.g. 5GB (default).")
+    var maxShardSize = "5GB"
+
+    @Flag(name: .customLong("dry-run"), help: "Print the plan and the bytes per rank; write nothing.")
+    var dryRun = false
+
+    @Flag(help: "Replace an existing output directory.")
+    var force = false
+
+    @Flag(help: "Print one JSON object on stdout.")
+    var json = false
+
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        guard ExpertMode(rawValue: experts) != nil else { throw ValidationError("--experts must be tp or ep") }
+        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
+        if !dryRun && out == nil { throw ValidationError("--out is required (or --dry-run)") }
+        if tp < 1 { throw ValidationError("--tp must be at least 1") }
+    }
+
+    func run() throws {
+        try runCommand {
+            let ckpt = try Checkpoint(directory: source)
+            let mode = ExpertMode(rawValue: experts) ?? .tp
+            let plan: ShardPlan
+            do { plan = try ShardPlan(schema: ckpt.schema, tp: tp, experts: mode, groupSize: groupSize) } catch let e as PlanError {
+                throw ModelError.badInput("\(source): \(e.message)")
+            }
+            let bytes = plan.bytesPerRank(bytesPerElement: ckpt.expectedDType.size)
+            if dryRun {
+                printPlan(plan, ckpt: ckpt, bytes: bytes)
+                return Exit.ok
+            }
+            try Resharder.preflight(ckpt)
+            guard let out, let shard = parseSize(maxShardSize) else { return Exit.badInput }
+            let output = try OutputDirectory(out, force: force)
+            let progress = Progress("reshard")
+            let start = Date()
+            let manifest: ReshardManifest
+            do {
+                manifest = try Resharder(source: ckpt, plan: plan, maxShardSize: shard, threads: threads.count)
+                    .write(into: output) { i, n, name in progress.step(i, of: n, name) }
+                try output.commit()
+            } catch {
+                output.abort()
+                throw error
+            }
+            let seconds = Date().timeIntervalSince(start)
+            let total = bytes.reduce(0, +)
+            note(String(format: "wrote %@: %d ranks, %@ in %.1f s (%.2f GB/s)", out, tp, formatBytes(total), seconds, Double(total) / seconds / 1e9))
+            if json {
+                printJSON(["out": .string(out), "tp": JSONValue(tp), "experts": .string(mode.rawValue), "bytes_per_rank": JSONValue(bytes),
+                           "files": JSONValue(manifest.ranks.reduce(0) { $0 + $1.files.count }), "seconds": .number(seconds)])
+            }
+            return Exit.ok
+        }
+    }
+
+    func printPlan(_ plan: ShardPlan, ckpt: Checkpoint, bytes: [Int]) {
+        // One line per kind of tensor: how it splits, and the per-rank slice of its first instance.
+        var seen: [String: PlannedSlice] = [:]
+        var order: [String] = []
+        for s in plan.ranks[0] {
+            let key = s.role.kind + (s.dim.map { " dim \($0)" } ?? " whole")
+            if seen[key] == nil { seen[key] = s; order.append(key) }
+        }
+        if json {
+            printJSON(["tp": JSONValue(plan.tp), "experts": .string(plan.experts.rawValue), "bytes_per_rank": JSONValue(bytes),
+                       "local_experts": .array(plan.localExperts.map { JSONValue($0) }),
+                       "ranks": .array(plan.ranks.map { r in .array(r.map { s in
+                           ["name": .string(s.name), "dim": s.dim.map { JSONValue($0) } ?? .null, "offset": JSONValue(s.offset),
+                            "length": JSONValue(s.length), "shape": JSONValue(s.shape)] }) })])
+            return
+        }
+        print("plan: \(ckpt.directory) → tp \(plan.tp), experts \(plan.experts.rawValue)\(plan.groupSize.map { ", group size \($0)" } ?? "")")
+        for key in order {
+            let s = seen[key]!
+            let how = s.dim == nil ? "replicated/whole" : "split dim \(s.dim!): \(s.sourceShape) → \(s.shape) per rank"
+            print("  \(key.padding(toLength: 24, withPad: " ", startingAt: 0)) e.g. \(s.name): \(how)")
+        }
+        for (r, b) in bytes.enumerated() {
+            print("  rank \(r): \(plan.ranks[r].count) tensors, \(formatBytes(b))\(plan.experts == .ep ? ", experts \(plan.localExperts[r].first ?? 0)…\(plan.localExperts[r].last ?? 0)" : "")")
+        }
+    }
+}
+
+struct Merge: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Merge a reshard output back into one checkpoint (tensors byte-identical to the source).")
+
+    @Argument(help: "Reshard output directory.")
+    var directory: String
+
+    @Option(help: "Output checkpoint directory.")
+    var out: String
+
+    @Option(name: .customLong("max-shard-size"), help: "Largest shard, e.g. 5GB (default).")
+    var maxShardSize = "5GB"
+
+    @Flag(help: "Replace an existing output directory.")
+    var force = false
+
+    func validate() throws {
+        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
+    }
+
+    func run() throws {
+        try runCommand {
+            let merger: Merger
+            do { merger = try Merger(directory: directory) } catch let e as PlanError { throw ModelError.badInput(e.message) }
+            let output = try OutputDirectory(out, force: force)
+            let progress = Progress("merge")
+            do {
+                try merger.write(into: output, maxShardSize: parseSize(maxShardSize) ?? 5_000_000_000) { i, n, name in progress.step(i, of: n, name) }
+                try output.commit()
+            } catch {
+                output.abort()
+                throw error
+            }
+            note("wrote \(out): \(merger.manifest.tensors.count) tensors from \(merger.manifest.tp) ranks")
+            return Exit.ok
+        }
+    }
+}
