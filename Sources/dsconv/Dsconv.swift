@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 
 @main
@@ -8,4 +9,11 @@ struct Dsconv: ParsableCommand {
         discussion: "Exit codes: 0 ok · 1 verification found problems · 2 bad usage or bad input · 3 I/O failure.",
         subcommands: [Inspect.self, Verify.self, Reshard.self, Merge.self, Tokenize.self, Detokenize.self, Synth.self]
     )
+
+    /// A file-size limit (or a full quota) must surface as a write error with exit code 3, not
+    /// kill the process with SIGXFSZ halfway through an output.
+    static func main() {
+        signal(SIGXFSZ, SIG_IGN)
+        main(nil)
+    }
 }
