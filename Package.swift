@@ -39,6 +39,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "dsconv-bench", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "CKernels"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "JSON"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"],
                     resources: []),

@@ -72,8 +72,7 @@ public struct Resharder {
             for (i, name) in order.enumerated() {
                 let loc = try source.weights.require(name)
                 if loc.info.dtype.isFloatingPoint {
-                    let format = Self.scanFormat(loc.info.dtype)
-                    let (bad, first) = NonFiniteScan.count(loc.data, format: format)
+                    let (bad, first) = Self.scan(loc)
                     if bad > 0 {
                         throw ModelError.badTensor(file: loc.file.path, tensor: name,
                                                    message: "\(bad) NaN/Inf value(s), first at flat index \(first ?? 0): the source fails its integrity checks")
@@ -126,6 +125,46 @@ public struct Resharder {
 
     func dtype(of name: String) throws -> DType { try source.weights.require(name).info.dtype }
 
+    /// Bytes read per step of a large tensor; pages are dropped from the process after each step,
+    /// so the mapped (resident) part of the source stays at about this size per thread.
+    static let window = 64 << 20
+
+    /// NaN/Inf count and first index, window by window.
+    static func scan(_ loc: TensorLocation) -> (Int, Int?) {
+        let format = scanFormat(loc.info.dtype)
+        let es = loc.info.dtype.size
+        let step = window / es * es
+        var count = 0
+        var first: Int? = nil
+        var offset = 0
+        let data = loc.data
+        let base = loc.file.fileRange(loc.info).lowerBound
+        while offset < data.count {
+            let end = min(data.count, offset + step)
+            let r = NonFiniteScan.count(UnsafeRawBufferPointer(rebasing: data[offset..<end]), format: format)
+            if let f = r.first, first == nil { first = offset / es + f }
+            count += r.count
+            loc.file.mapped.adviseDone((base + offset)..<(base + end))
+            offset = end
+        }
+        return (count, first)
+    }
+
+    /// Writes a contiguous byte range of the source window by window, dropping each window's pages.
+    static func writeRange(_ range: Range<Int>, of loc: TensorLocation, name: String, to writer: ShardedWriter) throws {
+        let data = loc.data
+        let base = loc.file.fileRange(loc.info).lowerBound
+        try writer.write(name, from: .producer { w in
+            var offset = range.lowerBound
+            while offset < range.upperBound {
+                let end = min(range.upperBound, offset + window)
+                try w.write(UnsafeRawBufferPointer(rebasing: data[offset..<end]))
+                loc.file.mapped.adviseDone((base + offset)..<(base + end))
+                offset = end
+            }
+        })
+    }
+
     static func scanFormat(_ d: DType) -> NonFiniteScan.Format {
         switch d {
         case .bf16: return .bf16
@@ -144,10 +183,10 @@ public struct Resharder {
         let es = loc.info.dtype.size
         switch s.dim {
         case nil:
-            try writer.write(s.name, from: .bytes(data))
+            try writeRange(0..<data.count, of: loc, name: s.name, to: writer)
         case 0?:
             let rowBytes = s.sourceShape.dropFirst().reduce(es, *)
-            try writer.write(s.name, from: .bytes(UnsafeRawBufferPointer(rebasing: data[(s.offset * rowBytes)..<((s.offset + s.length) * rowBytes)])))
+            try writeRange((s.offset * rowBytes)..<((s.offset + s.length) * rowBytes), of: loc, name: s.name, to: writer)
         default:
             let rows = s.sourceShape[0], cols = s.sourceShape[1]
             let chunk = s.length * es

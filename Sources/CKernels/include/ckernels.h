@@ -34,6 +34,8 @@ typedef struct {
 void dsk_sha256_init(dsk_sha256_ctx *ctx);
 void dsk_sha256_update(dsk_sha256_ctx *ctx, const void *data, size_t n);
 void dsk_sha256_final(dsk_sha256_ctx *ctx, uint8_t out[32]);
+/* Tests set this to compare the SHA-NI path with the portable one. */
+void dsk_sha256_set_portable(int on);
 
 #endif
 
