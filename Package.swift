@@ -27,14 +27,15 @@ let package = Package(
         .target(name: "JSON"),
         .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "SafeTensors", dependencies: ["JSON"]),
-        .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON"]),
+        .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"]),
+        .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .target(name: "Tokenizer", dependencies: ["JSON"]),
         .target(name: "ChatTemplate", dependencies: ["JSON"]),
         .executableTarget(
             name: "dsconv",
             dependencies: [
-                "DeepSeek", "SafeTensors", "Kernels", "JSON", "Tokenizer", "ChatTemplate", "Sharding",
+                "DeepSeek", "SafeTensors", "Kernels", "JSON", "Tokenizer", "ChatTemplate", "Sharding", "Compression",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

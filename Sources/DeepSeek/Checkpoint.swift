@@ -21,13 +21,7 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     /// The dtype the config's `torch_dtype` calls for.
-    public var expectedDType: DType {
-        switch config.torchDtype {
-        case "float16": return .f16
-        case "float32": return .f32
-        default: return .bf16
-        }
-    }
+    public var expectedDType: DType { config.expectedDType }
 
     public func tensor(_ role: TensorRole) throws -> TensorLocation {
         guard let t = weights[role.name] else {

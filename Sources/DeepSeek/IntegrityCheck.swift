@@ -70,31 +70,36 @@ public enum IntegrityCheck {
 
     /// Missing, unexpected, mis-shaped and mis-typed tensors against the config's schema.
     public static func schemaProblems(_ checkpoint: Checkpoint) -> [Problem] {
+        let entries = checkpoint.weights.tensors.map { (file: basename($0.file.path), info: $0.info) }
+        return schemaProblems(schema: checkpoint.schema, expectedDType: checkpoint.expectedDType, tensors: entries,
+                              indexName: checkpoint.weights.indexPath.map(basename) ?? "checkpoint")
+    }
+
+    /// The same over any listing of (file, tensor) pairs, e.g. a packed checkpoint's headers.
+    public static func schemaProblems(schema: TensorSchema, expectedDType: DType, tensors: [(file: String, info: TensorInfo)],
+                                      indexName: String) -> [Problem] {
         var problems: [Problem] = []
-        let weights = checkpoint.weights
-        let expectedDType = checkpoint.expectedDType
-        let indexName = weights.indexPath.map(basename) ?? "checkpoint"
-        for t in checkpoint.schema.tensors {
-            guard let found = weights[t.name] else {
+        var found: [String: (file: String, info: TensorInfo)] = [:]
+        for t in tensors { found[t.info.name] = t }
+        for t in schema.tensors {
+            guard let f = found[t.name] else {
                 problems.append(Problem(kind: .missingTensor, file: indexName, tensor: t.name,
                                         message: "missing (expected shape \(t.shape), \(expectedDType.rawValue))"))
                 continue
             }
-            let file = basename(found.file.path)
-            if found.info.shape != t.shape {
-                problems.append(Problem(kind: .wrongShape, file: file, tensor: t.name,
-                                        message: "shape \(found.info.shape), expected \(t.shape)"))
+            if f.info.shape != t.shape {
+                problems.append(Problem(kind: .wrongShape, file: f.file, tensor: t.name, message: "shape \(f.info.shape), expected \(t.shape)"))
             }
             // transformers keeps the router in fp32 on purpose; an f32 router is accepted.
-            let routerF32 = { if case .router = t.role { return found.info.dtype == .f32 }; return false }()
-            if found.info.dtype != expectedDType && !routerF32 {
-                problems.append(Problem(kind: .wrongDType, file: file, tensor: t.name,
-                                        message: "dtype \(found.info.dtype.rawValue), expected \(expectedDType.rawValue)"))
+            let routerF32 = { if case .router = t.role { return f.info.dtype == .f32 }; return false }()
+            if f.info.dtype != expectedDType && !routerF32 {
+                problems.append(Problem(kind: .wrongDType, file: f.file, tensor: t.name,
+                                        message: "dtype \(f.info.dtype.rawValue), expected \(expectedDType.rawValue)"))
             }
         }
-        for loc in weights.tensors where checkpoint.schema[loc.info.name] == nil {
-            problems.append(Problem(kind: .unexpectedTensor, file: basename(loc.file.path), tensor: loc.info.name,
-                                    message: "not part of the model the config describes (shape \(loc.info.shape), \(loc.info.dtype.rawValue))"))
+        for t in tensors where schema[t.info.name] == nil {
+            problems.append(Problem(kind: .unexpectedTensor, file: t.file, tensor: t.info.name,
+                                    message: "not part of the model the config describes (shape \(t.info.shape), \(t.info.dtype.rawValue))"))
         }
         return problems
     }
@@ -187,6 +192,6 @@ public enum IntegrityCheck {
     }
 }
 
-func basename(_ path: String) -> String {
+public func basename(_ path: String) -> String {
     path.split(separator: "/").last.map(String.init) ?? path
 }

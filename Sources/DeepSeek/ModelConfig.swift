@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 
 /// YaRN rope scaling, as `rope_scaling` in config.json.
 public struct RopeScaling: Codable, Sendable, Equatable {
@@ -242,6 +243,15 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     // MARK: Derived facts
 
     public var qHeadDim: Int { qkNopeHeadDim + qkRopeHeadDim }
+
+    /// The safetensors dtype `torch_dtype` calls for.
+    public var expectedDType: DType {
+        switch torchDtype {
+        case "float16": return .f16
+        case "float32": return .f32
+        default: return .bf16
+        }
+    }
     public var isMoE: Bool { nRoutedExperts != nil }
 
     /// A layer is MoE iff n_routed_experts is set, i ≥ first_k_dense_replace and i % moe_layer_freq == 0.

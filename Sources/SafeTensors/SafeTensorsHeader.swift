@@ -63,6 +63,27 @@ public struct SafeTensorsHeader: Sendable {
         return header
     }
 
+    /// Validates a header whose data section is elsewhere (a packed file): `bytes` holds the length
+    /// and the JSON; `fileSize` is the original file's size, for guard 7.
+    public static func parseHeaderOnly(_ bytes: UnsafeRawBufferPointer, fileSize: Int, path: String) throws(SafeTensorsError) -> SafeTensorsHeader {
+        guard bytes.count >= 8 else { throw .headerTooSmall(file: path, size: bytes.count) }
+        var length: UInt64 = 0
+        for i in 0..<8 { length |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        guard length <= UInt64(maxHeaderLength) else { throw .headerTooLarge(file: path, length: length, limit: maxHeaderLength) }
+        guard 8 + length == UInt64(bytes.count), 8 + length <= UInt64(fileSize) else {
+            throw .headerLengthBeyondFile(file: path, length: length, fileSize: fileSize)
+        }
+        let json: JSONValue
+        do { json = try JSONParser.parse(UnsafeRawBufferPointer(rebasing: bytes[8...])) } catch {
+            throw .headerNotJSON(file: path, reason: error.description)
+        }
+        let header = try validate(json, path: path, dataStart: bytes.count)
+        let declared = UInt64(header.tensors.last?.dataOffsets.upperBound ?? 0)
+        let dataSize = UInt64(fileSize - bytes.count)
+        guard declared == dataSize else { throw .dataSizeMismatch(file: path, declared: declared, actual: dataSize) }
+        return header
+    }
+
     /// Validates a parsed header object (guards 3–6). Guard 7 needs the file size.
     static func validate(_ json: JSONValue, path: String, dataStart: Int) throws(SafeTensorsError) -> SafeTensorsHeader {
         guard case .object(let object) = json else { throw .headerNotObject(file: path) }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compression
 import DeepSeek
 import Foundation
 import JSON
@@ -35,6 +36,9 @@ func runCommand(_ body: () throws -> Int32) throws {
         printError(e.description)
         code = e.isIOFailure ? Exit.ioFailure : Exit.badInput
     } catch let e as ModelError {
+        printError(e.description)
+        code = Exit.badInput
+    } catch let e as CompressionError {
         printError(e.description)
         code = Exit.badInput
     } catch let e as PlanError {

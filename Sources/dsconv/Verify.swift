@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compression
 import DeepSeek
 import Foundation
 import JSON
@@ -63,12 +64,15 @@ struct Verify: ParsableCommand {
     func run() throws {
         try runCommand {
             let reshard = ReshardManifest.isReshardOutput(directory)
-            let ckpt = reshard ? nil : try Checkpoint(directory: directory)
+            let packed = PackManifest.isPacked(directory) ? try PackedCheckpoint(directory: directory, threads: threads.count) : nil
+            let ckpt = reshard || packed != nil ? nil : try Checkpoint(directory: directory)
             let progress = Progress("scan")
             let start = Date()
             let report: IntegrityReport
             if let ckpt {
                 report = IntegrityCheck.run(ckpt, threads: threads.count) { done, total in progress.update(done: done, total: total) }
+            } else if let packed {
+                report = packed.integrity { done, total in progress.update(done: done, total: total) }
             } else {
                 report = try ReshardIntegrity.run(directory: directory, threads: threads.count) { done, total in progress.update(done: done, total: total) }
             }
@@ -87,6 +91,7 @@ struct Verify: ParsableCommand {
                 return Exit.problems
             }
             let engine: Engine = try ckpt.map { .single(Transformer(checkpoint: $0, threads: threads.count)) }
+                ?? packed.map { .single(Transformer(config: $0.config, weights: $0, threads: threads.count)) }
                 ?? .tensorParallel(TensorParallelModel(directory: directory, threads: threads.count),
                                    textDirectory: directory + "/" + ReshardManifest.rankDirectory(0))
             return try generate(engine, integrity: report)
@@ -108,7 +113,7 @@ struct Verify: ParsableCommand {
         /// Where tokenizer.json and tokenizer_config.json are.
         var textDirectory: String {
             switch self {
-            case .single(let m): return (m.weights as? Checkpoint)?.directory ?? "."
+            case .single(let m): return (m.weights as? Checkpoint)?.directory ?? (m.weights as? PackedCheckpoint)?.directory ?? "."
             case .tensorParallel(_, let d): return d
             }
         }

@@ -54,3 +54,16 @@ void dsk_keep_freed_memory(void);
 
 /* Bandwidth probe for benchmarks: copies n bytes and returns the seconds taken (CLOCK_MONOTONIC). */
 double dsk_timed_copy(void *dst, const void *src, size_t n);
+
+/* BF16 exponent coding (the "bf16-exp-rans" transform of Formats/packed.md): the 8-bit exponent
+ * field of n bf16 values is entropy-coded with a static order-0 rANS (4 interleaved states,
+ * 14-bit frequencies); sign and mantissa are stored raw, one byte per value. Returns the bytes
+ * written to out (capacity dsk_bf16_exp_bound(n)), or 0 if n is 0. */
+size_t dsk_bf16_exp_bound(size_t n);
+size_t dsk_bf16_exp_encode(const uint16_t *in, size_t n, uint8_t *out);
+/* Decodes exactly n values; returns 0, or -1 when the block is corrupt (bounds, tables, final state). */
+int dsk_bf16_exp_decode(const uint8_t *in, size_t len, uint16_t *out, size_t n);
+
+/* Byte planes ("bf16-planes"): all high bytes, then all low bytes; and back. */
+void dsk_bf16_to_planes(const uint16_t *in, size_t n, uint8_t *out);
+void dsk_planes_to_bf16(const uint8_t *in, size_t n, uint16_t *out);

@@ -1,0 +1,149 @@
+import Foundation
+import JSON
+import Kernels
+import SafeTensors
+
+/// Packing options: zstd level, frame size, the BF16 transform, threads.
+public struct PackOptions: Sendable {
+    public var level: Int32 = 1
+    /// Original bytes per frame (even, so BF16 values never straddle frames).
+    public var frameSize = 2 << 20
+    public var bf16Transform: FrameTransform = .bf16ExpRans
+    public var threads = 1
+    public init() {}
+}
+
+/// What packing one file produced.
+public struct PackedFileSummary: Sendable {
+    public let originalSize: Int
+    public let originalSHA256: String
+    public let packedSize: Int
+    public let packedSHA256: String
+    public let frames: Int
+}
+
+/// Packs a safetensors file into the seekable container. Frames are compressed in parallel
+/// batches (each worker its own zstd context) and written in order; the original is read through
+/// its map once, with its sha256 computed on the way.
+public enum Packer {
+    struct Job { let originalOffset: Int; let size: Int; let transform: FrameTransform }
+
+    /// Frames of a safetensors file: the header alone, then each tensor cut into `frameSize` pieces.
+    static func plan(_ file: SafeTensorsFile, options: PackOptions) -> [Job] {
+        var jobs = [Job(originalOffset: 0, size: file.header.dataStart, transform: .none)]
+        for t in file.tensors {
+            let range = file.fileRange(t)
+            let transform = t.dtype == .bf16 ? options.bf16Transform : .none
+            var o = range.lowerBound
+            while o < range.upperBound {
+                let n = min(options.frameSize, range.upperBound - o)
+                jobs.append(Job(originalOffset: o, size: n, transform: transform))
+                o += n
+            }
+        }
+        return jobs
+    }
+
+    public static func pack(_ source: String, to destination: String, options: PackOptions) throws -> PackedFileSummary {
+        let file = try SafeTensorsFile(path: source)
+        let jobs = plan(file, options: options)
+        let bytes = UnsafeSendable(file.mapped.bytes)
+        var packedHash = SHA256()
+        let sink = try FileSink(path: destination + ".tmp") { packedHash.update($0) }
+        var originalHash = SHA256()
+        var entries: [SeekableFormat.Entry] = []
+        do {
+            let batch = max(1, options.threads) * 4
+            var next = 0
+            while next < jobs.count {
+                let slice = Array(jobs[next..<min(jobs.count, next + batch)])
+                let results = Locked([Int: Result<([UInt8], Int), Error>]())
+                let counter = AtomicCounter()
+                parallelFor(max(1, options.threads), threads: options.threads) { _ in
+                    let z = ZstdCompressor(level: options.level)
+                    while true {
+                        let i = counter.increment()
+                        if i >= slice.count { break }
+                        let job = slice[i]
+                        let src = UnsafeRawBufferPointer(rebasing: bytes.value[job.originalOffset..<(job.originalOffset + job.size)])
+                        let payload = job.transform.apply(src)
+                        var out = [UInt8](repeating: 0, count: ZstdCompressor.bound(payload.count))
+                        do {
+                            let n = try out.withUnsafeMutableBytes { dst in try payload.withUnsafeBytes { try z.compress($0, into: dst) } }
+                            out.removeLast(out.count - n)
+                            results.withLock { $0[i] = .success((out, payload.count)) }
+                        } catch {
+                            results.withLock { $0[i] = .failure(error) }
+                        }
+                    }
+                }
+                for (i, job) in slice.enumerated() {
+                    let (frame, decompressed) = try results.withLock { $0[i]! }.get()
+                    try sink.write(frame)
+                    entries.append(.init(compressedSize: frame.count, decompressedSize: decompressed))
+                    originalHash.update(UnsafeRawBufferPointer(rebasing: bytes.value[job.originalOffset..<(job.originalOffset + job.size)]))
+                    file.mapped.adviseDone(job.originalOffset..<(job.originalOffset + job.size))
+                }
+                next += slice.count
+            }
+            // Metadata (a skippable frame), then the seek table.
+            let meta: JSONValue = ["format": "dsconv-packed", "version": 1, "original_size": JSONValue(file.fileSize),
+                                   "frame_size": JSONValue(options.frameSize),
+                                   "frames": .array(jobs.map { [JSONValue($0.originalOffset), JSONValue($0.size), .string($0.transform.rawValue)] })]
+            let metaFrame = SeekableFormat.skippableFrame(magic: SeekableFormat.metadataMagic, Array(meta.serialized().utf8))
+            try sink.write(metaFrame)
+            entries.append(.init(compressedSize: metaFrame.count, decompressedSize: 0))
+            try sink.write(SeekableFormat.seekTable(entries))
+            try sink.close()
+        } catch {
+            sink.discard()
+            throw error
+        }
+        guard rename(destination + ".tmp", destination) == 0 else {
+            throw SafeTensorsError.io(file: destination, operation: "rename", errno: errno)
+        }
+        return PackedFileSummary(originalSize: file.fileSize, originalSHA256: originalHash.finalizeHex(), packedSize: sink.bytesWritten,
+                                 packedSHA256: packedHash.finalizeHex(), frames: jobs.count)
+    }
+
+    /// Restores the original file from a packed one, frames decoded in parallel batches and written
+    /// in order; returns its sha256. The output appears only when complete (temp file, rename).
+    public static func unpack(_ packed: PackedFile, to destination: String, threads: Int) throws -> String {
+        var hash = SHA256()
+        let sink = try FileSink(path: destination + ".tmp") { hash.update($0) }
+        let file = UnsafeSendable(packed.mapped.bytes)
+        do {
+            let frames = packed.frames
+            let batch = max(1, threads) * 4
+            var next = 0
+            while next < frames.count {
+                let slice = Array(frames[next..<min(frames.count, next + batch)])
+                let results = Locked([Int: Result<[UInt8], Error>]())
+                let counter = AtomicCounter()
+                parallelFor(max(1, threads), threads: threads) { _ in
+                    let z = ZstdDecompressor()
+                    while true {
+                        let i = counter.increment()
+                        if i >= slice.count { break }
+                        let r = Result { try PackedFile.decode(slice[i], in: file.value, path: packed.path, decompressor: z) }
+                        results.withLock { $0[i] = r }
+                    }
+                }
+                for i in 0..<slice.count { try sink.write(try results.withLock { $0[i]! }.get()) }
+                next += slice.count
+            }
+            try sink.close()
+        } catch {
+            sink.discard()
+            throw error
+        }
+        guard rename(destination + ".tmp", destination) == 0 else {
+            throw SafeTensorsError.io(file: destination, operation: "rename", errno: errno)
+        }
+        return hash.finalizeHex()
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

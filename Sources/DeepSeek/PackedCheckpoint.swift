@@ -1,0 +1,151 @@
+import Compression
+import Foundation
+import JSON
+import Kernels
+import SafeTensors
+
+/// A `dsconv pack` output read directly: headers from each file's header frame, tensors
+/// decompressed on demand (only their frames) and kept in a bounded cache, so the forward pass
+/// runs on packed weights without unpacking the checkpoint.
+public final class PackedCheckpoint: WeightSource, @unchecked Sendable {
+    public let directory: String
+    public let config: ModelConfig
+    public let schema: TensorSchema
+    public let manifest: PackManifest
+    public let files: [PackedFile]
+    private let byName: [String: (file: PackedFile, info: TensorInfo)]
+    private let cache = Locked(TensorCache())
+    public let threads: Int
+
+    /// Decompressed tensors kept, least recently used dropped first.
+    struct TensorCache {
+        var entries: [String: (buffer: OwnedBytes, tick: Int)] = [:]
+        var bytes = 0
+        var tick = 0
+    }
+
+    public static let cacheBudget = 2 << 30
+
+    public init(directory: String, threads: Int) throws {
+        self.directory = directory
+        self.threads = threads
+        config = try ModelConfig.load(path: directory + "/config.json")
+        schema = TensorSchema(config: config)
+        manifest = try PackManifest(directory: directory)
+        files = try manifest.files.map { try PackedFile(path: directory + "/" + $0.packed) }
+        var map: [String: (PackedFile, TensorInfo)] = [:]
+        for f in files {
+            for t in f.tensors {
+                if let other = map[t.name] { throw SafeTensorsError.tensorInTwoFiles(tensor: t.name, first: other.0.path, second: f.path) }
+                map[t.name] = (f, t)
+            }
+        }
+        byName = map
+    }
+
+    public var tensorEntries: [(file: String, info: TensorInfo)] {
+        files.flatMap { f in f.tensors.map { (file: basename(f.path), info: $0) } }
+    }
+
+    public func matrix(_ role: TensorRole) throws -> WeightMatrix {
+        guard let (file, info) = byName[role.name] else {
+            throw ModelError.badTensor(file: directory, tensor: role.name, message: "missing from the packed checkpoint")
+        }
+        if let expected = schema[role.name], expected.shape != info.shape {
+            throw ModelError.badTensor(file: file.path, tensor: role.name, message: "shape \(info.shape), expected \(expected.shape)")
+        }
+        let owned: OwnedBytes
+        if let hit = cache.withLock({ c -> OwnedBytes? in
+            c.tick += 1
+            guard let e = c.entries[role.name] else { return nil }
+            c.entries[role.name] = (e.buffer, c.tick)
+            return e.buffer
+        }) {
+            owned = hit
+        } else {
+            owned = OwnedBytes(try file.tensorData(role.name, threads: threads))
+            cache.withLock { c in
+                c.entries[role.name] = (owned, c.tick)
+                c.bytes += owned.count
+                while c.bytes > Self.cacheBudget, let oldest = c.entries.min(by: { $0.value.tick < $1.value.tick }), oldest.key != role.name {
+                    c.bytes -= oldest.value.buffer.count
+                    c.entries[oldest.key] = nil
+                }
+            }
+        }
+        let format: WeightFormat
+        switch info.dtype {
+        case .bf16: format = .bf16
+        case .f16: format = .f16
+        case .f32: format = .f32
+        default: throw ModelError.badTensor(file: file.path, tensor: role.name, message: "dtype \(info.dtype.rawValue) cannot be computed with")
+        }
+        return WeightMatrix(bytes: owned.bytes, format: format, rows: info.shape[0], cols: info.shape.count == 2 ? info.shape[1] : 1, owner: owned)
+    }
+
+    /// Integrity of a packed checkpoint: every file fully decoded and checked against the
+    /// manifest's sha256, the schema from the headers, NaN/Inf in every floating tensor, tokenizer.
+    public func integrity(progress: (@Sendable (Int, Int) -> Void)? = nil) -> IntegrityReport {
+        var report = IntegrityReport()
+        report.problems += IntegrityCheck.schemaProblems(schema: schema, expectedDType: config.expectedDType, tensors: tensorEntries,
+                                                         indexName: "model.safetensors.index.json")
+        let total = files.reduce(0) { $0 + $1.originalSize }
+        var done = 0
+        for (f, m) in zip(files, manifest.files) {
+            var hash = SHA256()
+            var failed = false
+            for frame in f.frames {
+                do {
+                    let bytes = try PackedFile.decode(frame, in: f.mapped.bytes, path: f.path)
+                    bytes.withUnsafeBytes { hash.update($0) }
+                } catch {
+                    report.problems.append(Problem(kind: .checksum, file: basename(f.path), tensor: "", message: "\(error)"))
+                    failed = true
+                    break
+                }
+                done += frame.originalSize
+                progress?(done, total)
+            }
+            if !failed, case let digest = hash.finalizeHex(), digest != m.sha256 {
+                report.problems.append(Problem(kind: .checksum, file: basename(f.path), tensor: "",
+                                               message: "decoded \(m.name) has sha256 \(digest), the manifest says \(m.sha256)"))
+            }
+            if failed { continue }
+            for t in f.tensors where t.dtype.isFloatingPoint {
+                guard let data = try? f.tensorData(t.name, threads: threads) else { continue }
+                let format: NonFiniteScan.Format
+                switch t.dtype {
+                case .bf16: format = .bf16
+                case .f16: format = .f16
+                case .f32: format = .f32
+                case .f64: format = .f64
+                case .f8e4m3: format = .f8e4m3
+                default: format = .f8e5m2
+                }
+                let r = data.withUnsafeBytes { NonFiniteScan.count($0, format: format) }
+                if r.count > 0 {
+                    report.problems.append(Problem(kind: .nonFinite, file: basename(f.path), tensor: t.name,
+                                                   message: "\(r.count) NaN/Inf value(s), first at flat index \(r.first ?? 0)"))
+                }
+                report.bytesScanned += t.byteCount
+            }
+            report.tensorsChecked += f.tensors.count
+        }
+        report.problems += IntegrityCheck.tokenizerProblems(directory: directory)
+        return report
+    }
+}
+
+/// Bytes owned by an object, so a weight view can keep them alive.
+public final class OwnedBytes: @unchecked Sendable {
+    private let storage: UnsafeMutableRawBufferPointer
+    public init(_ bytes: [UInt8]) {
+        let s = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+        bytes.withUnsafeBytes { s.copyMemory(from: $0) }
+        storage = s
+        count = bytes.count
+    }
+    deinit { storage.deallocate() }
+    public let count: Int
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[0..<count]) }
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import Compression
+import DeepSeek
+import Foundation
+import JSON
+import SafeTensors
+
+struct Pack: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compress a checkpoint losslessly: seekable zstd per file, BF16 exponents entropy-coded.")
+
+    @Argument(help: "Checkpoint directory.")
+    var source: String
+
+    @Option(help: "Output directory.")
+    var out: String
+
+    @Option(help: "zstd level (1 = fast; higher barely helps on weights).")
+    var level: Int32 = 1
+
+    @Option(help: "BF16 transform before zstd: bf16-exp-rans (default), bf16-planes or none.")
+    var transform = FrameTransform.bf16ExpRans.rawValue
+
+    @Option(name: .customLong("frame-size"), help: "Original bytes per frame, e.g. 2MiB (1–4 MiB is typical).")
+    var frameSize = "2MiB"
+
+    @Flag(help: "Replace an existing output directory.")
+    var force = false
+
+    @Flag(help: "Print one JSON object on stdout.")
+    var json = false
+
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        guard FrameTransform(rawValue: transform) != nil else { throw ValidationError("--transform must be bf16-exp-rans, bf16-planes or none") }
+        guard let f = parseSize(frameSize), f >= 4096, f % 2 == 0, f <= 1 << 30 else { throw ValidationError("--frame-size must be an even size between 4KiB and 1GiB") }
+        guard (-7...22).contains(level) else { throw ValidationError("--level must be in -7...22") }
+    }
+
+    func run() throws {
+        try runCommand {
+            // Headers and index must be valid before anything is written; the checkpoint's shards are
+            // packed, other files (configs, tokenizer, stray safetensors) copied.
+            let ckpt = try Checkpoint(directory: source)
+            let weightFiles = Set(ckpt.weights.files.map { basename($0.path) })
+            var options = PackOptions()
+            options.level = level
+            options.bf16Transform = FrameTransform(rawValue: transform) ?? .bf16ExpRans
+            options.frameSize = parseSize(frameSize) ?? (2 << 20)
+            options.threads = threads.count
+            let output = try OutputDirectory(out, force: force)
+            let start = Date()
+            let manifest: PackManifest
+            do {
+                manifest = try PackDirectory.pack(source, weightFiles: weightFiles, into: output, options: options) { name, s in
+                    note(String(format: "pack %@: %@ → %@ (%.2f bits per 16-bit weight, %d frames)", name, formatBytes(s.originalSize),
+                                formatBytes(s.packedSize), 16 * Double(s.packedSize) / Double(max(s.originalSize, 1)), s.frames))
+                }
+                try output.commit()
+            } catch {
+                output.abort()
+                throw error
+            }
+            let original = manifest.files.reduce(0) { $0 + $1.size }, packed = manifest.files.reduce(0) { $0 + $1.packedSize }
+            let seconds = Date().timeIntervalSince(start)
+            note(String(format: "wrote %@: %@ → %@ (%.1f%%, %.2f bits per 16-bit weight) in %.1f s", out, formatBytes(original), formatBytes(packed),
+                        100 * Double(packed) / Double(max(original, 1)), 16 * Double(packed) / Double(max(original, 1)), seconds))
+            if json {
+                printJSON(["out": .string(out), "original_bytes": JSONValue(original), "packed_bytes": JSONValue(packed),
+                           "bits_per_16bit_weight": .number(16 * Double(packed) / Double(max(original, 1))), "seconds": .number(seconds)])
+            }
+            return Exit.ok
+        }
+    }
+}
+
+struct Unpack: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Restore a packed checkpoint byte for byte (sha256-checked).")
+
+    @Argument(help: "Packed directory.")
+    var directory: String
+
+    @Option(help: "Output directory.")
+    var out: String
+
+    @Flag(help: "Replace an existing output directory.")
+    var force = false
+
+    @OptionGroup var threads: ThreadOptions
+
+    func run() throws {
+        try runCommand {
+            let output = try OutputDirectory(out, force: force)
+            do {
+                try PackDirectory.unpack(directory, into: output, threads: threads.count) { name in note("unpacked \(name) (sha256 OK)") }
+                try output.commit()
+            } catch {
+                output.abort()
+                throw error
+            }
+            return Exit.ok
+        }
+    }
+}
