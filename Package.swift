@@ -40,6 +40,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "dsconv-bench", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "CKernels"]),
+        .testTarget(name: "CompressionTests", dependencies: ["Compression", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "JSON"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"],
