@@ -45,6 +45,7 @@ public enum Packer {
     }
 
     public static func pack(_ source: String, to destination: String, options: PackOptions) throws -> PackedFileSummary {
+        keepFreedMemoryForReuse()
         let file = try SafeTensorsFile(path: source)
         let jobs = plan(file, options: options)
         let bytes = UnsafeSendable(file.mapped.bytes)
@@ -61,6 +62,9 @@ public enum Packer {
                 let counter = AtomicCounter()
                 parallelFor(max(1, options.threads), threads: options.threads) { _ in
                     let z = ZstdCompressor(level: options.level)
+                    // An entropy-coded payload does not compress further: zstd's fastest mode wraps
+                    // it (raw blocks) without spending time looking for matches.
+                    let wrap = ZstdCompressor(level: -7)
                     while true {
                         let i = counter.increment()
                         if i >= slice.count { break }
@@ -69,7 +73,8 @@ public enum Packer {
                         let payload = job.transform.apply(src)
                         var out = [UInt8](repeating: 0, count: ZstdCompressor.bound(payload.count))
                         do {
-                            let n = try out.withUnsafeMutableBytes { dst in try payload.withUnsafeBytes { try z.compress($0, into: dst) } }
+                            let coder = job.transform == .bf16ExpRans ? wrap : z
+                            let n = try out.withUnsafeMutableBytes { dst in try payload.withUnsafeBytes { try coder.compress($0, into: dst) } }
                             out.removeLast(out.count - n)
                             results.withLock { $0[i] = .success((out, payload.count)) }
                         } catch {
@@ -109,6 +114,7 @@ public enum Packer {
     /// Restores the original file from a packed one, frames decoded in parallel batches and written
     /// in order; returns its sha256. The output appears only when complete (temp file, rename).
     public static func unpack(_ packed: PackedFile, to destination: String, threads: Int) throws -> String {
+        keepFreedMemoryForReuse()
         var hash = SHA256()
         let sink = try FileSink(path: destination + ".tmp") { hash.update($0) }
         let file = UnsafeSendable(packed.mapped.bytes)
@@ -130,6 +136,9 @@ public enum Packer {
                     }
                 }
                 for i in 0..<slice.count { try sink.write(try results.withLock { $0[i]! }.get()) }
+                if let last = slice.last, let first = slice.first {
+                    packed.mapped.adviseDone(first.offset..<(last.offset + last.compressedSize))
+                }
                 next += slice.count
             }
             try sink.close()

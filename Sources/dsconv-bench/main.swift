@@ -1,4 +1,5 @@
 import CKernels
+import Compression
 import DeepSeek
 import Foundation
 import Kernels
@@ -35,6 +36,7 @@ func time(_ body: () throws -> Void) rethrows -> Double {
 }
 
 let threads = arg("--threads", availableCores)
+keepFreedMemoryForReuse()
 Linear.configureBLAS()
 let args = CommandLine.arguments
 guard args.count >= 2 else { print("usage: dsconv-bench sgemm|memcpy|prefill DIR|decode DIR"); exit(2) }
@@ -111,6 +113,76 @@ case "prefill", "decode":
         let bytes = (perToken + head) * 2
         print("{\"case\":\"decode\",\"tokens\":\(tokens),\"seconds\":\(s),\"tokens_per_second\":\(Double(tokens) / s),\"weight_gb_per_s\":\(bytes * Double(tokens) / s / 1e9),\"peak_rss_mb\":\(peakRSSMB()),\"rss_anon_mb\":\(statusMB("RssAnon"))}")
     }
+case "codec":
+    // In-memory pack/unpack speed of one safetensors file's data, frame by frame as `dsconv pack`
+    // cuts it (2 MiB frames), without disk I/O: what the codec itself sustains.
+    guard args.count >= 3 else { print("need a safetensors file"); exit(2) }
+    let file = try SafeTensorsFile(path: args[2])
+    let transform = FrameTransform(rawValue: CommandLine.arguments.firstIndex(of: "--transform").map { CommandLine.arguments[$0 + 1] } ?? "bf16-exp-rans") ?? .bf16ExpRans
+    let data = file.mapped.bytes
+    var ranges: [Range<Int>] = []
+    for t in file.tensors {
+        let r = file.fileRange(t)
+        var o = r.lowerBound
+        while o < r.upperBound { ranges.append(o..<min(r.upperBound, o + (2 << 20))); o += 2 << 20 }
+    }
+    let frameRanges = ranges
+    let total = ranges.reduce(0) { $0 + $1.count }
+    // Touch the input once so the timing sees memory, not the disk.
+    var sink: UInt8 = 0
+    for r in ranges { sink ^= data[r.lowerBound] }
+    let frames = Locked([Int: ([UInt8], Int)]())
+    let pd = UnsafeSendable(data)
+    let c = time {
+        let counter = AtomicCounter()
+        parallelFor(threads, threads: threads) { _ in
+            let z = ZstdCompressor(level: transform == .bf16ExpRans ? -7 : 1)
+            while true {
+                let i = counter.increment()
+                if i >= frameRanges.count { break }
+                let payload = transform.apply(UnsafeRawBufferPointer(rebasing: pd.value[frameRanges[i]]))
+                var out = [UInt8](repeating: 0, count: ZstdCompressor.bound(payload.count))
+                let n = (try? out.withUnsafeMutableBytes { dst in try payload.withUnsafeBytes { try z.compress($0, into: dst) } }) ?? 0
+                out.removeLast(out.count - n)
+                frames.withLock { $0[i] = (out, payload.count) }
+            }
+        }
+    }
+    let packed = frames.withLock { $0.values.reduce(0) { $0 + $1.0.count } }
+    let output = UnsafeMutableRawBufferPointer.allocate(byteCount: total, alignment: 64)
+    memset(output.baseAddress!, 0, total)
+    let po = UnsafeSendable(output)
+    var offsetList: [Int] = []
+    var acc = 0
+    for r in frameRanges { offsetList.append(acc); acc += r.count }
+    let offsets = offsetList
+    let all = frames.withLock { $0 }
+    let d = time {
+        let counter = AtomicCounter()
+        parallelFor(threads, threads: threads) { _ in
+            let z = ZstdDecompressor()
+            var scratch = [UInt8](repeating: 0, count: 5 << 20)
+            while true {
+                let i = counter.increment()
+                if i >= frameRanges.count { break }
+                let (frame, size) = all[i]!
+                let dst = UnsafeMutableRawBufferPointer(rebasing: po.value[offsets[i]..<(offsets[i] + frameRanges[i].count)])
+                if transform == .none {
+                    try? frame.withUnsafeBytes { try z.decompress($0, into: dst, file: "", offset: 0) }
+                } else {
+                    scratch.withUnsafeMutableBytes { sb in
+                        let tmp = UnsafeMutableRawBufferPointer(rebasing: sb[0..<size])
+                        try? frame.withUnsafeBytes { try z.decompress($0, into: tmp, file: "", offset: 0) }
+                        _ = transform.invert(UnsafeRawBufferPointer(tmp), into: dst)
+                    }
+                }
+            }
+        }
+    }
+    var same = true
+    for (i, r) in frameRanges.enumerated() where !UnsafeRawBufferPointer(rebasing: output[offsets[i]..<(offsets[i] + r.count)]).elementsEqual(UnsafeRawBufferPointer(rebasing: data[r])) { same = false; break }
+    output.deallocate()
+    print("{\"case\":\"codec\",\"transform\":\"\(transform.rawValue)\",\"bytes\":\(total),\"bits_per_weight\":\(8.0 * Double(packed) / Double(total / 2)),\"compress_gb_per_s\":\(Double(total) / c / 1e9),\"decompress_gb_per_s\":\(Double(total) / d / 1e9),\"round_trip_ok\":\(same),\"check\":\(sink & 0)}")
 default:
     print("unknown case \(args[1])")
     exit(2)
