@@ -32,6 +32,8 @@ public final class PackedFile: @unchecked Sendable {
         mapped = try MappedFile(path: path)
         let bytes = mapped.bytes
         let (entries, offsets) = try SeekableFormat.parse(bytes, path: path)
+        let map = mapped
+        defer { map.adviseDone(0..<map.size) }  // validation touched every frame header
         // The metadata frame is the last entry before the table.
         guard let metaIndex = entries.indices.last, SeekableFormat.read32(bytes, offsets[metaIndex]) == SeekableFormat.metadataMagic else {
             throw CompressionError.format(file: path, message: "no dsconv metadata frame before the seek table")

@@ -87,7 +87,12 @@ struct Tokenize: ParsableCommand {
                     throw ModelError.badInput("\(messages): \(e)")
                 }
                 let list = doc.arrayValue != nil ? doc : (doc["messages"] ?? .null)
-                guard list.arrayValue != nil else { throw ModelError.badInput("\(messages): expected a list of messages or {\"messages\": [...]}") }
+                guard let items = list.arrayValue else { throw ModelError.badInput("\(messages): expected a list of messages or {\"messages\": [...]}") }
+                for (i, m) in items.enumerated() {
+                    guard m["role"]?.stringValue != nil, m.objectValue?.keys.contains("content") == true else {
+                        throw ModelError.badInput("\(messages): message \(i) is not a {\"role\": string, \"content\": ...} object")
+                    }
+                }
                 let rendered = try TextFrontEnd.render(model, messages: list, tools: doc["tools"], addGenerationPrompt: addGenerationPrompt)
                 if renderOnly {
                     if json { printJSON(["text": .string(rendered)]) } else { print(rendered, terminator: "") }

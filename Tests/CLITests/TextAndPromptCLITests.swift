@@ -85,3 +85,17 @@ import Testing
         #expect(bad.stderr.contains("tokenizer.json"))
     }
 }
+
+@Suite struct TextBadInputCLITests {
+    @Test func messagesFileMustBeAListOfRoleContent() throws {
+        let dir = CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = CLI.fixtures + "/deepseek-v2.5-tokenizer"
+        for (i, bad) in [#"{"role": "user"}"#, #"[{"content": "x"}]"#, #"["hello"]"#, "not json"].enumerated() {
+            try bad.write(toFile: dir + "/m\(i).json", atomically: true, encoding: .utf8)
+            let r = try CLI.run(["tokenize", "--model", model, "--messages", dir + "/m\(i).json"])
+            #expect(r.code == 2, "case \(i): \(r.stderr)")
+            #expect(r.stderr.contains("m\(i).json"), "case \(i): \(r.stderr)")
+        }
+    }
+}
