@@ -21,10 +21,14 @@ enum ByteLevelAlphabet {
         return m
     }()
 
-    /// The byte-level spelling of a string's UTF-8 bytes.
-    static func encode(_ s: Substring) -> String {
-        var out = String.UnicodeScalarView()
-        for b in s.utf8 { out.append(byteToScalar[Int(b)]) }
-        return String(out)
+    /// The byte-level spelling (as scalars) of the UTF-8 bytes of some scalars.
+    static func encode(_ piece: [UInt32]) -> [UInt32] {
+        var out: [UInt32] = []
+        out.reserveCapacity(piece.count)
+        for v in piece {
+            let u = Unicode.Scalar(v) ?? "\u{FFFD}"
+            for b in UTF8.encode(u)! { out.append(byteToScalar[Int(b)].value) }
+        }
+        return out
     }
 }

@@ -33,15 +33,17 @@ struct ReplaceNormalizer: Normalizer {
     let pattern: Pattern
     let content: String
     func normalize(_ s: String) -> String {
-        var out = ""
-        var last = s.unicodeScalars.startIndex
-        for r in pattern.matches(in: s) {
-            out.unicodeScalars.append(contentsOf: s.unicodeScalars[last..<r.lowerBound])
-            out += content
+        let scalars = s.unicodeScalars.map(\.value)
+        let replacement = content.unicodeScalars.map(\.value)
+        var out: [UInt32] = []
+        var last = 0
+        for r in pattern.matches(in: scalars) {
+            out += scalars[last..<r.lowerBound]
+            out += replacement
             last = r.upperBound
         }
-        out.unicodeScalars.append(contentsOf: s.unicodeScalars[last...])
-        return out
+        out += scalars[last...]
+        return String(scalars: out)
     }
 }
 

@@ -1,17 +1,20 @@
 import JSON
 
-/// A pre-tokenizer stage: refines a list of pieces into smaller pieces.
+/// A piece of text during pre-tokenization, as Unicode scalar values.
+typealias Piece = [UInt32]
+
+/// A pre-tokenizer stage: refines one piece into smaller pieces.
 protocol PreTokenizer: Sendable {
-    func split(_ piece: String) -> [String]
+    func split(_ piece: Piece) -> [Piece]
 }
 
 extension PreTokenizer {
-    func callAsFunction(_ pieces: [String]) -> [String] { pieces.flatMap { split($0) } }
+    func callAsFunction(_ pieces: [Piece]) -> [Piece] { pieces.flatMap { split($0) } }
 }
 
 struct SequencePreTokenizer: PreTokenizer {
     let stages: [PreTokenizer]
-    func split(_ piece: String) -> [String] { stages.reduce([piece]) { $1($0) } }
+    func split(_ piece: Piece) -> [Piece] { stages.reduce([piece]) { $1($0) } }
 }
 
 /// How a split treats the matched delimiters (tokenizers' `SplitDelimiterBehavior`).
@@ -20,14 +23,14 @@ enum SplitBehavior: String, Sendable {
     case mergedWithNext = "MergedWithNext", contiguous = "Contiguous"
 
     /// Applies the behavior to segments that cover the piece; returns the kept ranges.
-    func apply(_ segs: [(Range<String.Index>, Bool)]) -> [Range<String.Index>] {
+    func apply(_ segs: [(Range<Int>, Bool)]) -> [Range<Int>] {
         switch self {
         case .isolated:
             return segs.map(\.0)
         case .removed:
             return segs.filter { !$0.1 }.map(\.0)
         case .contiguous:
-            var out: [Range<String.Index>] = []
+            var out: [Range<Int>] = []
             var previous = false
             for (r, m) in segs {
                 if m == previous, let last = out.last {
@@ -39,7 +42,7 @@ enum SplitBehavior: String, Sendable {
             }
             return out
         case .mergedWithPrevious:
-            var out: [Range<String.Index>] = []
+            var out: [Range<Int>] = []
             var previous = false
             for (r, m) in segs {
                 if m && !previous, let last = out.last {
@@ -51,7 +54,7 @@ enum SplitBehavior: String, Sendable {
             }
             return out
         case .mergedWithNext:
-            var out: [Range<String.Index>] = []
+            var out: [Range<Int>] = []
             var previous = false
             for (r, m) in segs.reversed() {
                 if m && !previous, let last = out.last {
@@ -66,15 +69,19 @@ enum SplitBehavior: String, Sendable {
     }
 }
 
+func cut(_ piece: Piece, _ ranges: [Range<Int>]) -> [Piece] {
+    ranges.filter { !$0.isEmpty }.map { Array(piece[$0]) }
+}
+
 struct SplitPreTokenizer: PreTokenizer {
     let pattern: Pattern
     let behavior: SplitBehavior
     let invert: Bool
 
-    func split(_ piece: String) -> [String] {
-        var segs = segments(of: piece, matches: pattern.matches(in: piece))
+    func split(_ piece: Piece) -> [Piece] {
+        var segs = segments(count: piece.count, matches: pattern.matches(in: piece))
         if invert { segs = segs.map { ($0.0, !$0.1) } }
-        return behavior.apply(segs).filter { !$0.isEmpty }.map { String(piece.unicodeScalars[$0]) }
+        return cut(piece, behavior.apply(segs))
     }
 }
 
@@ -82,28 +89,25 @@ struct SplitPreTokenizer: PreTokenizer {
 struct DigitsPreTokenizer: PreTokenizer {
     let individual: Bool
 
-    static func isNumeric(_ u: Unicode.Scalar) -> Bool {
+    /// Rust's `char::is_numeric`: general categories Nd, Nl, No.
+    static func isNumeric(_ v: UInt32) -> Bool {
+        guard let u = Unicode.Scalar(v) else { return false }
         switch u.properties.generalCategory {
         case .decimalNumber, .letterNumber, .otherNumber: return true
         default: return false
         }
     }
 
-    func split(_ piece: String) -> [String] {
-        let v = piece.unicodeScalars
-        var matches: [Range<String.Index>] = []
-        var i = v.startIndex
-        while i < v.endIndex {
-            let next = v.index(after: i)
-            if DigitsPreTokenizer.isNumeric(v[i]) { matches.append(i..<next) }
-            i = next
-        }
+    func split(_ piece: Piece) -> [Piece] {
+        var matches: [Range<Int>] = []
+        for (i, v) in piece.enumerated() where DigitsPreTokenizer.isNumeric(v) { matches.append(i..<(i + 1)) }
+        if matches.isEmpty { return [piece] }
         let behavior: SplitBehavior = individual ? .isolated : .contiguous
-        return behavior.apply(segments(of: piece, matches: matches)).filter { !$0.isEmpty }.map { String(v[$0]) }
+        return cut(piece, behavior.apply(segments(count: piece.count, matches: matches)))
     }
 }
 
-/// Byte-level: optional prefix space, optional GPT-2 split, then bytes → printable characters.
+/// Byte-level: optional prefix space, optional GPT-2 split, then UTF-8 bytes → printable characters.
 struct ByteLevelPreTokenizer: PreTokenizer {
     static let gpt2 = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
     let addPrefixSpace: Bool
@@ -114,23 +118,19 @@ struct ByteLevelPreTokenizer: PreTokenizer {
         regex = useRegex ? try Pattern(regex: ByteLevelPreTokenizer.gpt2) : nil
     }
 
-    func split(_ piece: String) -> [String] {
+    func split(_ piece: Piece) -> [Piece] {
         var p = piece
-        if addPrefixSpace && !p.hasPrefix(" ") { p = " " + p }
+        if addPrefixSpace && p.first != 0x20 { p.insert(0x20, at: 0) }
         var parts = [p]
-        if let regex {
-            parts = SplitBehavior.isolated.apply(segments(of: p, matches: regex.matches(in: p))).filter { !$0.isEmpty }.map { String(p.unicodeScalars[$0]) }
-        }
-        return parts.map { ByteLevelAlphabet.encode(Substring($0)) }
+        if let regex { parts = cut(p, SplitBehavior.isolated.apply(segments(count: p.count, matches: regex.matches(in: p)))) }
+        return parts.map(ByteLevelAlphabet.encode)
     }
 }
 
 /// Splits on whitespace, keeping runs of word characters and runs of punctuation (`\w+|[^\w\s]+`).
 struct WhitespacePreTokenizer: PreTokenizer {
     let pattern: Pattern
-    func split(_ piece: String) -> [String] {
-        pattern.matches(in: piece).map { String(piece.unicodeScalars[$0]) }
-    }
+    func split(_ piece: Piece) -> [Piece] { cut(piece, pattern.matches(in: piece)) }
 }
 
 enum PreTokenizerFactory {

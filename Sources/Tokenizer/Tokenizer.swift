@@ -128,8 +128,9 @@ public final class Tokenizer: @unchecked Sendable {
 
     func encodePiece(_ text: String) -> [Int] {
         guard !text.isEmpty else { return [] }
-        let words = preTokenizer.map { $0.split(text) } ?? [text]
-        return words.flatMap { model.tokenize($0) }
+        let scalars = text.unicodeScalars.map(\.value)
+        let words = preTokenizer.map { $0.split(scalars) } ?? [scalars]
+        return words.flatMap { model.tokenize(String(scalars: $0)) }
     }
 
     // MARK: Decoding

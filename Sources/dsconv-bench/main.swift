@@ -1,6 +1,8 @@
 import CKernels
 import Compression
 import DeepSeek
+import JSON
+import Tokenizer
 import Foundation
 import Kernels
 import SafeTensors
@@ -113,6 +115,19 @@ case "prefill", "decode":
         let bytes = (perToken + head) * 2
         print("{\"case\":\"decode\",\"tokens\":\(tokens),\"seconds\":\(s),\"tokens_per_second\":\(Double(tokens) / s),\"weight_gb_per_s\":\(bytes * Double(tokens) / s / 1e9),\"peak_rss_mb\":\(peakRSSMB()),\"rss_anon_mb\":\(statusMB("RssAnon"))}")
     }
+case "tokenize":
+    // One thread, one document at a time: MB/s of UTF-8, load time, and a checksum of every id.
+    guard args.count >= 4 else { print("usage: dsconv-bench tokenize TOKENIZER_DIR CORPUS.jsonl"); exit(2) }
+    var tok: Tokenizer? = nil
+    let load = try time { tok = try Tokenizer(directory: args[2]) }
+    let lines = try String(contentsOfFile: args[3], encoding: .utf8).split(separator: "\n")
+    let docs = try lines.map { try JSONParser.parse(String($0)).stringValue ?? "" }
+    let size = docs.reduce(0) { $0 + $1.utf8.count }
+    var encoded: [[Int]] = []
+    let s = time { encoded = docs.map { tok!.encode($0, addSpecialTokens: false) } }
+    var h: UInt64 = 0
+    for e in encoded { for i in e { h = UInt64((UInt128(h) * 1_000_003 + UInt128(i + 1)) % (UInt128(1) << 61)) } }
+    print("{\"case\":\"tokenize\",\"load_seconds\":\(load),\"bytes\":\(size),\"tokens\":\(encoded.reduce(0) { $0 + $1.count }),\"mb_per_s\":\(Double(size) / s / 1e6),\"checksum\":\(h)}")
 case "codec":
     // In-memory pack/unpack speed of one safetensors file's data, frame by frame as `dsconv pack`
     // cuts it (2 MiB frames), without disk I/O: what the codec itself sustains.
