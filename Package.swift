@@ -5,7 +5,8 @@ import PackageDescription
 ///
 /// Targets follow the pipeline (see ../Formats and README): the C shims know nothing, `SafeTensors`
 /// knows the file format only, `DeepSeek` knows the model, `dsconv` is a thin CLI over them.
-let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+/// Hot text paths skip dynamic exclusivity checks (their buffers are never aliased).
+let fastText: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "dsconv",
@@ -30,7 +31,7 @@ let package = Package(
         .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"]),
         .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),
-        .target(name: "Tokenizer", dependencies: ["JSON"]),
+        .target(name: "Tokenizer", dependencies: ["JSON"], swiftSettings: fastText),
         .target(name: "ChatTemplate", dependencies: ["JSON"]),
         .executableTarget(
             name: "dsconv",

@@ -91,6 +91,8 @@ struct DigitsPreTokenizer: PreTokenizer {
 
     /// Rust's `char::is_numeric`: general categories Nd, Nl, No.
     static func isNumeric(_ v: UInt32) -> Bool {
+        if v < 0x80 { return v >= 0x30 && v <= 0x39 }
+        if v < 0xB2 { return false }  // the first non-ASCII numerics are ² ³ ¹ ¼ ½ ¾
         guard let u = Unicode.Scalar(v) else { return false }
         switch u.properties.generalCategory {
         case .decimalNumber, .letterNumber, .otherNumber: return true

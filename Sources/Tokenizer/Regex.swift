@@ -39,14 +39,19 @@ struct ScalarRegex: Sendable {
     }
 
     /// End of the match starting exactly at `start`, or nil.
-    func matchEnd(_ s: [UInt32], at start: Int) -> Int? { run(0, s, start) }
+    func matchEnd(_ s: [UInt32], at start: Int) -> Int? {
+        var stack: [(Int, Int)] = []
+        return run(0, s, start, &stack)
+    }
 
     /// Non-overlapping leftmost matches.
     func matches(_ s: [UInt32]) -> [Range<Int>] {
         var out: [Range<Int>] = []
+        var stack: [(Int, Int)] = []
+        stack.reserveCapacity(64)
         var i = 0
         while i <= s.count {
-            if let e = run(0, s, i) {
+            if let e = run(0, s, i, &stack) {
                 if e > i { out.append(i..<e); i = e } else { i += 1 }
             } else {
                 i += 1
@@ -55,11 +60,15 @@ struct ScalarRegex: Sendable {
         return out
     }
 
-    private func run(_ program: Int, _ s: [UInt32], _ start: Int) -> Int? {
+    /// Runs a program from `start` with a caller-owned backtracking stack (reused across calls).
+    private func run(_ program: Int, _ s: [UInt32], _ start: Int, _ stack: inout [(Int, Int)]) -> Int? {
         let prog = programs[program]
-        var stack: [(Int, Int)] = [(0, start)]
+        let base = stack.count
+        defer { stack.removeSubrange(base...) }
+        stack.append((0, start))
         var steps = 0
-        while let (pc0, pos0) = stack.popLast() {
+        while stack.count > base {
+            let (pc0, pos0) = stack.removeLast()
             // A pattern that loops on empty matches gives up instead of spinning forever.
             steps += 1
             if steps > 10_000_000 { return nil }
@@ -98,10 +107,10 @@ struct ScalarRegex: Sendable {
                     guard (before != after) == want else { break thread }
                     pc += 1
                 case .look(let sub, let negate):
-                    guard (run(sub, s, pos) != nil) != negate else { break thread }
+                    guard (run(sub, s, pos, &stack) != nil) != negate else { break thread }
                     pc += 1
                 case .atomic(let sub):
-                    guard let e = run(sub, s, pos) else { break thread }
+                    guard let e = run(sub, s, pos, &stack) else { break thread }
                     pos = e
                     pc += 1
                 }
