@@ -130,15 +130,7 @@ public enum IntegrityCheck {
         parallelFor(chunks.count, threads: threads) { c in
             let chunk = work.value[c]
             let loc = tensors.value[chunk.tensor]
-            let format: NonFiniteScan.Format
-            switch loc.info.dtype {
-            case .bf16: format = .bf16
-            case .f16: format = .f16
-            case .f32: format = .f32
-            case .f64: format = .f64
-            case .f8e4m3: format = .f8e4m3
-            default: format = .f8e5m2
-            }
+            guard let format = loc.info.dtype.scanFormat else { return }
             let bytes = UnsafeRawBufferPointer(rebasing: loc.data[chunk.range])
             let r = NonFiniteScan.count(bytes, format: format)
             let fileRange = loc.file.fileRange(loc.info)

@@ -73,12 +73,8 @@ public final class PackedCheckpoint: WeightSource, @unchecked Sendable {
                 }
             }
         }
-        let format: WeightFormat
-        switch info.dtype {
-        case .bf16: format = .bf16
-        case .f16: format = .f16
-        case .f32: format = .f32
-        default: throw ModelError.badTensor(file: file.path, tensor: role.name, message: "dtype \(info.dtype.rawValue) cannot be computed with")
+        guard let format = info.dtype.weightFormat else {
+            throw ModelError.badTensor(file: file.path, tensor: role.name, message: "dtype \(info.dtype.rawValue) cannot be computed with")
         }
         return WeightMatrix(bytes: owned.bytes, format: format, rows: info.shape[0], cols: info.shape.count == 2 ? info.shape[1] : 1, owner: owned)
     }
@@ -111,17 +107,8 @@ public final class PackedCheckpoint: WeightSource, @unchecked Sendable {
                                                message: "decoded \(m.name) has sha256 \(digest), the manifest says \(m.sha256)"))
             }
             if failed { continue }
-            for t in f.tensors where t.dtype.isFloatingPoint {
-                guard let data = try? f.tensorData(t.name, threads: threads) else { continue }
-                let format: NonFiniteScan.Format
-                switch t.dtype {
-                case .bf16: format = .bf16
-                case .f16: format = .f16
-                case .f32: format = .f32
-                case .f64: format = .f64
-                case .f8e4m3: format = .f8e4m3
-                default: format = .f8e5m2
-                }
+            for t in f.tensors {
+                guard let format = t.dtype.scanFormat, let data = try? f.tensorData(t.name, threads: threads) else { continue }
                 let r = data.withUnsafeBytes { NonFiniteScan.count($0, format: format) }
                 if r.count > 0 {
                     report.problems.append(Problem(kind: .nonFinite, file: basename(f.path), tensor: t.name,

@@ -11,15 +11,35 @@ extension WeightSource {
     public func vector(_ role: TensorRole) throws -> [Float] { try matrix(role).toF32() }
 }
 
+extension DType {
+    /// How the NaN/Inf scan reads this dtype (nil: not a floating type).
+    public var scanFormat: NonFiniteScan.Format? {
+        switch self {
+        case .bf16: return .bf16
+        case .f16: return .f16
+        case .f32: return .f32
+        case .f64: return .f64
+        case .f8e4m3: return .f8e4m3
+        case .f8e5m2: return .f8e5m2
+        default: return nil
+        }
+    }
+
+    /// The weight format the forward pass computes from (nil: not computable).
+    public var weightFormat: WeightFormat? {
+        switch self {
+        case .bf16: return .bf16
+        case .f16: return .f16
+        case .f32: return .f32
+        default: return nil
+        }
+    }
+}
+
 extension TensorLocation {
     /// The tensor as a weight view: 2-D [out, in]; a 1-D tensor is [n, 1].
     public func weightMatrix() throws -> WeightMatrix {
-        let format: WeightFormat
-        switch info.dtype {
-        case .bf16: format = .bf16
-        case .f16: format = .f16
-        case .f32: format = .f32
-        default:
+        guard let format = info.dtype.weightFormat else {
             throw ModelError.badTensor(file: file.path, tensor: info.name, message: "dtype \(info.dtype.rawValue) cannot be computed with (BF16, F16 or F32 expected)")
         }
         guard info.shape.count == 1 || info.shape.count == 2 else {

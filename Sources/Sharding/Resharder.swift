@@ -131,7 +131,7 @@ public struct Resharder {
 
     /// NaN/Inf count and first index, window by window.
     static func scan(_ loc: TensorLocation) -> (Int, Int?) {
-        let format = scanFormat(loc.info.dtype)
+        guard let format = loc.info.dtype.scanFormat else { return (0, nil) }
         let es = loc.info.dtype.size
         let step = window / es * es
         var count = 0
@@ -163,17 +163,6 @@ public struct Resharder {
                 offset = end
             }
         })
-    }
-
-    static func scanFormat(_ d: DType) -> NonFiniteScan.Format {
-        switch d {
-        case .bf16: return .bf16
-        case .f16: return .f16
-        case .f32: return .f32
-        case .f64: return .f64
-        case .f8e4m3: return .f8e4m3
-        default: return .f8e5m2
-        }
     }
 
     /// Bytes of a slice, streamed: whole tensors and row blocks are one range of the map; column
