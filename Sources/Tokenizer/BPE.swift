@@ -12,7 +12,7 @@ final class BPE: @unchecked Sendable {
     let ignoreMerges: Bool
     let continuingSubwordPrefix: String?
     let endOfWordSuffix: String?
-    private var cache: [String: [Int]] = [:]
+    private var cache: [[UInt32]: [Int]] = [:]
     private let cacheLock = NSLockLike()
 
     init(_ json: JSONValue, file: String) throws {
@@ -54,11 +54,12 @@ final class BPE: @unchecked Sendable {
         endOfWordSuffix = json["end_of_word_suffix"]?.stringValue
     }
 
-    /// Ids of one pre-tokenized word.
-    func tokenize(_ word: String) -> [Int] {
+    /// Ids of one pre-tokenized word (as scalars); repeated words come from a cache keyed by
+    /// their scalars, so the common case builds no String.
+    func tokenize(_ word: [UInt32]) -> [Int] {
         if let hit = cacheLock.withLock({ cache[word] }) { return hit }
-        let ids = merge(word)
-        if word.unicodeScalars.count < 256 { cacheLock.withLock { cache[word] = ids } }
+        let ids = merge(String(scalars: word))
+        if word.count < 256 { cacheLock.withLock { if cache.count < 1 << 20 { cache[word] = ids } } }
         return ids
     }
 

@@ -27,6 +27,9 @@ struct ScalarRegex: Sendable {
 
     fileprivate let programs: [[Inst]]
     fileprivate let sets: [ScalarSet]
+    /// Scalars a match can start with, when the pattern cannot match empty or at an anchor:
+    /// other start positions are skipped without running the program.
+    private let firstSet: ScalarSet?
 
     init(_ pattern: String) throws {
         var p = RegexParser(Array(pattern.unicodeScalars))
@@ -36,6 +39,45 @@ struct ScalarRegex: Sendable {
         let main = c.compile(ast)
         programs = [main] + c.subprograms
         sets = c.sets
+        if let (items, nullable) = ScalarRegex.first(ast), !nullable {
+            firstSet = ScalarSet(items: items, negated: false, caseInsensitive: false)
+        } else {
+            firstSet = nil
+        }
+    }
+
+    /// (items any match starts with, whether the node can match empty); nil when unknown
+    /// (anchors, lookaround: zero-width constructs whose effect is not a set of scalars).
+    private static func first(_ node: RegexNode) -> ([ScalarSet.Item], Bool)? {
+        switch node {
+        case .set(let items, let negated, let ci):
+            let set = ScalarSet(items: items, negated: negated, caseInsensitive: ci)
+            return ([.predicate({ set.contains($0) }, negated: false)], false)
+        case .sequence(let parts):
+            var items: [ScalarSet.Item] = []
+            for part in parts {
+                guard let (f, nullable) = first(part) else { return nil }
+                items += f
+                if !nullable { return (items, false) }
+            }
+            return (items, true)
+        case .alternation(let branches):
+            var items: [ScalarSet.Item] = []
+            var nullable = false
+            for b in branches {
+                guard let (f, n) = first(b) else { return nil }
+                items += f
+                nullable = nullable || n
+            }
+            return (items, nullable)
+        case .repetition(let inner, let min, _, _):
+            guard let (f, n) = first(inner) else { return nil }
+            return (f, n || min == 0)
+        case .atomic(let inner):
+            return first(inner)
+        case .anchor, .look:
+            return nil
+        }
     }
 
     /// End of the match starting exactly at `start`, or nil.
@@ -51,6 +93,7 @@ struct ScalarRegex: Sendable {
         stack.reserveCapacity(64)
         var i = 0
         while i <= s.count {
+            if let f = firstSet, i == s.count || !f.contains(s[i]) { i += 1; continue }
             if let e = run(0, s, i, &stack) {
                 if e > i { out.append(i..<e); i = e } else { i += 1 }
             } else {

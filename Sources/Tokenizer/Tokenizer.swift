@@ -130,7 +130,10 @@ public final class Tokenizer: @unchecked Sendable {
         guard !text.isEmpty else { return [] }
         let scalars = text.unicodeScalars.map(\.value)
         let words = preTokenizer.map { $0.split(scalars) } ?? [scalars]
-        return words.flatMap { model.tokenize(String(scalars: $0)) }
+        var ids: [Int] = []
+        ids.reserveCapacity(words.count * 2)
+        for w in words { ids += model.tokenize(w) }
+        return ids
     }
 
     // MARK: Decoding
