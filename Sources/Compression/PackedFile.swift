@@ -55,6 +55,12 @@ public final class PackedFile: @unchecked Sendable {
             guard let a = f.arrayValue, a.count == 3, let o = a[0].integerValue, let s = a[1].integerValue,
                 let t = a[2].stringValue.flatMap(FrameTransform.init(rawValue:)), Int(o) == expected
             else { throw CompressionError.format(file: path, message: "metadata frame entry \(i) is invalid or out of order") }
+            // A frame's decoded size follows from its original size: refuse anything else before
+            // allocating for it.
+            let limit = t == .bf16ExpRans ? dsk_bf16_exp_bound(Int(s) / 2) : Int(s)
+            guard s >= 0, entries[i].decompressedSize <= limit, t == .bf16ExpRans || entries[i].decompressedSize == Int(s) else {
+                throw CompressionError.format(file: path, message: "frame at byte offset \(offsets[i]) decodes to \(entries[i].decompressedSize) bytes, inconsistent with its \(s) original bytes")
+            }
             frames.append(PackedFrame(originalOffset: Int(o), originalSize: Int(s), transform: t, offset: offsets[i],
                                       compressedSize: entries[i].compressedSize, decompressedSize: entries[i].decompressedSize))
             expected += Int(s)

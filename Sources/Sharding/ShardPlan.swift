@@ -56,7 +56,6 @@ public struct ShardPlan: Sendable {
         let c = schema.config
         guard tp >= 1 else { throw PlanError(message: "--tp must be at least 1, got \(tp)") }
         if let g = groupSize, g < 1 { throw PlanError(message: "--group-size must be positive, got \(g)") }
-        let heads = c.numAttentionHeads
         func need(_ size: Int, _ unit: Int, _ what: String, _ tensor: String, _ dim: Int) throws(PlanError) {
             guard size % (unit * tp) == 0 else {
                 throw PlanError(message: "\(tensor): dim \(dim) of size \(size) (\(size / unit) \(what)) does not split \(tp) ways")
@@ -100,7 +99,6 @@ public struct ShardPlan: Sendable {
                 }
             }
         }
-        _ = heads
         if let g = groupSize {
             let bad = rowParallelWidths.filter { $0.1 % g != 0 }
             if let first = bad.first {
