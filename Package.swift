@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "SafeTensors", dependencies: ["JSON"]),
         .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON", "Compression"]),
-        .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"]),
+        .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .target(name: "Tokenizer", dependencies: ["JSON"], swiftSettings: fastText),
         .target(name: "ChatTemplate", dependencies: ["JSON"]),

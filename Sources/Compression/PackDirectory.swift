@@ -14,12 +14,27 @@ public struct PackManifest: Sendable {
         public let packed: String
         public let packedSize: Int
         public let packedSHA256: String
+
+        public init(name: String, size: Int, sha256: String, packed: String, packedSize: Int, packedSHA256: String) {
+            self.name = name
+            self.size = size
+            self.sha256 = sha256
+            self.packed = packed
+            self.packedSize = packedSize
+            self.packedSHA256 = packedSHA256
+        }
     }
 
     public struct Copied: Sendable {
         public let name: String
         public let size: Int
         public let sha256: String
+
+        public init(name: String, size: Int, sha256: String) {
+            self.name = name
+            self.size = size
+            self.sha256 = sha256
+        }
     }
 
     public let level: Int

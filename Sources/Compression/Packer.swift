@@ -28,20 +28,44 @@ public struct PackedFileSummary: Sendable {
 public enum Packer {
     struct Job { let originalOffset: Int; let size: Int; let transform: FrameTransform }
 
-    /// Frames of a safetensors file: the header alone, then each tensor cut into `frameSize` pieces.
-    static func plan(_ file: SafeTensorsFile, options: PackOptions) -> [Job] {
-        var jobs = [Job(originalOffset: 0, size: file.header.dataStart, transform: .none)]
-        for t in file.tensors {
-            let range = file.fileRange(t)
+    /// Frames of a safetensors file: the header alone, then each tensor (in data order) cut into
+    /// `frameSize` pieces, BF16 ones transformed.
+    static func plan(headerBytes: Int, tensors: [(dtype: DType, bytes: Int)], options: PackOptions) -> [Job] {
+        var jobs = [Job(originalOffset: 0, size: headerBytes, transform: .none)]
+        var o = headerBytes
+        for t in tensors {
+            let end = o + t.bytes
             let transform = t.dtype == .bf16 ? options.bf16Transform : .none
-            var o = range.lowerBound
-            while o < range.upperBound {
-                let n = min(options.frameSize, range.upperBound - o)
+            while o < end {
+                let n = min(options.frameSize, end - o)
                 jobs.append(Job(originalOffset: o, size: n, transform: transform))
                 o += n
             }
         }
         return jobs
+    }
+
+    static func plan(_ file: SafeTensorsFile, options: PackOptions) -> [Job] {
+        plan(headerBytes: file.header.dataStart, tensors: file.tensors.map { ($0.dtype, $0.byteCount) }, options: options)
+    }
+
+    /// The metadata frame and the seek table that end every packed file.
+    static func trailer(jobs: [Job], entries: [SeekableFormat.Entry], originalSize: Int, options: PackOptions) -> [UInt8] {
+        let meta: JSONValue = ["format": "dsconv-packed", "version": 1, "original_size": JSONValue(originalSize),
+                               "frame_size": JSONValue(options.frameSize),
+                               "frames": .array(jobs.map { [JSONValue($0.originalOffset), JSONValue($0.size), .string($0.transform.rawValue)] })]
+        let metaFrame = SeekableFormat.skippableFrame(magic: SeekableFormat.metadataMagic, Array(meta.serialized().utf8))
+        return metaFrame + SeekableFormat.seekTable(entries + [.init(compressedSize: metaFrame.count, decompressedSize: 0)])
+    }
+
+    /// One frame: transform, then zstd (an entropy-coded payload is only wrapped, at zstd's fastest level).
+    static func compressFrame(_ src: UnsafeRawBufferPointer, _ transform: FrameTransform, z: ZstdCompressor, wrap: ZstdCompressor) throws -> ([UInt8], Int) {
+        let payload = transform.apply(src)
+        var out = [UInt8](repeating: 0, count: ZstdCompressor.bound(payload.count))
+        let coder = transform == .bf16ExpRans ? wrap : z
+        let n = try out.withUnsafeMutableBytes { dst in try payload.withUnsafeBytes { try coder.compress($0, into: dst) } }
+        out.removeLast(out.count - n)
+        return (out, payload.count)
     }
 
     public static func pack(_ source: String, to destination: String, options: PackOptions) throws -> PackedFileSummary {
@@ -70,16 +94,8 @@ public enum Packer {
                         if i >= slice.count { break }
                         let job = slice[i]
                         let src = UnsafeRawBufferPointer(rebasing: bytes.value[job.originalOffset..<(job.originalOffset + job.size)])
-                        let payload = job.transform.apply(src)
-                        var out = [UInt8](repeating: 0, count: ZstdCompressor.bound(payload.count))
-                        do {
-                            let coder = job.transform == .bf16ExpRans ? wrap : z
-                            let n = try out.withUnsafeMutableBytes { dst in try payload.withUnsafeBytes { try coder.compress($0, into: dst) } }
-                            out.removeLast(out.count - n)
-                            results.withLock { $0[i] = .success((out, payload.count)) }
-                        } catch {
-                            results.withLock { $0[i] = .failure(error) }
-                        }
+                        let r = Result { try Packer.compressFrame(src, job.transform, z: z, wrap: wrap) }
+                        results.withLock { $0[i] = r }
                     }
                 }
                 for (i, job) in slice.enumerated() {
@@ -92,13 +108,7 @@ public enum Packer {
                 next += slice.count
             }
             // Metadata (a skippable frame), then the seek table.
-            let meta: JSONValue = ["format": "dsconv-packed", "version": 1, "original_size": JSONValue(file.fileSize),
-                                   "frame_size": JSONValue(options.frameSize),
-                                   "frames": .array(jobs.map { [JSONValue($0.originalOffset), JSONValue($0.size), .string($0.transform.rawValue)] })]
-            let metaFrame = SeekableFormat.skippableFrame(magic: SeekableFormat.metadataMagic, Array(meta.serialized().utf8))
-            try sink.write(metaFrame)
-            entries.append(.init(compressedSize: metaFrame.count, decompressedSize: 0))
-            try sink.write(SeekableFormat.seekTable(entries))
+            try sink.write(trailer(jobs: jobs, entries: entries, originalSize: file.fileSize, options: options))
             try sink.close()
         } catch {
             sink.discard()

@@ -26,9 +26,13 @@ public final class PackedCheckpoint: WeightSource, @unchecked Sendable {
 
     public static let cacheBudget = 2 << 30
 
-    public init(directory: String, threads: Int) throws {
+    /// Shapes to check tensors against instead of the config's schema (a tensor-parallel rank).
+    private let expectedShapes: [String: [Int]]?
+
+    public init(directory: String, threads: Int, expectedShapes: [String: [Int]]? = nil) throws {
         self.directory = directory
         self.threads = threads
+        self.expectedShapes = expectedShapes
         config = try ModelConfig.load(path: directory + "/config.json")
         schema = TensorSchema(config: config)
         manifest = try PackManifest(directory: directory)
@@ -51,8 +55,8 @@ public final class PackedCheckpoint: WeightSource, @unchecked Sendable {
         guard let (file, info) = byName[role.name] else {
             throw ModelError.badTensor(file: directory, tensor: role.name, message: "missing from the packed checkpoint")
         }
-        if let expected = schema[role.name], expected.shape != info.shape {
-            throw ModelError.badTensor(file: file.path, tensor: role.name, message: "shape \(info.shape), expected \(expected.shape)")
+        if let expected = expectedShapes?[role.name] ?? schema[role.name]?.shape, expected != info.shape {
+            throw ModelError.badTensor(file: file.path, tensor: role.name, message: "shape \(info.shape), expected \(expected)")
         }
         let owned: OwnedBytes
         if let hit = cache.withLock({ c -> OwnedBytes? in
@@ -79,12 +83,30 @@ public final class PackedCheckpoint: WeightSource, @unchecked Sendable {
         return WeightMatrix(bytes: owned.bytes, format: format, rows: info.shape[0], cols: info.shape.count == 2 ? info.shape[1] : 1, owner: owned)
     }
 
+    /// A tensor's original bytes, decompressed (not cached).
+    public func bytes(_ name: String) throws -> OwnedBytes {
+        guard let (file, _) = byName[name] else {
+            throw ModelError.badTensor(file: directory, tensor: name, message: "missing from the packed checkpoint")
+        }
+        return OwnedBytes(try file.tensorData(name, threads: threads))
+    }
+
+    public func info(_ name: String) -> TensorInfo? { byName[name]?.info }
+
     /// Integrity of a packed checkpoint: every file fully decoded and checked against the
     /// manifest's sha256, the schema from the headers, NaN/Inf in every floating tensor, tokenizer.
     public func integrity(progress: (@Sendable (Int, Int) -> Void)? = nil) -> IntegrityReport {
+        var report = decodeAndScan(progress: progress)
+        report.problems = IntegrityCheck.schemaProblems(schema: schema, expectedDType: config.expectedDType, tensors: tensorEntries,
+                                                        indexName: "model.safetensors.index.json") + report.problems
+        report.problems += IntegrityCheck.tokenizerProblems(directory: directory)
+        return report
+    }
+
+    /// Every frame decoded (zstd checksums, rANS checks), each file's sha256 against the manifest,
+    /// and the NaN/Inf scan.
+    public func decodeAndScan(progress: (@Sendable (Int, Int) -> Void)? = nil) -> IntegrityReport {
         var report = IntegrityReport()
-        report.problems += IntegrityCheck.schemaProblems(schema: schema, expectedDType: config.expectedDType, tensors: tensorEntries,
-                                                         indexName: "model.safetensors.index.json")
         let total = files.reduce(0) { $0 + $1.originalSize }
         var done = 0
         for (f, m) in zip(files, manifest.files) {
@@ -118,7 +140,6 @@ public final class PackedCheckpoint: WeightSource, @unchecked Sendable {
             }
             report.tensorsChecked += f.tensors.count
         }
-        report.problems += IntegrityCheck.tokenizerProblems(directory: directory)
         return report
     }
 }

@@ -31,18 +31,18 @@ public enum TensorSource {
 
 /// Receives one tensor's bytes and refuses more than the header promised.
 public final class TensorByteWriter {
-    let sink: FileSink
+    let sink: ByteSink
     let spec: TensorSpec
     private(set) var written = 0
 
-    init(sink: FileSink, spec: TensorSpec) {
+    init(sink: ByteSink, spec: TensorSpec) {
         self.sink = sink
         self.spec = spec
     }
 
-    public func write(_ bytes: UnsafeRawBufferPointer) throws(SafeTensorsError) {
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard written + bytes.count <= spec.byteCount else {
-            throw .writeOutOfOrder(file: sink.path, tensor: spec.name, reason: "producer wrote more than the \(spec.byteCount) bytes declared")
+            throw SafeTensorsError.writeOutOfOrder(file: sink.path, tensor: spec.name, reason: "producer wrote more than the \(spec.byteCount) bytes declared")
         }
         try sink.write(bytes)
         written += bytes.count
@@ -56,21 +56,24 @@ public final class TensorByteWriter {
 public final class SafeTensorsWriter {
     public let path: String
     public let specs: [TensorSpec]
-    private let sink: FileSink
+    public let sink: ByteSink
     private var next = 0
     private var finished = false
 
+    /// `makeSink` replaces the plain file sink (e.g. to pack while writing); `onBytes` then is
+    /// the factory's business.
     public init(path: String, tensors: [TensorSpec], metadata: [String: String] = [:],
-                onBytes: ((UnsafeRawBufferPointer) -> Void)? = nil) throws(SafeTensorsError) {
+                onBytes: ((UnsafeRawBufferPointer) -> Void)? = nil, makeSink: SinkFactory? = nil) throws {
         self.path = path
         specs = tensors
         var names = Set<String>()
         for t in tensors where !names.insert(t.name).inserted {
-            throw .writeOutOfOrder(file: path, tensor: t.name, reason: "tensor name given twice")
+            throw SafeTensorsError.writeOutOfOrder(file: path, tensor: t.name, reason: "tensor name given twice")
         }
-        sink = try FileSink(path: path + ".tmp", onBytes: onBytes)
+        let header = SafeTensorsWriter.headerBytes(tensors: tensors, metadata: metadata)
+        sink = try makeSink?(path + ".tmp", header.count, tensors) ?? FileSink(path: path + ".tmp", onBytes: onBytes)
         do {
-            try sink.write(SafeTensorsWriter.headerBytes(tensors: tensors, metadata: metadata))
+            try header.withUnsafeBytes { try sink.write($0) }
         } catch {
             sink.discard()
             throw error
@@ -133,12 +136,12 @@ public final class SafeTensorsWriter {
     }
 
     /// Fsyncs and moves the file into place. Every declared tensor must have been written.
-    public func finish() throws(SafeTensorsError) {
+    public func finish() throws {
         guard next == specs.count else {
-            throw .writeOutOfOrder(file: path, tensor: specs[next].name, reason: "finish() before all tensors were written")
+            throw SafeTensorsError.writeOutOfOrder(file: path, tensor: specs[next].name, reason: "finish() before all tensors were written")
         }
         try sink.close()
-        guard rename(path + ".tmp", path) == 0 else { throw .io(file: path, operation: "rename", errno: errno) }
+        guard rename(path + ".tmp", path) == 0 else { throw SafeTensorsError.io(file: path, operation: "rename", errno: errno) }
         finished = true
     }
 

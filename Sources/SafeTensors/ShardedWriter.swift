@@ -40,17 +40,26 @@ public final class ShardedWriter {
     private var inShard = 0
     private var writer: SafeTensorsWriter?
     private let onFile: ((String, UnsafeRawBufferPointer) -> Void)?
-    /// (file name, size) of every finished shard.
+    /// Appended to every shard's file name (".zst" for packed shards); the index keeps plain names.
+    public let fileSuffix: String
+    /// (file name, size) of every finished shard, and its sink.
     public private(set) var writtenFiles: [(name: String, size: Int)] = []
+    public private(set) var finishedSinks: [(name: String, sink: ByteSink)] = []
 
-    /// `onBytes(fileName, bytes)` sees every byte written, per file (for checksums).
+    /// `onBytes(fileName, bytes)` sees every byte written, per file (for checksums; with a
+    /// `makeSink` factory the factory decides what it sees).
     public init(directory: String, tensors: [TensorSpec], maxShardSize: Int, metadata: [String: String] = [:],
-                onBytes: ((String, UnsafeRawBufferPointer) -> Void)? = nil) {
+                onBytes: ((String, UnsafeRawBufferPointer) -> Void)? = nil, fileSuffix: String = "",
+                makeSink: ((String) -> SinkFactory)? = nil) {
         self.directory = directory
         self.layout = ShardLayout(tensors: tensors, maxShardSize: maxShardSize)
         self.metadata = metadata
         self.onFile = onBytes
+        self.fileSuffix = fileSuffix
+        self.pendingFactory = makeSink
     }
+
+    private let pendingFactory: ((String) -> SinkFactory)?
 
     public func write(_ name: String, from source: TensorSource) throws {
         if writer == nil { try openShard() }
@@ -60,30 +69,33 @@ public final class ShardedWriter {
         if inShard == layout.shards[shard].count { try closeShard() }
     }
 
-    private func openShard() throws(SafeTensorsError) {
+    private func openShard() throws {
         guard shard < layout.shards.count else {
-            throw .writeOutOfOrder(file: directory, tensor: "", reason: "more tensors than planned")
+            throw SafeTensorsError.writeOutOfOrder(file: directory, tensor: "", reason: "more tensors than planned")
         }
-        let name = layout.fileName(shard)
+        let name = layout.fileName(shard) + fileSuffix
         let hook = onFile.map { f in { (b: UnsafeRawBufferPointer) in f(name, b) } }
-        writer = try SafeTensorsWriter(path: directory + "/" + name, tensors: layout.shards[shard], metadata: metadata, onBytes: hook)
+        writer = try SafeTensorsWriter(path: directory + "/" + name, tensors: layout.shards[shard], metadata: metadata, onBytes: hook,
+                                       makeSink: pendingFactory?(name))
         inShard = 0
     }
 
-    private func closeShard() throws(SafeTensorsError) {
+    private func closeShard() throws {
         guard let w = writer else { return }
         try w.finish()
-        writtenFiles.append((layout.fileName(shard), SafeTensorsWriter.fileSize(tensors: layout.shards[shard], metadata: metadata)))
+        let name = layout.fileName(shard) + fileSuffix
+        writtenFiles.append((name, w.sink.bytesWritten))
+        finishedSinks.append((name, w.sink))
         writer = nil
         shard += 1
     }
 
     /// Finishes the last shard (an empty checkpoint still gets one file) and writes the index.
-    public func finish() throws(SafeTensorsError) {
+    public func finish() throws {
         if writer == nil && shard < layout.shards.count && layout.shards[shard].isEmpty { try openShard() }
         try closeShard()
         guard shard == layout.shards.count else {
-            throw .writeOutOfOrder(file: directory, tensor: layout.shards[shard].first?.name ?? "", reason: "finish() before all tensors were written")
+            throw SafeTensorsError.writeOutOfOrder(file: directory, tensor: layout.shards[shard].first?.name ?? "", reason: "finish() before all tensors were written")
         }
         try writeFileAtomically(directory + "/" + ShardedCheckpoint.indexFileName, indexJSON())
     }

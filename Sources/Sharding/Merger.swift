@@ -9,12 +9,21 @@ import SafeTensors
 public struct Merger {
     public let directory: String
     public let manifest: ReshardManifest
-    public let ranks: [ShardedCheckpoint]
+    public let ranks: [RankFiles]
 
-    public init(directory: String) throws {
+    public init(directory: String, threads: Int = 1) throws {
         self.directory = directory
         manifest = try ReshardManifest(directory: directory)
-        ranks = try manifest.ranks.map { try ShardedCheckpoint(directory: directory + "/" + $0.directory) }
+        // Shapes of every rank's slices, from the manifest (packed ranks are checked against them).
+        var shapes = Array(repeating: [String: [Int]](), count: manifest.tp)
+        for t in manifest.tensors {
+            for s in t.slices {
+                var shape = t.shape
+                if let d = s.dim { shape[d] = s.length }
+                shapes[s.rank][t.name] = shape
+            }
+        }
+        ranks = try manifest.ranks.map { try RankFiles.open(directory + "/" + $0.directory, threads: threads, expectedShapes: shapes[$0.rank]) }
     }
 
     public func write(into out: OutputDirectory, maxShardSize: Int, progress: ((Int, Int, String) -> Void)? = nil) throws {
@@ -42,22 +51,27 @@ public struct Merger {
         }
     }
 
-    func location(_ t: ReshardManifest.Tensor, rank: Int) throws -> TensorLocation {
-        guard let loc = ranks[rank][t.name] else {
+    /// A rank's bytes of a tensor; `keep` holds what keeps them alive until the tensor is written.
+    func slice(_ t: ReshardManifest.Tensor, rank: Int, keep: inout [AnyObject]) throws -> UnsafeRawBufferPointer {
+        guard ranks[rank].info(t.name) != nil else {
             throw ModelError.badTensor(file: directory + "/" + manifest.ranks[rank].directory, tensor: t.name, message: "missing from this rank")
         }
-        return loc
+        let (bytes, owner) = try ranks[rank].bytes(t.name)
+        keep.append(owner)
+        return bytes
     }
 
     func produce(_ t: ReshardManifest.Tensor, into w: TensorByteWriter) throws {
         let es = t.dtype.size
+        var keep: [AnyObject] = []
+        defer { keep.removeAll() }
         guard let first = t.slices.first else { throw ModelError.badTensor(file: directory, tensor: t.name, message: "no rank holds it") }
         if first.dim == nil {
-            let bytes = try location(t, rank: first.rank).data
+            let bytes = try slice(t, rank: first.rank, keep: &keep)
             guard bytes.count == t.shape.reduce(es, *) else {
                 throw ModelError.badTensor(file: directory, tensor: t.name, message: "rank \(first.rank) holds \(bytes.count) bytes, expected \(t.shape.reduce(es, *))")
             }
-            for other in t.slices.dropFirst() where !(try location(t, rank: other.rank).data).elementsEqual(bytes) {
+            for other in t.slices.dropFirst() where !(try slice(t, rank: other.rank, keep: &keep)).elementsEqual(bytes) {
                 throw ModelError.badTensor(file: directory, tensor: t.name, message: "replica on rank \(other.rank) differs from rank \(first.rank)")
             }
             try w.write(bytes)
@@ -75,7 +89,7 @@ public struct Merger {
             throw ModelError.badTensor(file: directory, tensor: t.name, message: "slices cover \(expected) of \(t.shape[first.dim!])")
         }
         let parts = try slices.map { s -> UnsafeRawBufferPointer in
-            let d = try location(t, rank: s.rank).data
+            let d = try slice(t, rank: s.rank, keep: &keep)
             var shape = t.shape
             shape[first.dim!] = s.length
             guard d.count == shape.reduce(es, *) else {

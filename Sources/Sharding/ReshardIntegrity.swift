@@ -32,10 +32,10 @@ public enum ReshardIntegrity {
                 }
             }
             for p in model.weights[r].problems() { report.problems.append(Problem(kind: .layout, file: rank.directory, tensor: "", message: p)) }
-            let (nonFinite, scanned) = IntegrityCheck.scanNonFinite(model.weights[r].checkpoint, threads: threads, progress: progress)
-            report.problems += nonFinite
-            report.bytesScanned += scanned
-            report.tensorsChecked += model.weights[r].checkpoint.tensors.count
+            let scan = model.weights[r].files.scan(threads: threads, progress: progress)
+            report.problems += scan.problems.map { Problem(kind: $0.kind, file: rank.directory + "/" + $0.file, tensor: $0.tensor, message: $0.message) }
+            report.bytesScanned += scan.bytesScanned
+            report.tensorsChecked += scan.tensorsChecked
             report.problems += IntegrityCheck.tokenizerProblems(directory: dir).map {
                 Problem(kind: $0.kind, file: rank.directory + "/" + $0.file, tensor: $0.tensor, message: $0.message)
             }

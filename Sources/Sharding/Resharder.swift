@@ -1,3 +1,4 @@
+import Compression
 import DeepSeek
 import Foundation
 import JSON
@@ -13,12 +14,16 @@ public struct Resharder {
     public let plan: ShardPlan
     public let maxShardSize: Int
     public let threads: Int
+    /// When set, every rank shard is packed as it is written (`NAME.safetensors.zst`, no plain
+    /// file in between) and each rank directory gets a pack manifest.
+    public let compress: PackOptions?
 
-    public init(source: Checkpoint, plan: ShardPlan, maxShardSize: Int, threads: Int) {
+    public init(source: Checkpoint, plan: ShardPlan, maxShardSize: Int, threads: Int, compress: PackOptions? = nil) {
         self.source = source
         self.plan = plan
         self.maxShardSize = maxShardSize
         self.threads = threads
+        self.compress = compress
     }
 
     /// Refuses a source with schema or tokenizer problems (the NaN scan runs during the copy).
@@ -34,10 +39,17 @@ public struct Resharder {
     final class RankOutput: @unchecked Sendable {
         let writer: ShardedWriter
         var hashes: [String: SHA256] = [:]
-        init(directory: String, tensors: [TensorSpec], maxShardSize: Int) {
+        init(directory: String, tensors: [TensorSpec], maxShardSize: Int, compress: PackOptions?) {
             weak var box: RankOutput? = nil
-            writer = ShardedWriter(directory: directory, tensors: tensors, maxShardSize: maxShardSize) { file, bytes in
-                box?.hashes[file, default: SHA256()].update(bytes)
+            let hash = { (file: String, bytes: UnsafeRawBufferPointer) -> Void in box?.hashes[file, default: SHA256()].update(bytes) }
+            if let options = compress {
+                writer = ShardedWriter(directory: directory, tensors: tensors, maxShardSize: maxShardSize, fileSuffix: ".zst") { name in
+                    { temp, header, specs in
+                        try PackingSink(path: temp, headerBytes: header, tensors: specs, options: options) { hash(name, $0) }
+                    }
+                }
+            } else {
+                writer = ShardedWriter(directory: directory, tensors: tensors, maxShardSize: maxShardSize, onBytes: hash)
             }
             box = self
         }
@@ -62,7 +74,7 @@ public struct Resharder {
                 try copyFile(from: source.directory + "/" + f, to: out.path(dir + "/" + f))
             }
             let specs = try plan.ranks[r].map { s in TensorSpec(name: s.name, dtype: try dtype(of: s.name), shape: s.shape) }
-            outputs.append(RankOutput(directory: out.path(dir), tensors: specs, maxShardSize: maxShardSize))
+            outputs.append(RankOutput(directory: out.path(dir), tensors: specs, maxShardSize: maxShardSize, compress: compress))
         }
         // Which ranks hold a slice of each tensor.
         var slicesOf: [String: [(rank: Int, slice: PlannedSlice)]] = [:]
@@ -97,6 +109,9 @@ public struct Resharder {
             for o in outputs { o.writer.abort() }
             throw error
         }
+        if let options = compress {
+            for r in 0..<tp { try writePackManifest(rank: r, output: outputs[r], into: out, options: options) }
+        }
         // Checksums: shards from the running hashes, side files read back (small).
         var ranks: [ReshardManifest.Rank] = []
         for r in 0..<tp {
@@ -106,7 +121,8 @@ public struct Resharder {
                 var h = outputs[r].hashes[name] ?? SHA256()
                 files.append(.init(name: name, size: size, sha256: h.finalizeHex()))
             }
-            for name in try listDirectory(out.path(dir)).sorted() where !name.hasSuffix(".safetensors") {
+            let shards = Set(outputs[r].writer.writtenFiles.map(\.name))
+            for name in try listDirectory(out.path(dir)).sorted() where !shards.contains(name) {
                 let f = try MappedFile(path: out.path(dir + "/" + name))
                 files.append(.init(name: name, size: f.size, sha256: SHA256.hex(f.bytes)))
             }
@@ -124,6 +140,27 @@ public struct Resharder {
     }
 
     func dtype(of name: String) throws -> DType { try source.weights.require(name).info.dtype }
+
+    /// A packed rank directory's `dsconv-pack-manifest.json`, so that `dsconv unpack` restores it
+    /// and readers find its tensors.
+    func writePackManifest(rank r: Int, output: RankOutput, into out: OutputDirectory, options: PackOptions) throws {
+        let dir = ReshardManifest.rankDirectory(r)
+        var files: [PackManifest.Packed] = []
+        for (name, sink) in output.writer.finishedSinks {
+            guard let packed = sink as? PackingSink else { continue }
+            let s = packed.summary
+            files.append(.init(name: String(name.dropLast(4)), size: s.originalSize, sha256: s.originalSHA256, packed: name,
+                               packedSize: s.packedSize, packedSHA256: s.packedSHA256))
+        }
+        let shardNames = Set(files.map(\.packed))
+        var copied: [PackManifest.Copied] = []
+        for name in try listDirectory(out.path(dir)).sorted() where !shardNames.contains(name) {
+            let f = try MappedFile(path: out.path(dir + "/" + name))
+            copied.append(.init(name: name, size: f.size, sha256: SHA256.hex(f.bytes)))
+        }
+        let manifest = PackManifest(level: Int(options.level), transform: options.bf16Transform, files: files, copied: copied)
+        try writeFileAtomically(out.path(dir + "/" + PackManifest.fileName), manifest.json.serialized(pretty: true) + "\n")
+    }
 
     /// Bytes read per step of a large tensor; pages are dropped from the process after each step,
     /// so the mapped (resident) part of the source stays at about this size per thread.

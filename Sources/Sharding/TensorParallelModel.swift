@@ -6,34 +6,33 @@ import SafeTensors
 /// One rank's weights: its own directory only, each tensor checked against the plan's shape.
 public final class RankWeights: WeightSource, @unchecked Sendable {
     public let rank: Int
-    public let checkpoint: ShardedCheckpoint
+    public let files: RankFiles
     private let expected: [String: PlannedSlice]
 
-    init(rank: Int, directory: String, plan: ShardPlan) throws {
+    init(rank: Int, directory: String, plan: ShardPlan, threads: Int) throws {
         self.rank = rank
-        checkpoint = try ShardedCheckpoint(directory: directory)
         expected = Dictionary(uniqueKeysWithValues: plan.ranks[rank].map { ($0.name, $0) })
+        files = try RankFiles.open(directory, threads: threads, expectedShapes: expected.mapValues(\.shape))
     }
 
     public func matrix(_ role: TensorRole) throws -> WeightMatrix {
-        guard let loc = checkpoint[role.name] else {
-            throw ModelError.badTensor(file: checkpoint.directory, tensor: role.name, message: "missing from rank \(rank)")
+        if let s = expected[role.name], let info = files.info(role.name), s.shape != info.shape {
+            throw ModelError.badTensor(file: files.directory, tensor: role.name, message: "shape \(info.shape), expected \(s.shape) for rank \(rank)")
         }
-        if let s = expected[role.name], s.shape != loc.info.shape {
-            throw ModelError.badTensor(file: loc.file.path, tensor: role.name, message: "shape \(loc.info.shape), expected \(s.shape) for rank \(rank)")
-        }
-        return try loc.weightMatrix()
+        return try files.matrix(role)
     }
 
     /// Tensors of this rank that differ from the plan: missing, unexpected, mis-shaped.
     public func problems() -> [String] {
         var out: [String] = []
+        let listing = files.listing
+        let present = Dictionary(listing.map { ($0.info.name, $0) }, uniquingKeysWith: { a, _ in a })
         for (name, s) in expected.sorted(by: { $0.key < $1.key }) {
-            guard let loc = checkpoint[name] else { out.append("\(checkpoint.directory): tensor \(name) missing"); continue }
-            if loc.info.shape != s.shape { out.append("\(loc.file.path): tensor \(name): shape \(loc.info.shape), expected \(s.shape)") }
+            guard let t = present[name] else { out.append("\(files.directory): tensor \(name) missing"); continue }
+            if t.info.shape != s.shape { out.append("\(files.directory)/\(t.file): tensor \(name): shape \(t.info.shape), expected \(s.shape)") }
         }
-        for t in checkpoint.tensors where expected[t.info.name] == nil {
-            out.append("\(t.file.path): tensor \(t.info.name) is not part of rank \(rank)")
+        for t in listing where expected[t.info.name] == nil {
+            out.append("\(files.directory)/\(t.file): tensor \(t.info.name) is not part of rank \(rank)")
         }
         return out
     }
@@ -57,7 +56,7 @@ public final class TensorParallelModel {
         var ranks: [Transformer] = []
         let rankConfig = plan.rankConfig()
         for r in 0..<manifest.tp {
-            let w = try RankWeights(rank: r, directory: directory + "/" + manifest.ranks[r].directory, plan: plan)
+            let w = try RankWeights(rank: r, directory: directory + "/" + manifest.ranks[r].directory, plan: plan, threads: threads)
             weights.append(w)
             let local = plan.experts == .ep ? Set(plan.localExperts[r]) : nil
             ranks.append(Transformer(config: rankConfig, weights: w, threads: threads, vocabRange: plan.vocabRange(rank: r), localExperts: local))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compression
 import DeepSeek
 import Foundation
 import JSON
@@ -29,6 +30,12 @@ struct Reshard: ParsableCommand {
 
     @Flag(name: .customLong("dry-run"), help: "Print the plan and the bytes per rank; write nothing.")
     var dryRun = false
+
+    @Flag(help: "Write packed shards (seekable zstd, as dsconv pack) directly, in the same pass.")
+    var compress = false
+
+    @Option(help: "With --compress: zstd level.")
+    var level: Int32 = 1
 
     @Flag(help: "Replace an existing output directory.")
     var force = false
@@ -65,7 +72,9 @@ struct Reshard: ParsableCommand {
             let start = Date()
             let manifest: ReshardManifest
             do {
-                manifest = try Resharder(source: ckpt, plan: plan, maxShardSize: shard, threads: threads.count)
+                var options = PackOptions()
+                options.level = level
+                manifest = try Resharder(source: ckpt, plan: plan, maxShardSize: shard, threads: threads.count, compress: compress ? options : nil)
                     .write(into: output) { i, n, name in progress.step(i, of: n, name) }
                 try output.commit()
             } catch {
@@ -126,6 +135,8 @@ struct Merge: ParsableCommand {
     @Flag(help: "Replace an existing output directory.")
     var force = false
 
+    @OptionGroup var threads: ThreadOptions
+
     func validate() throws {
         guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
     }
@@ -133,7 +144,7 @@ struct Merge: ParsableCommand {
     func run() throws {
         try runCommand {
             let merger: Merger
-            do { merger = try Merger(directory: directory) } catch let e as PlanError { throw ModelError.badInput(e.message) }
+            do { merger = try Merger(directory: directory, threads: threads.count) } catch let e as PlanError { throw ModelError.badInput(e.message) }
             let output = try OutputDirectory(out, force: force)
             let progress = Progress("merge")
             do {

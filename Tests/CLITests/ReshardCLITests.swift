@@ -84,3 +84,37 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir + "/out.partial"))
     }
 }
+
+@Suite struct ReshardCompressCLITests {
+    @Test func compressedReshardRunsMergesAndUnpacks() throws {
+        let tiny = CLI.fixtures + "/tiny-dsv2.5"
+        let dir = CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try CLI.run(["reshard", tiny, "--tp", "2", "--compress", "--out", dir + "/packed"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let rank = dir + "/packed/rank-01"
+        #expect(FileManager.default.fileExists(atPath: rank + "/model-00001-of-00001.safetensors.zst"))
+        #expect(!FileManager.default.fileExists(atPath: rank + "/model-00001-of-00001.safetensors"))
+        // Packing while writing gives the same file as packing the plain reshard afterwards.
+        let plain = try CLI.run(["reshard", tiny, "--tp", "2", "--out", dir + "/plain"])
+        #expect(plain.code == 0)
+        let pack = try CLI.run(["pack", dir + "/plain/rank-01", "--out", dir + "/plain-packed"])
+        #expect(pack.code == 0, "\(pack.stderr)")
+        #expect(FileManager.default.contentsEqual(atPath: rank + "/model-00001-of-00001.safetensors.zst",
+                                                  andPath: dir + "/plain-packed/model-00001-of-00001.safetensors.zst"))
+        // The packed shards run as a 2-rank engine, merge back, and unpack byte for byte.
+        let v = try CLI.run(["verify", dir + "/packed", "--prompt", "Write a short poem about the sea.", "--max-new-tokens", "4",
+                             "--reference", tiny, "--json"])
+        #expect(v.code == 0, "\(v.stderr)")
+        let j = try JSONParser.parse(v.stdout)
+        #expect(j["reference"]?["top1_agreement"]?.doubleValue == 1)
+        let m = try CLI.run(["merge", dir + "/packed", "--out", dir + "/merged"])
+        #expect(m.code == 0, "\(m.stderr)")
+        let mv = try CLI.run(["verify", dir + "/merged", "--json"])
+        #expect(mv.code == 0, "\(mv.stderr)")
+        let u = try CLI.run(["unpack", rank, "--out", dir + "/unpacked"])
+        #expect(u.code == 0, "\(u.stderr)")
+        #expect(FileManager.default.contentsEqual(atPath: dir + "/unpacked/model-00001-of-00001.safetensors",
+                                                  andPath: dir + "/plain/rank-01/model-00001-of-00001.safetensors"))
+    }
+}
