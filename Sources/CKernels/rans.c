@@ -198,3 +198,16 @@ void dsk_bf16_to_planes(const uint16_t *in, size_t n, uint8_t *out) {
 void dsk_planes_to_bf16(const uint8_t *in, size_t n, uint16_t *out) {
     for (size_t i = 0; i < n; i++) out[i] = (uint16_t)((uint16_t)in[i] << 8 | in[n + i]);
 }
+
+void dsk_bf16_to_exp_planes(const uint16_t *in, size_t n, uint8_t *out) {
+    for (size_t i = 0; i < n; i++) {
+        out[i] = (uint8_t)(in[i] >> 7);
+        out[n + i] = (uint8_t)(((in[i] >> 8) & 0x80) | (in[i] & 0x7F));
+    }
+}
+
+void dsk_exp_planes_to_bf16(const uint8_t *in, size_t n, uint16_t *out) {
+    const uint8_t *e = in, *sm = in + n;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (uint16_t)(((uint16_t)(sm[i] & 0x80) << 8) | ((uint16_t)e[i] << 7) | (sm[i] & 0x7F));
+}

@@ -8,7 +8,7 @@ public struct PackOptions: Sendable {
     public var level: Int32 = 1
     /// Original bytes per frame (even, so BF16 values never straddle frames).
     public var frameSize = 2 << 20
-    public var bf16Transform: FrameTransform = .bf16ExpRans
+    public var bf16Transform: FrameTransform = .bf16ExpHuff
     public var threads = 1
     public init() {}
 }
@@ -59,13 +59,14 @@ public enum Packer {
     }
 
     /// One frame: transform, then zstd (an entropy-coded payload is only wrapped, at zstd's fastest level).
-    static func compressFrame(_ src: UnsafeRawBufferPointer, _ transform: FrameTransform, z: ZstdCompressor, wrap: ZstdCompressor) throws -> ([UInt8], Int) {
+    public static func compressFrame(_ src: UnsafeRawBufferPointer, _ transform: FrameTransform, z: ZstdCompressor, wrap: ZstdCompressor) throws -> ([UInt8], Int) {
         let payload = transform.apply(src)
         var out = [UInt8](repeating: 0, count: ZstdCompressor.bound(payload.count))
         let coder = transform == .bf16ExpRans ? wrap : z
-        let n = try out.withUnsafeMutableBytes { dst in try payload.withUnsafeBytes { try coder.compress($0, into: dst) } }
-        out.removeLast(out.count - n)
-        return (out, payload.count)
+        let n = try out.withUnsafeMutableBytes { dst in
+            try payload.withUnsafeBytes { transform.literalsOnly ? try coder.compressLiterals($0, into: dst) : try coder.compress($0, into: dst) }
+        }
+        return (Array(out[0..<n]), payload.count)  // right-sized: frames may be held in batches
     }
 
     public static func pack(_ source: String, to destination: String, options: PackOptions) throws -> PackedFileSummary {

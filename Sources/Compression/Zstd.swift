@@ -33,6 +33,14 @@ public final class ZstdCompressor {
 
     public static func bound(_ n: Int) -> Int { ZSTD_compressBound(n) }
 
+    /// Compresses `src` as literals only — no match search, Huffman-coded per block — into a
+    /// standard frame (zstd's sequence API with no sequences).
+    public func compressLiterals(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) throws(CompressionError) -> Int {
+        let r = ZSTD_compressSequences(cctx, dst.baseAddress, dst.count, nil, 0, src.baseAddress, src.count)
+        if ZSTD_isError(r) != 0 { throw .zstd(file: "", offset: 0, message: String(cString: ZSTD_getErrorName(r))) }
+        return r
+    }
+
     /// Compresses `src` into `dst` (capacity ≥ bound); returns the frame size.
     public func compress(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) throws(CompressionError) -> Int {
         let r = ZSTD_compress2(cctx, dst.baseAddress, dst.count, src.baseAddress, src.count)

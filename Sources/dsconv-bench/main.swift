@@ -151,15 +151,13 @@ case "codec":
     let c = time {
         let counter = AtomicCounter()
         parallelFor(threads, threads: threads) { _ in
-            let z = ZstdCompressor(level: transform == .bf16ExpRans ? -7 : 1)
+            let z = ZstdCompressor(level: 1)
+            let wrap = ZstdCompressor(level: -7)
             while true {
                 let i = counter.increment()
                 if i >= frameRanges.count { break }
-                let payload = transform.apply(UnsafeRawBufferPointer(rebasing: pd.value[frameRanges[i]]))
-                var out = [UInt8](repeating: 0, count: ZstdCompressor.bound(payload.count))
-                let n = (try? out.withUnsafeMutableBytes { dst in try payload.withUnsafeBytes { try z.compress($0, into: dst) } }) ?? 0
-                out.removeLast(out.count - n)
-                frames.withLock { $0[i] = (out, payload.count) }
+                let r = try? Packer.compressFrame(UnsafeRawBufferPointer(rebasing: pd.value[frameRanges[i]]), transform, z: z, wrap: wrap)
+                frames.withLock { $0[i] = r ?? ([], 0) }
             }
         }
     }

@@ -7,7 +7,7 @@ import SafeTensors
 
 struct Pack: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Compress a checkpoint losslessly: seekable zstd per file, BF16 exponents entropy-coded.")
+        abstract: "Compress a checkpoint losslessly: seekable zstd per file, BF16 exponents entropy-coded on their own.")
 
     @Argument(help: "Checkpoint directory.")
     var source: String
@@ -18,8 +18,8 @@ struct Pack: ParsableCommand {
     @Option(help: "zstd level (1 = fast; higher barely helps on weights).")
     var level: Int32 = 1
 
-    @Option(help: "BF16 transform before zstd: bf16-exp-rans (default), bf16-planes or none.")
-    var transform = FrameTransform.bf16ExpRans.rawValue
+    @Option(help: "BF16 transform: bf16-exp-huff (default: exponent plane Huffman-coded, fast), bf16-exp-rans (smallest), bf16-planes or none.")
+    var transform = FrameTransform.bf16ExpHuff.rawValue
 
     @Option(name: .customLong("frame-size"), help: "Original bytes per frame, e.g. 2MiB (1–4 MiB is typical).")
     var frameSize = "2MiB"
@@ -33,7 +33,9 @@ struct Pack: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        guard FrameTransform(rawValue: transform) != nil else { throw ValidationError("--transform must be bf16-exp-rans, bf16-planes or none") }
+        guard FrameTransform(rawValue: transform) != nil else {
+            throw ValidationError("--transform must be one of \(FrameTransform.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         guard let f = parseSize(frameSize), f >= 4096, f % 2 == 0, f <= 1 << 30 else { throw ValidationError("--frame-size must be an even size between 4KiB and 1GiB") }
         guard (-7...22).contains(level) else { throw ValidationError("--level must be in -7...22") }
     }
@@ -46,7 +48,7 @@ struct Pack: ParsableCommand {
             let weightFiles = Set(ckpt.weights.files.map { basename($0.path) })
             var options = PackOptions()
             options.level = level
-            options.bf16Transform = FrameTransform(rawValue: transform) ?? .bf16ExpRans
+            options.bf16Transform = FrameTransform(rawValue: transform) ?? .bf16ExpHuff
             options.frameSize = parseSize(frameSize) ?? (2 << 20)
             options.threads = threads.count
             let output = try OutputDirectory(out, force: force)

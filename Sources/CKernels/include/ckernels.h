@@ -67,3 +67,8 @@ int dsk_bf16_exp_decode(const uint8_t *in, size_t len, uint16_t *out, size_t n);
 /* Byte planes ("bf16-planes"): all high bytes, then all low bytes; and back. */
 void dsk_bf16_to_planes(const uint16_t *in, size_t n, uint8_t *out);
 void dsk_planes_to_bf16(const uint8_t *in, size_t n, uint16_t *out);
+
+/* Exponent planes ("bf16-exp-huff"): the 8-bit exponent field of n bf16 values (n bytes), then
+ * sign << 7 | mantissa (n bytes); and back. */
+void dsk_bf16_to_exp_planes(const uint16_t *in, size_t n, uint8_t *out);
+void dsk_exp_planes_to_bf16(const uint8_t *in, size_t n, uint16_t *out);
