@@ -3,3 +3,6 @@
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 #include <zstd_errors.h>
+
+/* Experimental parameters are macros over ZSTD_c_experimentalParamN: expose them as functions. */
+static inline ZSTD_cParameter dsconv_zstd_c_block_delimiters(void) { return ZSTD_c_blockDelimiters; }

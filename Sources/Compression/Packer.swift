@@ -64,7 +64,11 @@ public enum Packer {
         var out = [UInt8](repeating: 0, count: ZstdCompressor.bound(payload.count))
         let coder = transform == .bf16ExpRans ? wrap : z
         let n = try out.withUnsafeMutableBytes { dst in
-            try payload.withUnsafeBytes { transform.literalsOnly ? try coder.compressLiterals($0, into: dst) : try coder.compress($0, into: dst) }
+            try payload.withUnsafeBytes {
+                // The exponent plane and the sign+mantissa plane never share a block (nor a Huffman table).
+                transform.literalsOnly ? try coder.compressLiterals($0, regions: [payload.count / 2, payload.count - payload.count / 2], into: dst)
+                    : try coder.compress($0, into: dst)
+            }
         }
         return (Array(out[0..<n]), payload.count)  // right-sized: frames may be held in batches
     }

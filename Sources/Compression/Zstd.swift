@@ -33,10 +33,25 @@ public final class ZstdCompressor {
 
     public static func bound(_ n: Int) -> Int { ZSTD_compressBound(n) }
 
-    /// Compresses `src` as literals only — no match search, Huffman-coded per block — into a
-    /// standard frame (zstd's sequence API with no sequences).
-    public func compressLiterals(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) throws(CompressionError) -> Int {
-        let r = ZSTD_compressSequences(cctx, dst.baseAddress, dst.count, nil, 0, src.baseAddress, src.count)
+    /// Compresses `src` as literals only — no match search, each block Huffman-coded on its own —
+    /// into a standard frame (zstd's sequence API with only block delimiters). `regions` are byte
+    /// counts that must not share a block (e.g. two planes with different statistics).
+    public func compressLiterals(_ src: UnsafeRawBufferPointer, regions: [Int], into dst: UnsafeMutableRawBufferPointer) throws(CompressionError) -> Int {
+        let blockMax = 128 << 10
+        var delimiters: [ZSTD_Sequence] = []
+        for var size in regions {
+            while size > 0 {
+                let n = min(size, blockMax)
+                delimiters.append(ZSTD_Sequence(offset: 0, litLength: UInt32(n), matchLength: 0, rep: 0))
+                size -= n
+            }
+        }
+        if delimiters.isEmpty { delimiters.append(ZSTD_Sequence(offset: 0, litLength: 0, matchLength: 0, rep: 0)) }
+        ZSTD_CCtx_setParameter(cctx, dsconv_zstd_c_block_delimiters(), Int32(ZSTD_sf_explicitBlockDelimiters.rawValue))
+        defer { ZSTD_CCtx_setParameter(cctx, dsconv_zstd_c_block_delimiters(), Int32(ZSTD_sf_noBlockDelimiters.rawValue)) }
+        let r = delimiters.withUnsafeBufferPointer { seqs in
+            ZSTD_compressSequences(cctx, dst.baseAddress, dst.count, seqs.baseAddress, seqs.count, src.baseAddress, src.count)
+        }
         if ZSTD_isError(r) != 0 { throw .zstd(file: "", offset: 0, message: String(cString: ZSTD_getErrorName(r))) }
         return r
     }
