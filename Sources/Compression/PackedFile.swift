@@ -31,7 +31,8 @@ public final class PackedFile: @unchecked Sendable {
         self.path = path
         mapped = try MappedFile(path: path)
         let bytes = mapped.bytes
-        let (entries, offsets) = try SeekableFormat.parse(bytes, path: path)
+        let map0 = mapped
+        let (entries, offsets) = try SeekableFormat.parse(bytes, path: path) { map0.adviseDone($0) }
         let map = mapped
         defer { map.adviseDone(0..<map.size) }  // validation touched every frame header
         // The metadata frame is the last entry before the table.

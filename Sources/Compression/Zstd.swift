@@ -72,6 +72,10 @@ public final class ZstdDecompressor {
 
     /// Decompresses one whole frame into exactly `dst.count` bytes.
     public func decompress(_ frame: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer, file: String, offset: Int) throws(CompressionError) {
+        // The slice must be exactly one frame: the seek table's size for it.
+        guard ZstdDecompressor.frameSize(frame) == frame.count else {
+            throw .corrupt(file: file, offset: offset, message: "the seek table disagrees with the frame's size (\(frame.count) bytes)")
+        }
         let r = ZSTD_decompressDCtx(dctx, dst.baseAddress, dst.count, frame.baseAddress, frame.count)
         if ZSTD_isError(r) != 0 {
             throw .corrupt(file: file, offset: offset, message: "zstd: \(String(cString: ZSTD_getErrorName(r)))")
