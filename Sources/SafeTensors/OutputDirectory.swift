@@ -48,6 +48,20 @@ public final class OutputDirectory {
     public func abort() {
         if !committed { try? removeTree(partialPath) }
     }
+
+    /// Creates the directory, runs `body` to fill it, and commits it — or removes it if `body`
+    /// (or the commit) fails, so that a failed run leaves nothing that looks like an output.
+    public static func write<T>(_ path: String, force: Bool, _ body: (OutputDirectory) throws -> T) throws -> T {
+        let out = try OutputDirectory(path, force: force)
+        do {
+            let result = try body(out)
+            try out.commit()
+            return result
+        } catch {
+            out.abort()
+            throw error
+        }
+    }
 }
 
 func syncDirectory(_ path: String) throws(SafeTensorsError) {

@@ -51,18 +51,12 @@ struct Pack: ParsableCommand {
             options.bf16Transform = FrameTransform(rawValue: transform) ?? .bf16ExpHuff
             options.frameSize = parseSize(frameSize) ?? (2 << 20)
             options.threads = threads.count
-            let output = try OutputDirectory(out, force: force)
             let start = Date()
-            let manifest: PackManifest
-            do {
-                manifest = try PackDirectory.pack(source, weightFiles: weightFiles, into: output, options: options) { name, s in
+            let manifest = try OutputDirectory.write(out, force: force) { output in
+                try PackDirectory.pack(source, weightFiles: weightFiles, into: output, options: options) { name, s in
                     note(String(format: "pack %@: %@ → %@ (%.2f bits per 16-bit weight, %d frames)", name, formatBytes(s.originalSize),
                                 formatBytes(s.packedSize), 16 * Double(s.packedSize) / Double(max(s.originalSize, 1)), s.frames))
                 }
-                try output.commit()
-            } catch {
-                output.abort()
-                throw error
             }
             let original = manifest.files.reduce(0) { $0 + $1.size }, packed = manifest.files.reduce(0) { $0 + $1.packedSize }
             let seconds = Date().timeIntervalSince(start)
@@ -93,13 +87,8 @@ struct Unpack: ParsableCommand {
 
     func run() throws {
         try runCommand {
-            let output = try OutputDirectory(out, force: force)
-            do {
+            try OutputDirectory.write(out, force: force) { output in
                 try PackDirectory.unpack(directory, into: output, threads: threads.count) { name in note("unpacked \(name) (sha256 OK)") }
-                try output.commit()
-            } catch {
-                output.abort()
-                throw error
             }
             return Exit.ok
         }

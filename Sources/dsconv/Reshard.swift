@@ -67,19 +67,13 @@ struct Reshard: ParsableCommand {
             }
             try Resharder.preflight(ckpt)
             guard let out, let shard = parseSize(maxShardSize) else { return Exit.badInput }
-            let output = try OutputDirectory(out, force: force)
             let progress = Progress("reshard")
             let start = Date()
-            let manifest: ReshardManifest
-            do {
-                var options = PackOptions()
-                options.level = level
-                manifest = try Resharder(source: ckpt, plan: plan, maxShardSize: shard, threads: threads.count, compress: compress ? options : nil)
-                    .write(into: output) { i, n, name in progress.step(i, of: n, name) }
-                try output.commit()
-            } catch {
-                output.abort()
-                throw error
+            var options = PackOptions()
+            options.level = level
+            let resharder = Resharder(source: ckpt, plan: plan, maxShardSize: shard, threads: threads.count, compress: compress ? options : nil)
+            let manifest = try OutputDirectory.write(out, force: force) { output in
+                try resharder.write(into: output) { i, n, name in progress.step(i, of: n, name) }
             }
             let seconds = Date().timeIntervalSince(start)
             let total = bytes.reduce(0, +)
@@ -145,14 +139,9 @@ struct Merge: ParsableCommand {
         try runCommand {
             let merger: Merger
             do { merger = try Merger(directory: directory, threads: threads.count) } catch let e as PlanError { throw ModelError.badInput(e.message) }
-            let output = try OutputDirectory(out, force: force)
             let progress = Progress("merge")
-            do {
+            try OutputDirectory.write(out, force: force) { output in
                 try merger.write(into: output, maxShardSize: parseSize(maxShardSize) ?? 5_000_000_000) { i, n, name in progress.step(i, of: n, name) }
-                try output.commit()
-            } catch {
-                output.abort()
-                throw error
             }
             note("wrote \(out): \(merger.manifest.tensors.count) tensors from \(merger.manifest.tp) ranks")
             return Exit.ok

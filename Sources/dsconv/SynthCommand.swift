@@ -54,20 +54,15 @@ struct Synth: ParsableCommand {
             sizes.groups = groups
             let config = try DeepSeek.Synth.config(like: preset, sizes: sizes)
             let schema = TensorSchema(config: config)
-            let output = try OutputDirectory(out, force: force)
             let progress = Progress("synth")
             let total = schema.tensors.count
             var index = 0
-            do {
+            try OutputDirectory.write(out, force: force) { output in
                 try DeepSeek.Synth.write(config: config, seed: seed, out: output, maxShardSize: shard,
                                          tokenizerFrom: tokenizer, threads: threads.count) { name, bytes in
                     index += 1
                     progress.step(index, of: total, "\(name) \(formatBytes(bytes))")
                 }
-                try output.commit()
-            } catch {
-                output.abort()
-                throw error
             }
             note("wrote \(out): \(formatCount(schema.totalParameters)) parameters, \(formatBytes(schema.totalParameters * 2))")
             return Exit.ok
