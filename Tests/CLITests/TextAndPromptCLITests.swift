@@ -99,3 +99,22 @@ import Testing
         }
     }
 }
+
+/// Prompts beyond the fixture's, with greedy continuations made by transformers 5.24 / torch 2.15
+/// through `Scripts/make-prompt-reference.py` (the fixtures' recipe; it first reproduces prompt 0).
+@Suite struct TransformersPromptReferenceTests {
+    @Test func whoAreYouMatchesTransformers() throws {
+        let ref = try JSONParser.parse(String(contentsOfFile: CLI.fixtures + "/prompt-references.json", encoding: .utf8))
+        let cases = try #require(ref["cases"]?.arrayValue)
+        #expect(cases.count == 2)
+        for c in cases {
+            let prompt = try #require(c["prompt"]?.stringValue)
+            let r = try CLI.run(["verify", CLI.fixtures + "/tiny-dsv2.5", "--prompt", prompt, "--max-new-tokens", "16", "--json"])
+            #expect(r.code == 0, "\(r.stderr)")
+            let j = try JSONParser.parse(r.stdout)
+            #expect(j["prompt_ids"] == c["input_ids"], "\(prompt): prompt ids")
+            #expect(j["generated_ids"] == c["new_ids"], "\(prompt): greedy continuation")
+            #expect(j["text"] == c["text"], "\(prompt): text")
+        }
+    }
+}
