@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import SafeTensors
 
 /// YaRN rope scaling, as `rope_scaling` in config.json.
@@ -330,12 +331,43 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         return config
     }
 
-    /// config.json text, keys sorted, as `save_pretrained` would write it.
+    /// config.json text in the original DeepSeek layout, keys sorted. Number types follow the
+    /// original files (and transformers' strict config validation): `routed_scaling_factor`,
+    /// `rms_norm_eps` and the mscales are floats; sizes, `rope_theta` and YaRN's factor and betas
+    /// are written as integers when integral.
     public func jsonText() -> String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = (try? enc.encode(self)) ?? Data()
-        return String(decoding: data, as: UTF8.self) + "\n"
+        func int(_ v: Int) -> JSONValue { .integer(Int64(v)) }
+        func optInt(_ v: Int?) -> JSONValue { v.map(int) ?? .null }
+        func flt(_ d: Double) -> JSONValue { .number(d) }
+        func intIfIntegral(_ d: Double) -> JSONValue { d == d.rounded() && abs(d) < 1e15 ? .integer(Int64(d)) : .number(d) }
+        var o: [(String, JSONValue)] = [
+            ("architectures", ["DeepseekV2ForCausalLM"]),
+            ("attention_bias", .bool(attentionBias)), ("bos_token_id", optInt(bosTokenId)), ("eos_token_id", optInt(eosTokenId)),
+            ("first_k_dense_replace", int(firstKDenseReplace)), ("hidden_act", .string(hiddenAct)), ("hidden_size", int(hiddenSize)),
+            ("intermediate_size", int(intermediateSize)), ("kv_lora_rank", int(kvLoraRank)),
+            ("max_position_embeddings", int(maxPositionEmbeddings)), ("model_type", .string(modelType)),
+            ("moe_intermediate_size", int(moeIntermediateSize)), ("moe_layer_freq", int(moeLayerFreq)), ("n_group", optInt(nGroup)),
+            ("n_routed_experts", optInt(nRoutedExperts)), ("n_shared_experts", optInt(nSharedExperts)),
+            ("norm_topk_prob", .bool(normTopkProb)), ("num_attention_heads", int(numAttentionHeads)),
+            ("num_experts_per_tok", optInt(numExpertsPerTok)), ("num_hidden_layers", int(numHiddenLayers)),
+            ("num_key_value_heads", int(numKeyValueHeads)), ("q_lora_rank", optInt(qLoraRank)),
+            ("qk_nope_head_dim", int(qkNopeHeadDim)), ("qk_rope_head_dim", int(qkRopeHeadDim)),
+            ("rms_norm_eps", flt(rmsNormEps)), ("rope_theta", intIfIntegral(ropeTheta)),
+            ("routed_scaling_factor", flt(routedScalingFactor)), ("scoring_func", .string(scoringFunc)),
+            ("tie_word_embeddings", .bool(tieWordEmbeddings)), ("topk_group", optInt(topkGroup)),
+            ("topk_method", .string(topkMethod.rawValue)), ("torch_dtype", .string(torchDtype)), ("use_cache", .bool(true)),
+            ("v_head_dim", int(vHeadDim)), ("vocab_size", int(vocabSize)),
+        ]
+        if let r = ropeScaling {
+            o.append(("rope_scaling", ["beta_fast": intIfIntegral(r.betaFast), "beta_slow": intIfIntegral(r.betaSlow),
+                                       "factor": intIfIntegral(r.factor), "mscale": flt(r.mscale), "mscale_all_dim": flt(r.mscaleAllDim),
+                                       "original_max_position_embeddings": int(r.originalMaxPositionEmbeddings), "type": .string(r.type)]))
+        } else {
+            o.append(("rope_scaling", .null))
+        }
+        var object = JSONObject()
+        for (k, v) in o.sorted(by: { $0.0 < $1.0 }) { object[k] = v }
+        return JSONValue.object(object).serialized(pretty: true) + "\n"
     }
 }
 
