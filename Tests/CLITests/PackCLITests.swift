@@ -44,3 +44,23 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir + "/restored"))
     }
 }
+
+@Suite struct InspectLayoutsCLITests {
+    @Test func inspectReadsPackedAndReshardOutputs() throws {
+        let tiny = CLI.fixtures + "/tiny-dsv2.5"
+        let dir = CLI.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(try CLI.run(["pack", tiny, "--out", dir + "/packed"]).code == 0)
+        #expect(try CLI.run(["reshard", tiny, "--tp", "2", "--out", dir + "/tp2"]).code == 0)
+        for (path, layout, shards) in [(dir + "/packed", "packed", 6), (dir + "/tp2", "reshard tp 2", 2)] {
+            let r = try CLI.run(["inspect", path, "--json"])
+            #expect(r.code == 0, "\(r.stderr)")
+            let j = try JSONParser.parse(r.stdout)
+            #expect(j["parameters_total"] == 13_410_992)
+            #expect(j["tensors"] == 137)
+            #expect(j["dtypes"]?["BF16"] == 26_821_984)
+            #expect(j["layout"]?.stringValue?.hasPrefix(layout) == true)
+            #expect(j["shards"]?.arrayValue?.count == shards)
+        }
+    }
+}
