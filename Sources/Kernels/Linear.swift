@@ -43,9 +43,6 @@ public struct WeightMatrix: @unchecked Sendable {
         case .f32: dst.update(from: bytes.baseAddress!.assumingMemoryBound(to: Float.self), count: n)
         }
     }
-
-    /// A 1-D weight (norm) as f32.
-    public var vector: [Float] { toF32() }
 }
 
 /// y = x · Wᵀ, the linear layer. Few rows (decode, small expert batches) run a bf16 kernel that
@@ -102,18 +99,6 @@ public enum Linear {
             }
         }
         return y
-    }
-
-    /// y = x · Wᵀ with f32 W [n, x.cols] through sgemm.
-    public static func sgemmXWT(_ x: Matrix, _ w: [Float], _ n: Int, _ y: inout Matrix) {
-        x.data.withUnsafeBufferPointer { xb in
-            w.withUnsafeBufferPointer { wb in
-                y.data.withUnsafeMutableBufferPointer { yb in
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(x.rows), Int32(n), Int32(x.cols),
-                                1, xb.baseAddress, Int32(x.cols), wb.baseAddress, Int32(x.cols), 0, yb.baseAddress, Int32(n))
-                }
-            }
-        }
     }
 
     /// C = A · Bᵀ (A [m, k], B [n, k], C [m, n]) for raw pointers with leading dimensions.

@@ -22,8 +22,6 @@ public struct Matrix: Sendable {
         set { data[r * cols + c] = newValue }
     }
 
-    public func row(_ r: Int) -> ArraySlice<Float> { data[(r * cols)..<((r + 1) * cols)] }
-
     /// Columns [from, from + count) of every row, as a new matrix.
     public func columns(_ from: Int, _ count: Int) -> Matrix {
         var out = Matrix(rows: rows, cols: count)

@@ -36,15 +36,6 @@ public final class MappedFile: @unchecked Sendable {
     /// The mapped bytes. Valid while `self` is alive.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 
-    /// Tells the kernel a range will be read front to back (bigger read-ahead).
-    public func adviseSequential(_ range: Range<Int>) {
-        guard let base, !range.isEmpty else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = range.lowerBound / page * page
-        _ = madvise(base + start, range.upperBound - start, MADV_SEQUENTIAL)
-        _ = madvise(base + start, range.upperBound - start, MADV_WILLNEED)
-    }
-
     /// Drops a range already read from this process's page tables (the page cache keeps it).
     public func adviseDone(_ range: Range<Int>) {
         guard let base, !range.isEmpty else { return }

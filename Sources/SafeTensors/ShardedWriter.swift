@@ -56,10 +56,11 @@ public final class ShardedWriter {
         self.metadata = metadata
         self.onFile = onBytes
         self.fileSuffix = fileSuffix
-        self.pendingFactory = makeSink
+        self.makeSink = makeSink
     }
 
-    private let pendingFactory: ((String) -> SinkFactory)?
+    /// Per file name, the sink factory (nil: plain files).
+    private let makeSink: ((String) -> SinkFactory)?
 
     public func write(_ name: String, from source: TensorSource) throws {
         if writer == nil { try openShard() }
@@ -76,7 +77,7 @@ public final class ShardedWriter {
         let name = layout.fileName(shard) + fileSuffix
         let hook = onFile.map { f in { (b: UnsafeRawBufferPointer) in f(name, b) } }
         writer = try SafeTensorsWriter(path: directory + "/" + name, tensors: layout.shards[shard], metadata: metadata, onBytes: hook,
-                                       makeSink: pendingFactory?(name))
+                                       makeSink: makeSink?(name))
         inShard = 0
     }
 

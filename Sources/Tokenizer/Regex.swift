@@ -80,12 +80,6 @@ struct ScalarRegex: Sendable {
         }
     }
 
-    /// End of the match starting exactly at `start`, or nil.
-    func matchEnd(_ s: [UInt32], at start: Int) -> Int? {
-        var stack: [(Int, Int)] = []
-        return run(0, s, start, &stack)
-    }
-
     /// Non-overlapping leftmost matches.
     func matches(_ s: [UInt32]) -> [Range<Int>] {
         var out: [Range<Int>] = []
