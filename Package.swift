@@ -41,13 +41,14 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "dsconv-bench", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "CKernels", "Compression", "Tokenizer", "JSON"]),
-        .testTarget(name: "CompressionTests", dependencies: ["Compression", "CKernels", "Kernels", "SafeTensors", "JSON"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "CompressionTests", dependencies: ["TestSupport", "Compression", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
-        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "JSON"]),
-        .testTarget(name: "DeepSeekTests", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON"],
+        .testTarget(name: "SafeTensorsTests", dependencies: ["TestSupport", "SafeTensors", "JSON"]),
+        .testTarget(name: "DeepSeekTests", dependencies: ["TestSupport", "DeepSeek", "SafeTensors", "Kernels", "JSON"],
                     resources: []),
-        .testTarget(name: "CLITests", dependencies: ["JSON"]),
-        .testTarget(name: "ShardingTests", dependencies: ["Sharding", "DeepSeek", "SafeTensors", "Kernels", "JSON"]),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "ChatTemplate", "JSON"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "JSON"]),
+        .testTarget(name: "ShardingTests", dependencies: ["TestSupport", "Sharding", "DeepSeek", "SafeTensors", "Kernels", "JSON"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["TestSupport", "Tokenizer", "ChatTemplate", "JSON"]),
     ]
 )

@@ -1,15 +1,11 @@
 import Foundation
 import JSON
+import TestSupport
 import Testing
 
 /// Runs the built `dsconv` binary as a user would, checking exit codes, stdout JSON and stderr.
 enum CLI {
-    static let fixtures: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        url.deleteLastPathComponent()
-        url.deleteLastPathComponent()
-        return url.appendingPathComponent("Fixtures").path
-    }()
+    static let fixtures = Fixtures.root
 
     /// The dsconv executable next to the test bundle.
     static let binary: String = {
@@ -50,13 +46,6 @@ enum CLI {
         return Result(code: p.terminationStatus, stdout: o, stderr: e)
     }
 
-    static func temporaryDirectory(_ tag: String = #function) -> String {
-        let safe = tag.filter { $0.isLetter || $0.isNumber }
-        let path = NSTemporaryDirectory() + "dsconv-cli-\(safe)-\(UUID().uuidString.prefix(8))"
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
-
     /// A small synthetic checkpoint (several shards) with the real tokenizer files.
     static func smallCheckpoint(in dir: String) throws -> String {
         let out = dir + "/model"
@@ -95,7 +84,7 @@ enum CLI {
     }
 
     @Test func verifySynthAndNaN() throws {
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let model = try CLI.smallCheckpoint(in: dir)
         let clean = try CLI.run(["verify", model, "--json"])
@@ -132,7 +121,7 @@ enum CLI {
     /// Damages one shard of a fresh small checkpoint, runs verify, and checks the error.
     func expectBadInput(_ mutate: (String, inout [UInt8], inout String) throws -> Void, mentions: String,
                         sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let model = try CLI.smallCheckpoint(in: dir)
         let shard = model + "/model-00002-of-" + (try FileManager.default.contentsOfDirectory(atPath: model)
@@ -241,7 +230,7 @@ enum CLI {
     }
 
     @Test func configMissingRequiredField() throws {
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let model = try CLI.smallCheckpoint(in: dir)
         var text = try String(contentsOfFile: model + "/config.json", encoding: .utf8)
@@ -254,7 +243,7 @@ enum CLI {
     }
 
     @Test func synthRefusesExistingOutput() throws {
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let model = try CLI.smallCheckpoint(in: dir)
         let r = try CLI.run(["synth", "--like", "deepseek-v2.5", "--layers", "1", "--hidden", "64", "--experts", "8", "--vocab", "256", "--out", model])

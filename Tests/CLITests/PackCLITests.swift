@@ -1,12 +1,13 @@
 import Foundation
 import JSON
+import TestSupport
 import Testing
 
 @Suite struct PackCLITests {
     static let tiny = CLI.fixtures + "/tiny-dsv2.5"
 
     @Test func packVerifyRunAndUnpack() throws {
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let p = try CLI.run(["pack", Self.tiny, "--out", dir + "/packed", "--json"])
         #expect(p.code == 0, "\(p.stderr)")
@@ -29,7 +30,7 @@ import Testing
     }
 
     @Test func damagedPackIsReported() throws {
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         _ = try CLI.run(["pack", Self.tiny, "--out", dir + "/packed"])
         let path = dir + "/packed/model-00002-of-00006.safetensors.zst"
@@ -48,7 +49,7 @@ import Testing
 @Suite struct InspectLayoutsCLITests {
     @Test func inspectReadsPackedAndReshardOutputs() throws {
         let tiny = CLI.fixtures + "/tiny-dsv2.5"
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(try CLI.run(["pack", tiny, "--out", dir + "/packed"]).code == 0)
         #expect(try CLI.run(["reshard", tiny, "--tp", "2", "--out", dir + "/tp2"]).code == 0)

@@ -1,12 +1,13 @@
 import Foundation
 import JSON
+import TestSupport
 import Testing
 
 @Suite struct ReshardCLITests {
     static let tiny = CLI.fixtures + "/tiny-dsv2.5"
 
     @Test func reshardMergeAndVerifySharded() throws {
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let dry = try CLI.run(["reshard", Self.tiny, "--tp", "2", "--dry-run", "--json"])
         #expect(dry.code == 0, "\(dry.stderr)")
@@ -36,7 +37,7 @@ import Testing
     }
 
     @Test func refusals() throws {
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let three = try CLI.run(["reshard", Self.tiny, "--tp", "3", "--out", dir + "/a"])
         #expect(three.code == 2)
@@ -49,7 +50,7 @@ import Testing
     }
 
     @Test func sourceWithNaNIsRefusedAndNothingIsLeft() throws {
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let model = try CLI.smallCheckpoint(in: dir)
         let index = try JSONParser.parse(String(contentsOfFile: model + "/model.safetensors.index.json", encoding: .utf8))
@@ -69,7 +70,7 @@ import Testing
     }
 
     @Test func fullDiskLeavesNoOutput() throws {
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // A 2 MB file-size limit stands in for a full disk: the first large write fails (EFBIG).
         let p = Process()
@@ -88,7 +89,7 @@ import Testing
 @Suite struct ReshardCompressCLITests {
     @Test func compressedReshardRunsMergesAndUnpacks() throws {
         let tiny = CLI.fixtures + "/tiny-dsv2.5"
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try CLI.run(["reshard", tiny, "--tp", "2", "--compress", "--out", dir + "/packed"])
         #expect(r.code == 0, "\(r.stderr)")

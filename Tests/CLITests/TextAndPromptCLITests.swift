@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import TestSupport
 import Testing
 
 @Suite struct TextAndPromptCLITests {
@@ -13,7 +14,7 @@ import Testing
     @Test func verifyPromptChatMatchesTransformersGreedy() throws {
         let p0 = try #require(Self.reference["prompts"]?.arrayValue?[0])
         let content = try #require(p0["messages"]?.arrayValue?.first?["content"]?.stringValue)
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try CLI.run(["verify", CLI.fixtures + "/tiny-dsv2.5", "--prompt", content, "--max-new-tokens", "16",
                              "--reference", CLI.fixtures + "/tiny-dsv2.5", "--logits-out", dir + "/logits.safetensors", "--json"])
@@ -59,7 +60,7 @@ import Testing
         let plain = try CLI.run(["tokenize", "--model", model, "--no-special-tokens", "Hello, world!"])
         #expect(plain.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").count == (j["ids"]?.arrayValue?.count ?? 0) - 1)
 
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try "\"Hello, world!\"\n{\"text\": \"你好\"}\n".write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
         let batch = try CLI.run(["tokenize", "--model", model, "--jsonl", dir + "/in.jsonl"])
@@ -88,7 +89,7 @@ import Testing
 
 @Suite struct TextBadInputCLITests {
     @Test func messagesFileMustBeAListOfRoleContent() throws {
-        let dir = CLI.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let model = CLI.fixtures + "/deepseek-v2.5-tokenizer"
         for (i, bad) in [#"{"role": "user"}"#, #"[{"content": "x"}]"#, #"["hello"]"#, "not json"].enumerated() {

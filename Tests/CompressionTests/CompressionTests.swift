@@ -3,26 +3,16 @@ import Foundation
 import JSON
 import Kernels
 import SafeTensors
+import TestSupport
 import Testing
 
 @testable import Compression
 
 enum PackFixtures {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        url.deleteLastPathComponent()
-        url.deleteLastPathComponent()
-        return url.appendingPathComponent("Fixtures").path
-    }()
-    static let tiny = root + "/tiny-dsv2.5"
+    static let root = Fixtures.root
+    static let tiny = Fixtures.tiny
     static let weightFiles: Set<String> = Set((1...6).map { "model-0000\($0)-of-00006.safetensors" })
 
-    static func temporaryDirectory(_ tag: String = #function) -> String {
-        let safe = tag.filter { $0.isLetter || $0.isNumber }
-        let path = NSTemporaryDirectory() + "dsconv-pack-\(safe)-\(UUID().uuidString.prefix(8))"
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
 
     static func pack(_ transform: FrameTransform, into dir: String, frameSize: Int = 64 << 10) throws -> String {
         var options = PackOptions()
@@ -72,7 +62,7 @@ enum PackFixtures {
 
 @Suite struct PackUnpackTests {
     @Test(arguments: FrameTransform.allCases) func roundTripIsByteIdentical(_ t: FrameTransform) throws {
-        let dir = PackFixtures.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let packed = try PackFixtures.pack(t, into: dir)
         let manifest = try PackManifest(directory: packed)
@@ -94,7 +84,7 @@ enum PackFixtures {
     }
 
     @Test func singleTensorRandomAccess() throws {
-        let dir = PackFixtures.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let packed = try PackFixtures.pack(.bf16ExpRans, into: dir, frameSize: 8 << 10)
         let source = try ShardedCheckpoint(directory: PackFixtures.tiny)
@@ -113,7 +103,7 @@ enum PackFixtures {
 @Suite struct PackedBadInputTests {
     /// Packs, damages one packed file, and expects unpack to fail without leaving an output.
     func expectUnpackFails(_ damage: (inout [UInt8], PackedFile) throws -> Void, mentions: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let dir = PackFixtures.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let packed = try PackFixtures.pack(.bf16ExpRans, into: dir)
         let path = packed + "/model-00001-of-00006.safetensors.zst"
@@ -165,7 +155,7 @@ enum PackFixtures {
     }
 
     @Test func manifestChecksumMismatch() throws {
-        let dir = PackFixtures.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let packed = try PackFixtures.pack(.bf16Planes, into: dir)
         let mpath = packed + "/" + PackManifest.fileName

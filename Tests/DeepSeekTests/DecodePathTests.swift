@@ -1,6 +1,7 @@
 import Foundation
 import Kernels
 import SafeTensors
+import TestSupport
 import Testing
 
 @testable import DeepSeek

@@ -2,6 +2,7 @@ import Foundation
 import JSON
 import Kernels
 import SafeTensors
+import TestSupport
 import Testing
 
 @testable import DeepSeek

@@ -1,15 +1,9 @@
 import Foundation
 import JSON
+import TestSupport
 import Testing
 
 @testable import SafeTensors
-
-func temporaryDirectory(_ tag: String = #function) -> String {
-    let safe = tag.filter { $0.isLetter || $0.isNumber }
-    let path = NSTemporaryDirectory() + "dsconv-test-\(safe)-\(UUID().uuidString.prefix(8))"
-    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
 
 @Suite struct WriterAndIndexTests {
     let specs = [

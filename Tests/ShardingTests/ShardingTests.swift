@@ -3,25 +3,13 @@ import Foundation
 import JSON
 import Kernels
 import SafeTensors
+import TestSupport
 import Testing
 
 @testable import Sharding
 
 enum ShardFixtures {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        url.deleteLastPathComponent()
-        url.deleteLastPathComponent()
-        return url.appendingPathComponent("Fixtures").path
-    }()
-    static let tiny = root + "/tiny-dsv2.5"
-
-    static func temporaryDirectory(_ tag: String = #function) -> String {
-        let safe = tag.filter { $0.isLetter || $0.isNumber }
-        let path = NSTemporaryDirectory() + "dsconv-shard-\(safe)-\(UUID().uuidString.prefix(8))"
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
+    static let tiny = Fixtures.tiny
 
     /// A small V2.5-structured synth model whose sizes split 8 ways (8 heads, 16 experts).
     static func synth(in dir: String) throws -> Checkpoint {
@@ -114,7 +102,7 @@ enum ShardFixtures {
 
 @Suite(.serialized) struct ReshardRoundTripTests {
     @Test func roundTripsAreByteIdentical() throws {
-        let dir = ShardFixtures.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let src = try ShardFixtures.synth(in: dir)
         for tp in [1, 2, 4, 8] {
@@ -148,7 +136,7 @@ enum ShardFixtures {
     }
 
     @Test func tensorParallelForwardMatchesUnsharded() throws {
-        let dir = ShardFixtures.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fixture = try Checkpoint(directory: ShardFixtures.tiny)
         let synth = try ShardFixtures.synth(in: dir)
@@ -173,7 +161,7 @@ enum ShardFixtures {
     }
 
     @Test func damagedRankFileFailsItsChecksum() throws {
-        let dir = ShardFixtures.temporaryDirectory()
+        let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let src = try Checkpoint(directory: ShardFixtures.tiny)
         try ShardFixtures.reshard(src, tp: 2, experts: .tp, to: dir + "/out")

@@ -1,16 +1,12 @@
 import Foundation
 import JSON
+import TestSupport
 import Testing
 
 @testable import Tokenizer
 
 enum TokFixtures {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        url.deleteLastPathComponent()
-        url.deleteLastPathComponent()
-        return url.appendingPathComponent("Fixtures").path
-    }()
+    static let root = Fixtures.root
 
     static let tokenizer: Tokenizer = try! Tokenizer(directory: root + "/deepseek-v2.5-tokenizer")
 
