@@ -25,9 +25,10 @@ let package = Package(
             name: "CKernels",
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
         ),
+        .target(name: "CSystem"),
         .target(name: "JSON"),
         .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
-        .target(name: "SafeTensors", dependencies: ["JSON"]),
+        .target(name: "SafeTensors", dependencies: ["JSON", "CSystem"]),
         .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),

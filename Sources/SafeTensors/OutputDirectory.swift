@@ -1,28 +1,92 @@
+import CSystem
+import JSON
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-/// An output directory that appears only when complete: everything is written into
-/// `FINAL.partial/`, then `commit()` fsyncs it and renames it to `FINAL`. A directory without its
-/// last file (the manifest or index) is therefore never mistaken for an output.
+/// An output directory that appears only when complete, written by one process at a time, that
+/// never overlaps an input and never replaces what dsconv did not write.
+///
+/// - The output is checked against the inputs and forbidden places first (`OutputLocation`).
+/// - `OUT.lock` is held for the whole run (`OutputLock`).
+/// - Everything is written into `OUT.partial/`, which carries the marker `.dsconv-output` from
+///   its first moment; a stale `.partial` is removed only when it carries that marker.
+/// - `--force` replaces an existing `OUT` only when it carries the marker or a dsconv manifest.
+/// - `commit()` fsyncs, then swaps `OUT.partial` and `OUT` in one `renameat2(RENAME_EXCHANGE)`, and
+///   only then deletes the old output: a kill at any moment leaves the old or the new output
+///   complete at `OUT`. Where the file system cannot exchange, the old output is renamed to
+///   `OUT.old` first, and the next run puts it back if the new one never arrived.
 public final class OutputDirectory {
-    public let finalPath: String
-    public let partialPath: String
-    private let force: Bool
-    private var committed = false
+    /// Marker file in every directory dsconv writes.
+    public static let markerName = ".dsconv-output"
+    /// Files whose presence also shows that dsconv wrote a directory (outputs from before the marker).
+    public static let ownershipFiles = [markerName, "dsconv-manifest.json", "dsconv-pack-manifest.json"]
 
-    /// Refuses an existing `finalPath` unless `force`. A stale `.partial` from a crash is removed.
-    public init(_ path: String, force: Bool) throws(SafeTensorsError) {
-        var p = path
-        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
-        finalPath = p
-        partialPath = p + ".partial"
+    public let location: OutputLocation
+    public var finalPath: String { location.path }
+    public var partialPath: String { location.partialPath }
+    private let force: Bool
+    private var lock: OutputLock?
+    private var committed = false
+    /// Set once this run created `.partial`: only then may a failure remove it.
+    private var ownsPartial = false
+
+    /// Refuses an existing `path` unless `force` (and then only one dsconv wrote).
+    public init(_ path: String, force: Bool, inputs: [String] = [], producer: String = "dsconv") throws(SafeTensorsError) {
+        location = try OutputLocation(path, inputs: inputs)
         self.force = force
-        if fileExists(p) && !force { throw .outputExists(path: p) }
-        if fileExists(partialPath) { try removeTree(partialPath) }
-        guard mkdir(partialPath, 0o755) == 0 else { throw .io(file: partialPath, operation: "mkdir", errno: errno) }
+        let lock = try OutputLock(path: location.lockPath, output: location.path)
+        self.lock = lock
+        do {
+            try recoverAside()
+            if isOccupied(finalPath) {
+                guard force else { throw SafeTensorsError.outputExists(path: finalPath) }
+                try Self.requireOurs(finalPath)
+            }
+            if isOccupied(partialPath) {
+                guard Self.isOurs(partialPath) else {
+                    throw SafeTensorsError.outputNotOurs(path: partialPath, role: "a stale partial output")
+                }
+                try removeTree(partialPath)
+            }
+            guard mkdir(partialPath, 0o755) == 0 else { throw SafeTensorsError.io(file: partialPath, operation: "mkdir", errno: errno) }
+            ownsPartial = true
+            try writeFileAtomically(self.path(Self.markerName), "{\"producer\": \(jsonQuoted(producer)), \"version\": 1}\n")
+        } catch let e as SafeTensorsError {
+            lock.release()
+            throw e
+        } catch {
+            lock.release()
+            throw .io(file: partialPath, operation: "prepare", errno: EIO)
+        }
+    }
+
+    deinit { if !committed { abort() } }
+
+    /// Whether `dir` is a directory dsconv wrote (marker or manifest present).
+    public static func isOurs(_ dir: String) -> Bool {
+        var st = stat()
+        guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return false }
+        return ownershipFiles.contains { fileExists(dir + "/" + $0) }
+    }
+
+    static func requireOurs(_ dir: String) throws(SafeTensorsError) {
+        guard isOurs(dir) else { throw .outputNotOurs(path: dir, role: "the output") }
+    }
+
+    /// A kill between the two renames of the fallback replacement leaves the old output at
+    /// `OUT.old` and none at `OUT`: put it back. With both present, the aside copy is stale.
+    private func recoverAside() throws(SafeTensorsError) {
+        let aside = location.asidePath
+        guard isOccupied(aside) else { return }
+        guard Self.isOurs(aside) else { return }  // not ours: never touched, never used
+        if isOccupied(finalPath) {
+            try removeTree(aside)
+        } else {
+            guard rename(aside, finalPath) == 0 else { throw .io(file: aside, operation: "rename back to \(finalPath)", errno: errno) }
+        }
     }
 
     /// Path of a file inside the directory being written.
@@ -34,25 +98,44 @@ public final class OutputDirectory {
 
     public func commit() throws(SafeTensorsError) {
         try syncDirectory(partialPath)
-        if fileExists(finalPath) {
+        if isOccupied(finalPath) {
             guard force else { throw .outputExists(path: finalPath) }
-            try removeTree(finalPath)
+            try Self.requireOurs(finalPath)
+            if csystem_rename_exchange(partialPath, finalPath) == 0 {
+                // The new output is in place; the old one now sits at .partial, marked, until removed.
+                committed = true
+                try? syncDirectory(parentDirectory(finalPath))
+                try? removeTree(partialPath)
+            } else {
+                let aside = location.asidePath
+                guard !isOccupied(aside) else { throw .outputNotOurs(path: aside, role: "a leftover aside copy") }
+                guard rename(finalPath, aside) == 0 else { throw .io(file: finalPath, operation: "rename aside", errno: errno) }
+                guard rename(partialPath, finalPath) == 0 else { throw .io(file: finalPath, operation: "rename", errno: errno) }
+                committed = true
+                try? syncDirectory(parentDirectory(finalPath))
+                try? removeTree(aside)
+            }
+        } else {
+            guard rename(partialPath, finalPath) == 0 else { throw .io(file: finalPath, operation: "rename", errno: errno) }
+            committed = true
+            try? syncDirectory(parentDirectory(finalPath))
         }
-        guard rename(partialPath, finalPath) == 0 else { throw .io(file: finalPath, operation: "rename", errno: errno) }
-        let parent = finalPath.contains("/") ? String(finalPath[..<finalPath.lastIndex(of: "/")!]) : "."
-        try? syncDirectory(parent.isEmpty ? "/" : parent)
-        committed = true
+        lock?.release()
+        lock = nil
     }
 
     /// Removes the partial output (after a failure).
     public func abort() {
-        if !committed { try? removeTree(partialPath) }
+        if !committed && ownsPartial { try? removeTree(partialPath) }
+        lock?.release()
+        lock = nil
     }
 
     /// Creates the directory, runs `body` to fill it, and commits it — or removes it if `body`
     /// (or the commit) fails, so that a failed run leaves nothing that looks like an output.
-    public static func write<T>(_ path: String, force: Bool, _ body: (OutputDirectory) throws -> T) throws -> T {
-        let out = try OutputDirectory(path, force: force)
+    public static func write<T>(_ path: String, force: Bool, inputs: [String] = [], producer: String = "dsconv",
+                                _ body: (OutputDirectory) throws -> T) throws -> T {
+        let out = try OutputDirectory(path, force: force, inputs: inputs, producer: producer)
         do {
             let result = try body(out)
             try out.commit()
@@ -62,6 +145,22 @@ public final class OutputDirectory {
             throw error
         }
     }
+}
+
+/// Whether anything (file, directory, link, dangling link) exists at `path`.
+func isOccupied(_ path: String) -> Bool {
+    var st = stat()
+    return lstat(path, &st) == 0
+}
+
+func parentDirectory(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    let parent = String(path[..<slash])
+    return parent.isEmpty ? "/" : parent
+}
+
+func jsonQuoted(_ s: String) -> String {
+    JSONValue.string(s).serialized(pretty: false)
 }
 
 func syncDirectory(_ path: String) throws(SafeTensorsError) {

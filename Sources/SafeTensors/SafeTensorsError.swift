@@ -23,6 +23,9 @@ public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertibl
     case tensorNotFound(tensor: String)
     case writeOutOfOrder(file: String, tensor: String, reason: String)
     case outputExists(path: String)
+    case unsafeOutput(path: String, reason: String)
+    case outputNotOurs(path: String, role: String)
+    case outputLocked(path: String, lock: String)
 
     public var description: String {
         switch self {
@@ -73,6 +76,12 @@ public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertibl
             return "\(f): writing tensor \(t): \(reason)"
         case .outputExists(let p):
             return "\(p) already exists (pass --force to replace it)"
+        case .unsafeOutput(let p, let reason):
+            return "refusing to write the output \(p): \(reason)"
+        case .outputNotOurs(let p, let role):
+            return "\(p) is \(role) but was not written by dsconv (no \(OutputDirectory.markerName) marker or dsconv manifest): refusing to replace it, even with --force; move it away or choose another output"
+        case .outputLocked(let p, let lock):
+            return "\(p) is being written by another dsconv process (\(lock) is locked); wait for it or choose another output"
         }
     }
 
@@ -89,7 +98,7 @@ public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertibl
             return i
         case .tensorInTwoFiles(_, let a, _): return a
         case .noSafetensorsFiles(let d): return d
-        case .outputExists(let p): return p
+        case .outputExists(let p), .unsafeOutput(let p, _), .outputNotOurs(let p, _), .outputLocked(let p, _): return p
         case .tensorNotFound: return nil
         }
     }

@@ -52,7 +52,7 @@ struct Pack: ParsableCommand {
             options.frameSize = parseSize(frameSize) ?? (2 << 20)
             options.threads = threads.count
             let start = Date()
-            let manifest = try OutputDirectory.write(out, force: force) { output in
+            let manifest = try OutputDirectory.write(out, force: force, inputs: [source], producer: "dsconv pack") { output in
                 try PackDirectory.pack(source, weightFiles: weightFiles, into: output, options: options) { name, s in
                     note(String(format: "pack %@: %@ → %@ (%.2f bits per 16-bit weight, %d frames)", name, formatBytes(s.originalSize),
                                 formatBytes(s.packedSize), 16 * Double(s.packedSize) / Double(max(s.originalSize, 1)), s.frames))
@@ -87,7 +87,7 @@ struct Unpack: ParsableCommand {
 
     func run() throws {
         try runCommand {
-            try OutputDirectory.write(out, force: force) { output in
+            try OutputDirectory.write(out, force: force, inputs: [directory], producer: "dsconv unpack") { output in
                 try PackDirectory.unpack(directory, into: output, threads: threads.count) { name in note("unpacked \(name) (sha256 OK)") }
             }
             return Exit.ok

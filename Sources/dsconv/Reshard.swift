@@ -72,7 +72,7 @@ struct Reshard: ParsableCommand {
             var options = PackOptions()
             options.level = level
             let resharder = Resharder(source: ckpt, plan: plan, maxShardSize: shard, threads: threads.count, compress: compress ? options : nil)
-            let manifest = try OutputDirectory.write(out, force: force) { output in
+            let manifest = try OutputDirectory.write(out, force: force, inputs: [source], producer: "dsconv reshard") { output in
                 try resharder.write(into: output) { i, n, name in progress.step(i, of: n, name) }
             }
             let seconds = Date().timeIntervalSince(start)
@@ -140,7 +140,7 @@ struct Merge: ParsableCommand {
             let merger: Merger
             do { merger = try Merger(directory: directory, threads: threads.count) } catch let e as PlanError { throw ModelError.badInput(e.message) }
             let progress = Progress("merge")
-            try OutputDirectory.write(out, force: force) { output in
+            try OutputDirectory.write(out, force: force, inputs: [directory], producer: "dsconv merge") { output in
                 try merger.write(into: output, maxShardSize: parseSize(maxShardSize) ?? 5_000_000_000) { i, n, name in progress.step(i, of: n, name) }
             }
             note("wrote \(out): \(merger.manifest.tensors.count) tensors from \(merger.manifest.tp) ranks")

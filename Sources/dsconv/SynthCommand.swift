@@ -57,7 +57,7 @@ struct Synth: ParsableCommand {
             let progress = Progress("synth")
             let total = schema.tensors.count
             var index = 0
-            try OutputDirectory.write(out, force: force) { output in
+            try OutputDirectory.write(out, force: force, inputs: tokenizer.map { [$0] } ?? [], producer: "dsconv synth") { output in
                 try DeepSeek.Synth.write(config: config, seed: seed, out: output, maxShardSize: shard,
                                          tokenizerFrom: tokenizer, threads: threads.count) { name, bytes in
                     index += 1

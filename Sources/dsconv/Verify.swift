@@ -50,6 +50,9 @@ struct Verify: ParsableCommand {
     @Option(name: .customLong("logits-out"), help: "Write the f32 logits at the last prompt position as a one-tensor safetensors file.")
     var logitsOut: String?
 
+    @Flag(help: "With --logits-out: replace an existing logits file that dsconv wrote.")
+    var force = false
+
     func validate() throws {
         if prompt != nil && promptIDs != nil { throw ValidationError("give --prompt or --prompt-ids, not both") }
         let generating = prompt != nil || promptIDs != nil
@@ -158,7 +161,10 @@ struct Verify: ParsableCommand {
         let decodeRate = decodeSteps > 0 ? Double(decodeSteps) / max(result.decodeSeconds, 1e-9) : 0
         let kvBytes = KVCache(config: engine.config).bytesPerToken
         if let logitsOut {
-            try writeLogits(result.promptLastLogits, to: logitsOut)
+            let inputs = [directory] + (reference.map { [$0] } ?? [])
+            try OutputFile.write(logitsOut, force: force, inputs: inputs, isOurs: OutputFile.isDsconvSafeTensors) { path in
+                try writeLogits(result.promptLastLogits, to: path)
+            }
         }
         var comparison: LogitComparison?
         if let reference {

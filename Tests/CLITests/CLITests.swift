@@ -24,10 +24,11 @@ enum CLI {
         let stderr: String
     }
 
-    static func run(_ args: [String]) throws -> Result {
+    static func run(_ args: [String], cwd: String? = nil) throws -> Result {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args
+        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         // Output goes to files, not pipes: reading pipes through FileHandle traps on EINTR.
         let base = NSTemporaryDirectory() + "dsconv-cli-out-\(UUID().uuidString)"
         FileManager.default.createFile(atPath: base + ".out", contents: nil)

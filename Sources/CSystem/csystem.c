@@ -1,0 +1,28 @@
+#define _GNU_SOURCE
+#include "csystem.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+int csystem_rename_exchange(const char *a, const char *b) {
+#ifdef SYS_renameat2
+    return (int)syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int csystem_open_nonblocking(const char *path, int flags) {
+    return open(path, flags | O_NONBLOCK | O_CLOEXEC);
+}
+
+int csystem_try_lock(int fd) {
+    return flock(fd, LOCK_EX | LOCK_NB);
+}
