@@ -32,6 +32,7 @@ let package = Package(
         .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),
+        .target(name: "Quantization", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "Tokenizer", dependencies: ["JSON"], swiftSettings: fastText),
         .target(name: "ChatTemplate", dependencies: ["JSON"]),
         .executableTarget(
@@ -44,6 +45,7 @@ let package = Package(
         .executableTarget(name: "dsconv-bench", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "CKernels", "Compression", "Tokenizer", "JSON"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CompressionTests", dependencies: ["TestSupport", "Compression", "CKernels", "Kernels", "SafeTensors", "JSON"]),
+        .testTarget(name: "QuantizationTests", dependencies: ["TestSupport", "Quantization", "SafeTensors", "JSON"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["TestSupport", "SafeTensors", "JSON"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["TestSupport", "DeepSeek", "SafeTensors", "Kernels", "JSON"],

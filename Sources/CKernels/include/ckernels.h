@@ -37,8 +37,6 @@ void dsk_sha256_final(dsk_sha256_ctx *ctx, uint8_t out[32]);
 /* Tests set this to compare the SHA-NI path with the portable one. */
 void dsk_sha256_set_portable(int on);
 
-#endif
-
 /* Y[m, n - n0] (row stride ldy) = sum_k X[m, k] * W[n, k] for m < M, n0 <= n < n1, with W bf16
  * row-major [N, K] (row stride K) and X f32 row-major (row stride ldx). Each dot product is
  * summed in 16 independent lanes then reduced in a fixed order, so results do not depend on
@@ -72,3 +70,34 @@ void dsk_planes_to_bf16(const uint8_t *in, size_t n, uint16_t *out);
  * sign << 7 | mantissa (n bytes); and back. */
 void dsk_bf16_to_exp_planes(const uint16_t *in, size_t n, uint8_t *out);
 void dsk_exp_planes_to_bf16(const uint8_t *in, size_t n, uint16_t *out);
+
+/* Integer weight quantization with compressed-tensors' arithmetic (Formats/quantized.md): every
+ * step is an f32 operation rounded to bf16 (round to nearest even), as torch computes on bf16
+ * tensors; integers are round-half-even of the clamped bf16 quotient.
+ *
+ * dsk_quant_params: for each of `rows` rows of W (bf16, row stride ld) and each group of `group`
+ * columns (cols % group == 0), the bf16 scale and (asymmetric) the int8 zero point.
+ * Symmetric: scale = bf16(absmax / ((qmax - qmin) / 2)); asymmetric: scale = bf16(bf16(max - min) /
+ * (qmax - qmin)), zp = rne(clamp(bf16(qmin - bf16(min / scale)))), NaN (0/0) giving 0. A zero
+ * scale becomes bf16 eps (2^-7). `clip` (nullable, rows * groups) scales each group's range
+ * (AWQ clipping); NULL means 1. */
+void dsk_quant_params(const uint16_t *W, size_t rows, size_t cols, size_t ld, size_t group, int bits, int symmetric,
+                      const float *clip, uint16_t *scale, int8_t *zp);
+/* q = rne(clamp(bf16(bf16(w / s) + zp), qmin, qmax)) for rows x cols of bf16 W. */
+void dsk_quant_apply(const uint16_t *W, size_t rows, size_t cols, size_t ld, size_t group, int bits,
+                     const uint16_t *scale, const int8_t *zp, int8_t *q);
+/* The same for one f32 value (GPTQ's column-by-column loop), returning q. */
+int dsk_quant_one(float w, uint16_t scale, int zp, int bits);
+/* Dequantized value bf16(bf16(q - zp) * s) as bf16 bits. */
+uint16_t dsk_dequant_one(int q, int zp, uint16_t scale);
+/* Packs rows x cols int8 values (bits 4 or 8) into int32 words along columns, offset by 2^(bits-1),
+ * low bits first; each row takes ceil(cols * bits / 32) words, padding bits zero. */
+void dsk_pack_int32_rows(const int8_t *q, size_t rows, size_t cols, int bits, int32_t *out);
+/* The inverse: words -> rows x cols int8 values. */
+void dsk_unpack_int32_rows(const int32_t *in, size_t rows, size_t cols, int bits, int8_t *q);
+/* Dequantizes rows x cols from packed words (row stride words_per_row), bf16 scales [rows, groups]
+ * and int8 zero points (NULL: symmetric) into bf16. */
+void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
+                        const uint16_t *scale, const int8_t *zp, uint16_t *out);
+
+#endif

@@ -1,0 +1,140 @@
+/* Integer weight quantization, bit-exact with compressed-tensors (see ckernels.h). */
+#include "ckernels.h"
+#include <math.h>
+#include <string.h>
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* f32 result rounded through bf16. */
+static inline float rb(float f) { return bf16_to_f32(f32_to_bf16(f)); }
+
+static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+void dsk_quant_params(const uint16_t *W, size_t rows, size_t cols, size_t ld, size_t group, int bits, int symmetric,
+                      const float *clip, uint16_t *scale, int8_t *zp) {
+    const float qmin = -(float)(1 << (bits - 1)), qmax = (float)((1 << (bits - 1)) - 1);
+    const float range = qmax - qmin;
+    const float eps = 0.0078125f; /* torch.finfo(bfloat16).eps */
+    const size_t groups = cols / group;
+    for (size_t r = 0; r < rows; r++) {
+        const uint16_t *row = W + r * ld;
+        for (size_t g = 0; g < groups; g++) {
+            float mn = 0, mx = 0; /* min clamped to <= 0, max to >= 0 */
+            for (size_t c = g * group; c < (g + 1) * group; c++) {
+                float v = bf16_to_f32(row[c]);
+                if (v < mn) mn = v;
+                if (v > mx) mx = v;
+            }
+            if (clip) {
+                float k = clip[r * groups + g];
+                mn = rb(mn * k);
+                mx = rb(mx * k);
+            }
+            float s;
+            int z = 0;
+            if (symmetric) {
+                float a = fmaxf(-mn, mx);
+                s = rb(a / (range / 2));
+            } else {
+                s = rb(rb(mx - mn) / range);
+                float zf = rb(qmin - rb(mn / s));
+                if (isnan(zf)) z = 0; /* 0/0 in an all-zero group: torch's NaN -> int8 gives 0 */
+                else z = (int)nearbyintf(clampf(zf, qmin, qmax));
+            }
+            if (s == 0) s = eps;
+            scale[r * groups + g] = f32_to_bf16(s);
+            if (zp) zp[r * groups + g] = (int8_t)z;
+        }
+    }
+}
+
+static inline int quant_value(float w, float s, float z, float qmin, float qmax) {
+    float x = rb(w / s);
+    if (z != 0) x = rb(x + z);
+    return (int)nearbyintf(clampf(x, qmin, qmax));
+}
+
+void dsk_quant_apply(const uint16_t *W, size_t rows, size_t cols, size_t ld, size_t group, int bits,
+                     const uint16_t *scale, const int8_t *zp, int8_t *q) {
+    const float qmin = -(float)(1 << (bits - 1)), qmax = (float)((1 << (bits - 1)) - 1);
+    const size_t groups = cols / group;
+    for (size_t r = 0; r < rows; r++) {
+        const uint16_t *row = W + r * ld;
+        for (size_t g = 0; g < groups; g++) {
+            const float s = bf16_to_f32(scale[r * groups + g]);
+            const float z = zp ? (float)zp[r * groups + g] : 0.0f;
+            for (size_t c = g * group; c < (g + 1) * group; c++)
+                q[r * cols + c] = (int8_t)quant_value(bf16_to_f32(row[c]), s, z, qmin, qmax);
+        }
+    }
+}
+
+int dsk_quant_one(float w, uint16_t scale, int zp, int bits) {
+    const float qmin = -(float)(1 << (bits - 1)), qmax = (float)((1 << (bits - 1)) - 1);
+    return quant_value(w, bf16_to_f32(scale), (float)zp, qmin, qmax);
+}
+
+uint16_t dsk_dequant_one(int q, int zp, uint16_t scale) {
+    return f32_to_bf16(rb((float)(q - zp)) * bf16_to_f32(scale));
+}
+
+void dsk_pack_int32_rows(const int8_t *q, size_t rows, size_t cols, int bits, int32_t *out) {
+    const size_t per = 32 / (size_t)bits, words = (cols * (size_t)bits + 31) / 32;
+    const uint32_t mask = (1u << bits) - 1, offset = 1u << (bits - 1);
+    for (size_t r = 0; r < rows; r++) {
+        const int8_t *row = q + r * cols;
+        int32_t *dst = out + r * words;
+        for (size_t w = 0; w < words; w++) {
+            uint32_t word = 0;
+            for (size_t k = 0; k < per; k++) {
+                size_t c = w * per + k;
+                if (c >= cols) break;
+                word |= (((uint32_t)((int32_t)row[c] + (int32_t)offset)) & mask) << (k * (size_t)bits);
+            }
+            dst[w] = (int32_t)word;
+        }
+    }
+}
+
+void dsk_unpack_int32_rows(const int32_t *in, size_t rows, size_t cols, int bits, int8_t *q) {
+    const size_t per = 32 / (size_t)bits, words = (cols * (size_t)bits + 31) / 32;
+    const uint32_t mask = (1u << bits) - 1;
+    const int32_t offset = 1 << (bits - 1);
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t c = 0; c < cols; c++) {
+            uint32_t word = (uint32_t)in[r * words + c / per];
+            q[r * cols + c] = (int8_t)((int32_t)((word >> ((c % per) * (size_t)bits)) & mask) - offset);
+        }
+    }
+}
+
+void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
+                        const uint16_t *scale, const int8_t *zp, uint16_t *out) {
+    const size_t per = 32 / (size_t)bits, words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
+    const uint32_t mask = (1u << bits) - 1;
+    const int32_t offset = 1 << (bits - 1);
+    for (size_t r = 0; r < rows; r++) {
+        const int32_t *src = packed + r * words;
+        for (size_t g = 0; g < groups; g++) {
+            const float s = bf16_to_f32(scale[r * groups + g]);
+            const int z = zp ? zp[r * groups + g] : 0;
+            for (size_t c = g * group; c < (g + 1) * group; c++) {
+                int q = (int)(((uint32_t)src[c / per] >> ((c % per) * (size_t)bits)) & mask) - offset;
+                out[r * cols + c] = f32_to_bf16(rb((float)(q - z)) * s);
+            }
+        }
+    }
+}
