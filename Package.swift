@@ -29,16 +29,18 @@ let package = Package(
         .target(name: "JSON"),
         .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "SafeTensors", dependencies: ["JSON", "CSystem"]),
-        .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON", "Compression"]),
+        .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON", "Compression", "Quantization"]),
         .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .target(name: "Quantization", dependencies: ["CKernels", "COpenBLAS"]),
+        .target(name: "ModelQuantizer", dependencies: ["DeepSeek", "Quantization", "SafeTensors", "Kernels", "JSON"]),
         .target(name: "Tokenizer", dependencies: ["JSON"], swiftSettings: fastText),
         .target(name: "ChatTemplate", dependencies: ["JSON"]),
         .executableTarget(
             name: "dsconv",
             dependencies: [
                 "DeepSeek", "SafeTensors", "Kernels", "JSON", "Tokenizer", "ChatTemplate", "Sharding", "Compression",
+                "Quantization", "ModelQuantizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

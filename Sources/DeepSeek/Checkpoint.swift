@@ -12,6 +12,8 @@ public final class Checkpoint: @unchecked Sendable {
     public let config: ModelConfig
     public let schema: TensorSchema
     public let weights: ShardedCheckpoint
+    /// Dequantized weights of a quantized checkpoint.
+    let dequantized = WeightCache()
 
     public init(directory: String) throws {
         self.directory = directory

@@ -84,7 +84,7 @@ public enum IntegrityCheck {
         for t in schema.tensors {
             guard let f = found[t.name] else {
                 problems.append(Problem(kind: .missingTensor, file: indexName, tensor: t.name,
-                                        message: "missing (expected shape \(t.shape), \(expectedDType.rawValue))"))
+                                        message: "missing (expected shape \(t.shape), \((t.dtype ?? expectedDType).rawValue))"))
                 continue
             }
             if f.info.shape != t.shape {
@@ -92,9 +92,10 @@ public enum IntegrityCheck {
             }
             // transformers keeps the router in fp32 on purpose; an f32 router is accepted.
             let routerF32 = { if case .router = t.role { return f.info.dtype == .f32 }; return false }()
-            if f.info.dtype != expectedDType && !routerF32 {
+            let dtype = t.dtype ?? expectedDType
+            if f.info.dtype != dtype && !routerF32 {
                 problems.append(Problem(kind: .wrongDType, file: f.file, tensor: t.name,
-                                        message: "dtype \(f.info.dtype.rawValue), expected \(expectedDType.rawValue)"))
+                                        message: "dtype \(f.info.dtype.rawValue), expected \(dtype.rawValue)"))
             }
         }
         for t in tensors where schema[t.info.name] == nil {

@@ -104,6 +104,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var bosTokenId: Int?
     public var eosTokenId: Int?
     public var torchDtype: String
+    /// `quantization_config` of a compressed-tensors checkpoint; nil for a plain one.
+    public var quantization: WeightQuantization? = nil
 
     enum CodingKeys: String, CodingKey {
         case modelType = "model_type"
@@ -310,9 +312,9 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     }
 
     public static func decode(_ data: Data, path: String) throws(ModelError) -> ModelConfig {
-        let config: ModelConfig
+        let decoded: ModelConfig
         do {
-            config = try JSONDecoder().decode(ModelConfig.self, from: data)
+            decoded = try JSONDecoder().decode(ModelConfig.self, from: data)
         } catch let DecodingError.keyNotFound(key, _) {
             throw .invalidConfig(file: path, field: key.stringValue, message: "required field is missing")
         } catch let DecodingError.typeMismatch(_, ctx) {
@@ -323,6 +325,10 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             throw .invalidConfig(file: path, field: ctx.codingPath.map(\.stringValue).joined(separator: "."), message: ctx.debugDescription)
         } catch {
             throw .invalidConfig(file: path, field: "", message: "\(error)")
+        }
+        var config = decoded
+        if let root = try? JSONParser.parse([UInt8](data)), let q = root["quantization_config"], !q.isNull {
+            config.quantization = try WeightQuantization.parse(q, file: path)
         }
         do { try config.validate() } catch {
             if case .invalidConfig(_, let f, let m) = error { throw .invalidConfig(file: path, field: f, message: m) }

@@ -153,6 +153,12 @@ public final class OwnedBytes: @unchecked Sendable {
         storage = s
         count = bytes.count
     }
+    /// Uninitialized storage of `byteCount` bytes, to be filled through `mutableBytes`.
+    public init(byteCount: Int) {
+        storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        count = byteCount
+    }
+    public var mutableBytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(rebasing: storage[0..<count]) }
     deinit { storage.deallocate() }
     public let count: Int
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[0..<count]) }

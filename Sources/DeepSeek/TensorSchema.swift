@@ -1,3 +1,6 @@
+import Quantization
+import SafeTensors
+
 /// The projections of an MLP: down(silu(gate(x)) · up(x)).
 public enum MLPProjection: String, Sendable, CaseIterable {
     case gate, up, down
@@ -48,6 +51,18 @@ public enum TensorRole: Hashable, Sendable {
         }
     }
 
+    /// The module the tensor belongs to: the name without its `.weight`.
+    public var moduleName: String { String(name.dropLast(".weight".count)) }
+
+    /// Whether the module is an `nn.Linear` in transformers' model (what compressed-tensors'
+    /// "Linear" target matches). The router (`MoEGate`) and the embedding are not.
+    public var isLinear: Bool {
+        switch self {
+        case .lmHead, .qA, .qB, .q, .kvA, .kvB, .o, .denseMLP, .routedExpert, .sharedExpert: return true
+        default: return false
+        }
+    }
+
     /// The decoder layer the tensor belongs to, if any.
     public var layer: Int? {
         switch self {
@@ -81,12 +96,49 @@ public enum TensorRole: Hashable, Sendable {
     }
 }
 
+/// Which stored tensor of a module: its weight, or one of the tensors a quantized weight is
+/// stored as (compressed-tensors names).
+public enum TensorComponent: String, Sendable, Hashable {
+    case weight
+    case weightPacked = "weight_packed"
+    case weightScale = "weight_scale"
+    case weightShape = "weight_shape"
+    case weightZeroPoint = "weight_zero_point"
+}
+
 /// A tensor the config says the checkpoint must hold.
 public struct ExpectedTensor: Sendable, Equatable {
     public let role: TensorRole
     public let shape: [Int]
-    public var name: String { role.name }
+    public var component: TensorComponent = .weight
+    /// The dtype it must have; nil: the checkpoint's dtype (`torch_dtype`).
+    public var dtype: DType? = nil
+    /// The weight's logical [out, in] (its shape, for an unquantized weight).
+    public var logicalShape: [Int]? = nil
+    /// The quantization scheme of a quantized weight's components.
+    public var scheme: QuantScheme? = nil
+
+    public init(role: TensorRole, shape: [Int], component: TensorComponent = .weight, dtype: DType? = nil,
+                logicalShape: [Int]? = nil, scheme: QuantScheme? = nil) {
+        self.role = role
+        self.shape = shape
+        self.component = component
+        self.dtype = dtype
+        self.logicalShape = logicalShape
+        self.scheme = scheme
+    }
+
+    public var name: String { component == .weight ? role.name : role.moduleName + "." + component.rawValue }
     public var elementCount: Int { shape.reduce(1, *) }
+    /// Parameters the tensor stands for: the logical weight for the packed component, none for
+    /// the other quantization components.
+    public var parameterCount: Int {
+        switch component {
+        case .weight: return elementCount
+        case .weightPacked: return (logicalShape ?? shape).reduce(1, *)
+        default: return 0
+        }
+    }
 }
 
 /// Every tensor a DeepSeek-V2-family checkpoint holds, derived from its config, in checkpoint
@@ -138,17 +190,47 @@ public struct TensorSchema: Sendable {
         }
         t.append(.init(role: .finalNorm, shape: [h]))
         if !c.tieWordEmbeddings { t.append(.init(role: .lmHead, shape: [c.vocabSize, h])) }
+        if let q = c.quantization { t = t.flatMap { Self.components(of: $0, quantization: q) } }
         config = c
         tensors = t
         byName = Dictionary(uniqueKeysWithValues: t.enumerated().map { ($1.name, $0) })
+        var quantized: [TensorRole: QuantScheme] = [:]
+        for e in t where e.component == .weightPacked { quantized[e.role] = e.scheme }
+        quantizedRoles = quantized
+    }
+
+    /// A Linear weight as compressed-tensors stores it when its module is quantized: packed
+    /// integers, scales in the checkpoint dtype, the logical shape, and zero points if asymmetric.
+    static func components(of t: ExpectedTensor, quantization q: WeightQuantization) -> [ExpectedTensor] {
+        guard t.role.isLinear, t.shape.count == 2, let s = q.scheme(forModule: t.role.moduleName) else { return [t] }
+        let (rows, cols) = (t.shape[0], t.shape[1])
+        let groups = s.groups(cols: max(cols, 1))
+        var out: [ExpectedTensor] = [
+            .init(role: t.role, shape: [rows, s.packedWords(cols: cols)], component: .weightPacked, dtype: .i32, logicalShape: t.shape, scheme: s),
+            .init(role: t.role, shape: [rows, groups], component: .weightScale, logicalShape: t.shape, scheme: s),
+            .init(role: t.role, shape: [2], component: .weightShape, dtype: .i64, logicalShape: t.shape, scheme: s),
+        ]
+        if !s.symmetric {
+            out.append(.init(role: t.role, shape: [(rows * s.bits + 31) / 32, groups], component: .weightZeroPoint, dtype: .i32,
+                             logicalShape: t.shape, scheme: s))
+        }
+        return out
     }
 
     public subscript(name: String) -> ExpectedTensor? { byName[name].map { tensors[$0] } }
 
+    /// Roles stored quantized, and their schemes.
+    public let quantizedRoles: [TensorRole: QuantScheme]
+
+    /// The expected tensor of a role's component.
+    public func tensor(_ role: TensorRole, _ component: TensorComponent = .weight) -> ExpectedTensor? {
+        self[component == .weight ? role.name : role.moduleName + "." + component.rawValue]
+    }
+
     // MARK: Parameter counts
 
     /// All parameters.
-    public var totalParameters: Int { tensors.reduce(0) { $0 + $1.elementCount } }
+    public var totalParameters: Int { tensors.reduce(0) { $0 + $1.parameterCount } }
 
     /// Parameters one token touches: everything except the routed experts it is not sent to
     /// (num_experts_per_tok of n_routed_experts per MoE layer). Embedding and head included, as
@@ -158,9 +240,9 @@ public struct TensorSchema: Sendable {
         var n = 0
         for t in tensors {
             if case .routedExpert(_, let e, _) = t.role {
-                if e < k { n += t.elementCount }  // k experts' worth; all experts have equal size
+                if e < k { n += t.parameterCount }  // k experts' worth; all experts have equal size
             } else {
-                n += t.elementCount
+                n += t.parameterCount
             }
         }
         return n

@@ -58,6 +58,22 @@ extension TensorLocation {
 
 extension Checkpoint: WeightSource {
     public func matrix(_ role: TensorRole) throws -> WeightMatrix {
+        if schema.quantizedRoles[role] != nil {
+            var rows = 0, cols = 0
+            let owned = try dequantized.value(role.name) {
+                let (b, r, c) = try QuantizedWeights.dequantize(role, schema: schema) { component in
+                    let name = role.moduleName + "." + component.rawValue
+                    guard let loc = weights[name] else {
+                        throw ModelError.badTensor(file: directory, tensor: name, message: "missing from the checkpoint")
+                    }
+                    return (loc.info, loc.data, loc.file.path)
+                }
+                return b
+            }
+            let logical = schema.tensor(role, .weightPacked)?.logicalShape ?? [0, 0]
+            (rows, cols) = (logical[0], logical[1])
+            return WeightMatrix(bytes: owned.bytes, format: .bf16, rows: rows, cols: cols, owner: owned)
+        }
         let loc = try tensor(role)
         if let expected = schema[role.name], expected.shape != loc.info.shape {
             throw ModelError.badTensor(file: loc.file.path, tensor: role.name, message: "shape \(loc.info.shape), expected \(expected.shape)")

@@ -1,0 +1,127 @@
+import Foundation
+import JSON
+import Quantization
+
+/// `quantization_config` of a compressed-tensors `pack-quantized` checkpoint (Formats/quantized.md):
+/// which Linear layers hold integer weights, with which scheme. Only what dsconv can compute with
+/// is accepted — int weights, 4 or 8 bits, group or channel strategy, static, no activation
+/// quantization, no `g_idx` — anything else is refused naming the field.
+public struct WeightQuantization: Sendable, Equatable {
+    public struct Group: Sendable, Equatable {
+        public var name: String
+        public var scheme: QuantScheme
+        /// "Linear", exact module names, or "re:" patterns (Python `re.match` semantics).
+        public var targets: [String]
+        public var actorder: String?
+
+        public init(name: String, scheme: QuantScheme, targets: [String], actorder: String?) {
+            self.name = name
+            self.scheme = scheme
+            self.targets = targets
+            self.actorder = actorder
+        }
+    }
+
+    public var groups: [Group]
+    /// Module names or "re:" patterns left unquantized.
+    public var ignore: [String]
+
+    public init(groups: [Group], ignore: [String]) {
+        self.groups = groups
+        self.ignore = ignore
+    }
+
+    /// The scheme of a Linear module (its name without `.weight`), or nil when it stays in the
+    /// checkpoint dtype. Precedence as compressed-tensors: ignore, then exact name, regex, class.
+    public func scheme(forModule name: String) -> QuantScheme? {
+        if ignore.contains(where: { Self.matches($0, name) }) { return nil }
+        if let g = groups.first(where: { $0.targets.contains(name) }) { return g.scheme }
+        if let g = groups.first(where: { $0.targets.contains { $0.hasPrefix("re:") && Self.matches($0, name) } }) { return g.scheme }
+        if let g = groups.first(where: { $0.targets.contains("Linear") }) { return g.scheme }
+        return nil
+    }
+
+    /// An exact name, or "re:PATTERN" matched at the start of the name (Python's `re.match`).
+    public static func matches(_ pattern: String, _ name: String) -> Bool {
+        guard pattern.hasPrefix("re:") else { return pattern == name }
+        guard let re = try? NSRegularExpression(pattern: String(pattern.dropFirst(3))) else { return false }
+        let range = NSRange(name.startIndex..., in: name)
+        return re.firstMatch(in: name, options: [.anchored], range: range) != nil
+    }
+
+    // MARK: config.json
+
+    public static func parse(_ v: JSONValue, file: String) throws(ModelError) -> WeightQuantization {
+        func bad(_ field: String, _ message: String) -> ModelError {
+            .invalidConfig(file: file, field: "quantization_config" + (field.isEmpty ? "" : "." + field), message: message)
+        }
+        guard case .object = v else { throw bad("", "must be an object") }
+        guard v["quant_method"]?.stringValue == "compressed-tensors" else {
+            throw bad("quant_method", "\(v["quant_method"]?.serialized() ?? "missing"): only compressed-tensors checkpoints are supported")
+        }
+        guard v["format"]?.stringValue == "pack-quantized" else {
+            throw bad("format", "\(v["format"]?.serialized() ?? "missing"): only pack-quantized is supported")
+        }
+        if let status = v["quantization_status"]?.stringValue, status != "compressed" {
+            throw bad("quantization_status", "\"\(status)\": only compressed checkpoints hold packed weights")
+        }
+        guard case .object(let groupsObject)? = v["config_groups"], groupsObject.count > 0 else {
+            throw bad("config_groups", "must be a non-empty object")
+        }
+        var groups: [Group] = []
+        for (name, g) in groupsObject.pairs {
+            let field = "config_groups.\(name)"
+            if let f = g["format"]?.stringValue, f != "pack-quantized" { throw bad(field + ".format", "\"\(f)\": only pack-quantized is supported") }
+            for key in ["input_activations", "output_activations"] where g[key] != nil && g[key] != .null {
+                throw bad(field + "." + key, "activation quantization is not supported (weight-only schemes)")
+            }
+            guard let targets = g["targets"]?.arrayValue?.compactMap(\.stringValue), !targets.isEmpty else {
+                throw bad(field + ".targets", "must be a non-empty list of names")
+            }
+            guard let w = g["weights"], case .object = w else { throw bad(field + ".weights", "must be an object") }
+            guard w["type"]?.stringValue == "int" else { throw bad(field + ".weights.type", "only int weights are supported") }
+            guard let bits = w["num_bits"]?.integerValue.map({ Int($0) }), QuantScheme.supportedBits.contains(bits) else {
+                throw bad(field + ".weights.num_bits", "\(w["num_bits"]?.serialized() ?? "missing"): 4 or 8 expected")
+            }
+            if w["dynamic"]?.boolValue == true { throw bad(field + ".weights.dynamic", "dynamic weight quantization is not supported") }
+            let symmetric = w["symmetric"]?.boolValue ?? true
+            let strategy = w["strategy"]?.stringValue ?? "group"
+            var groupSize: Int?
+            switch strategy {
+            case "channel": groupSize = nil
+            case "group":
+                guard let gs = w["group_size"]?.integerValue.map({ Int($0) }), gs > 0 else { throw bad(field + ".weights.group_size", "a positive group size is required for strategy group") }
+                groupSize = gs
+            default: throw bad(field + ".weights.strategy", "\"\(strategy)\": group or channel expected")
+            }
+            let actorder = w["actorder"]?.stringValue
+            if actorder == "group" { throw bad(field + ".weights.actorder", "\"group\" (weight_g_idx) is not supported; static or null expected") }
+            groups.append(Group(name: name, scheme: QuantScheme(bits: bits, groupSize: groupSize, symmetric: symmetric),
+                                targets: targets, actorder: actorder))
+        }
+        let ignore = v["ignore"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        return WeightQuantization(groups: groups, ignore: ignore)
+    }
+
+    /// The `quantization_config` object llm-compressor writes (keys sorted, as its `json.dump`).
+    /// `version` is the compressed-tensors release whose format this follows.
+    public var json: JSONValue {
+        var config = JSONObject()
+        for g in groups {
+            let s = g.scheme
+            let weights: JSONValue = [
+                "actorder": g.actorder.map { .string($0) } ?? .null, "block_structure": .null, "dynamic": .bool(false),
+                "group_size": s.groupSize.map { JSONValue($0) } ?? .null, "num_bits": JSONValue(s.bits),
+                "observer": .string("memoryless_minmax"), "observer_kwargs": .object(JSONObject()), "scale_dtype": .null,
+                "strategy": .string(s.strategy), "symmetric": .bool(s.symmetric), "type": .string("int"),
+                "zp_dtype": s.symmetric ? .null : .string("torch.int8"),
+            ]
+            config[g.name] = ["format": "pack-quantized", "input_activations": .null, "output_activations": .null,
+                              "targets": .array(g.targets.map { .string($0) }), "weights": weights]
+        }
+        return ["config_groups": .object(config), "format": "pack-quantized", "global_compression_ratio": .null,
+                "ignore": .array(ignore.map { .string($0) }), "kv_cache_scheme": .null, "quant_method": "compressed-tensors",
+                "quantization_status": "compressed", "sparsity_config": .object(JSONObject()),
+                "transform_config": .object(JSONObject()), "version": "0.20.1"]
+    }
+}

@@ -1,0 +1,180 @@
+import DeepSeek
+import Foundation
+import JSON
+import Kernels
+import Quantization
+import SafeTensors
+
+/// One line of the quantize report.
+public struct TensorReport: Sendable {
+    public let name: String
+    public let shape: [Int]
+    /// The scheme, or "kept BF16: why".
+    public let treatment: String
+    public let bytesBefore: Int
+    public let bytesAfter: Int
+    /// ‖W − dequant(Q(W))‖ / ‖W‖ for quantized weights.
+    public let relativeError: Double?
+
+    public var json: JSONValue {
+        ["name": .string(name), "shape": JSONValue(shape), "treatment": .string(treatment), "bytes_before": JSONValue(bytesBefore),
+         "bytes_after": JSONValue(bytesAfter), "relative_error": relativeError.map { .number($0) } ?? .null]
+    }
+}
+
+/// Where quantized weights come from: RTN computes each on demand; GPTQ and AWQ compute a layer's
+/// weights when its first one is asked for (the writer goes in checkpoint order, layer by layer).
+public protocol QuantizedWeightProvider: AnyObject {
+    func quantized(_ role: TensorRole, scheme: QuantScheme) throws -> QuantizedTensor
+}
+
+/// Round to nearest from the source weights, rows spread over threads.
+public final class RTNProvider: QuantizedWeightProvider {
+    let source: Checkpoint
+    let threads: Int
+    public init(source: Checkpoint, threads: Int) {
+        self.source = source
+        self.threads = threads
+    }
+
+    public func quantized(_ role: TensorRole, scheme: QuantScheme) throws -> QuantizedTensor {
+        let w = try source.matrix(role)
+        return try ParallelQuantize.rtn(w, scheme: scheme, threads: threads, name: role.name)
+    }
+}
+
+enum ParallelQuantize {
+    static func rtn(_ w: WeightMatrix, scheme: QuantScheme, threads: Int, name: String) throws -> QuantizedTensor {
+        guard w.format == .bf16 else {
+            throw ModelError.unsupported("\(name): quantization reads BF16 weights; this one is \(w.format)")
+        }
+        let rows = w.rows, cols = w.cols
+        let base = w.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self)
+        let chunk = max(1, min(256, (rows + threads - 1) / threads))
+        let pieces = (rows + chunk - 1) / chunk
+        let results = Locked([Int: QuantizedTensor]())
+        let src = UnsafeSendable(base)
+        parallelFor(pieces, threads: threads) { p in
+            let r0 = p * chunk, n = min(chunk, rows - r0)
+            let t = RoundToNearest.quantize(src.value + r0 * cols, rows: n, cols: cols, scheme: scheme)
+            results.withLock { $0[p] = t }
+        }
+        return results.withLock { r in
+            QuantizedTensor(rows: rows, cols: cols, scheme: scheme,
+                            packed: (0..<pieces).flatMap { r[$0]!.packed }, scale: (0..<pieces).flatMap { r[$0]!.scale },
+                            zeroPoint: scheme.symmetric ? nil : (0..<pieces).flatMap { r[$0]!.zeroPoint ?? [] })
+        }
+    }
+}
+
+/// Writes a compressed-tensors `pack-quantized` checkpoint from a BF16 one, streaming in
+/// checkpoint order: unquantized tensors copied byte for byte, quantized modules as their
+/// packed components (Formats/quantized.md).
+public final class ModelQuantizer {
+    public let source: Checkpoint
+    public let plan: QuantizePlan
+    public let outputConfigText: String
+    public let outputSchema: TensorSchema
+    let provider: QuantizedWeightProvider
+
+    public init(source: Checkpoint, plan: QuantizePlan, provider: QuantizedWeightProvider) throws {
+        self.source = source
+        self.plan = plan
+        self.provider = provider
+        guard source.config.quantization == nil else {
+            throw ModelError.badInput("\(source.directory): already quantized (config.json has quantization_config); quantize a BF16 checkpoint")
+        }
+        guard source.expectedDType == .bf16 else {
+            throw ModelError.unsupported("\(source.directory): torch_dtype \(source.config.torchDtype); quantize reads BF16 checkpoints")
+        }
+        // config.json as the source wrote it, plus quantization_config.
+        let path = source.directory + "/config.json"
+        guard case .object(var object) = try JSONParser.parse(try readWholeFile(path)) else {
+            throw ModelError.invalidConfig(file: path, field: "", message: "not a JSON object")
+        }
+        object["quantization_config"] = plan.quantization.json
+        outputConfigText = JSONValue.object(object).serialized(pretty: true) + "\n"
+        var config = source.config
+        config.quantization = plan.quantization
+        outputSchema = TensorSchema(config: config)
+        // The config must say exactly what the plan decided.
+        for t in source.schema.tensors where t.role.isLinear {
+            guard outputSchema.quantizedRoles[t.role] == plan.scheme(t.role) else {
+                throw ModelError.unsupported("internal: \(t.role.moduleName): quantization_config and the plan disagree")
+            }
+        }
+    }
+
+    /// The output tensors, in order.
+    public func specs() throws -> [TensorSpec] {
+        try outputSchema.tensors.map { t in
+            if t.component == .weight {
+                let loc = try source.tensor(t.role)
+                return TensorSpec(name: t.name, dtype: loc.info.dtype, shape: loc.info.shape)
+            }
+            return TensorSpec(name: t.name, dtype: t.dtype ?? source.expectedDType, shape: t.shape)
+        }
+    }
+
+    public func write(into out: OutputDirectory, progress: ((Int, Int, TensorReport?) -> Void)? = nil) throws -> [TensorReport] {
+        try writeFileAtomically(out.path("config.json"), outputConfigText)
+        for f in Checkpoint.sideFiles where f != "config.json" && pathExists(source.directory + "/" + f) {
+            try copyFile(from: source.directory + "/" + f, to: out.path(f))
+        }
+        let specs = try specs()
+        let writer = ShardedWriter(directory: out.partialPath, tensors: specs, maxShardSize: plan.options.maxShardSize,
+                                   metadata: ["format": "pt", "producer": "dsconv quantize"])
+        var reports: [TensorReport] = []
+        var current: (role: TensorRole, tensor: QuantizedTensor)?
+        do {
+            for (i, t) in outputSchema.tensors.enumerated() {
+                var report: TensorReport?
+                switch t.component {
+                case .weight:
+                    let loc = try source.tensor(t.role)
+                    try writer.write(t.name, from: .bytes(loc.data))
+                    if t.role.isLinear, case .keep(let why)? = plan.decisions[t.role] {
+                        report = TensorReport(name: t.name, shape: loc.info.shape, treatment: "kept \(loc.info.dtype.rawValue): \(why)",
+                                              bytesBefore: loc.info.byteCount, bytesAfter: loc.info.byteCount, relativeError: nil)
+                    }
+                case .weightPacked:
+                    guard let scheme = t.scheme else { throw ModelError.unsupported("internal: \(t.name) has no scheme") }
+                    let q = try provider.quantized(t.role, scheme: scheme)
+                    current = (t.role, q)
+                    try q.packed.withUnsafeBytes { try writer.write(t.name, from: .bytes($0)) }
+                    let loc = try source.tensor(t.role)
+                    let after = q.packed.count * 4 + q.scale.count * 2 + 16 + (q.packedZeroPoint()?.count ?? 0) * 4
+                    report = TensorReport(name: t.role.name, shape: loc.info.shape, treatment: scheme.description,
+                                          bytesBefore: loc.info.byteCount, bytesAfter: after,
+                                          relativeError: Self.relativeError(original: loc.data, quantized: q))
+                case .weightScale, .weightShape, .weightZeroPoint:
+                    guard let c = current, c.role == t.role else { throw ModelError.unsupported("internal: \(t.name) before its weight_packed") }
+                    switch t.component {
+                    case .weightScale: try c.tensor.scale.withUnsafeBytes { try writer.write(t.name, from: .bytes($0)) }
+                    case .weightShape: try [Int64(c.tensor.rows), Int64(c.tensor.cols)].withUnsafeBytes { try writer.write(t.name, from: .bytes($0)) }
+                    default: try (c.tensor.packedZeroPoint() ?? []).withUnsafeBytes { try writer.write(t.name, from: .bytes($0)) }
+                    }
+                }
+                if let report { reports.append(report) }
+                progress?(i + 1, outputSchema.tensors.count, report)
+            }
+            try writer.finish()
+        } catch {
+            writer.abort()
+            throw error
+        }
+        return reports
+    }
+
+    static func relativeError(original: UnsafeRawBufferPointer, quantized q: QuantizedTensor) -> Double {
+        let deq = q.dequantized()
+        var num = 0.0, den = 0.0
+        let w = original.bindMemory(to: UInt16.self)
+        for i in 0..<deq.count {
+            let a = Double(Float(bitPattern: UInt32(w[i]) << 16)), b = Double(Float(bitPattern: UInt32(deq[i]) << 16))
+            num += (a - b) * (a - b)
+            den += a * a
+        }
+        return den > 0 ? (num / den).squareRoot() : 0
+    }
+}

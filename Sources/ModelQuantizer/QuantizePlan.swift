@@ -1,0 +1,130 @@
+import DeepSeek
+import Foundation
+import Quantization
+
+/// The decision for every Linear of a model: its scheme, or why it stays in the checkpoint dtype.
+/// Pure: from the config and the options, before any weight is read.
+public struct QuantizePlan: Sendable {
+    public enum Decision: Sendable, Equatable {
+        case quantize(QuantScheme)
+        case keep(reason: String)
+    }
+
+    public let decisions: [TensorRole: Decision]
+    /// The `quantization_config` the output's config.json carries.
+    public let quantization: WeightQuantization
+    public let options: QuantizeOptions
+
+    public init(schema: TensorSchema, options: QuantizeOptions) throws(ModelError) {
+        let scheme = options.scheme
+        guard QuantScheme.supportedBits.contains(options.bits) else {
+            throw .badInput("--bits \(options.bits): 4 or 8 expected")
+        }
+        if let g = options.groupSize, g < 1 || g & (g - 1) != 0 {
+            throw .badInput("--group-size \(g): a power of two expected (32, 64, 128)")
+        }
+        let patterns: [NSRegularExpression]
+        do { patterns = try options.ignore.map { try NSRegularExpression(pattern: $0) } } catch {
+            throw .badInput("--ignore: \(error.localizedDescription)")
+        }
+        var decisions: [TensorRole: Decision] = [:]
+        var fallbackModules: [Int: [String]] = [:]
+        for t in schema.tensors where t.role.isLinear && t.component == .weight {
+            let module = t.role.moduleName
+            let cols = t.shape[1]
+            if case .lmHead = t.role { decisions[t.role] = .keep(reason: "lm_head stays BF16"); continue }
+            if case .kvB = t.role, !options.quantizeKvB {
+                decisions[t.role] = .keep(reason: "kv_b_proj stays BF16 (precision-sensitive; engines dequantize it for MLA; --quantize-kv-b)")
+                continue
+            }
+            let range = NSRange(module.startIndex..., in: module)
+            if let p = patterns.first(where: { $0.firstMatch(in: module, range: range) != nil }) {
+                decisions[t.role] = .keep(reason: "--ignore \(p.pattern)")
+                continue
+            }
+            if scheme.fits(cols: cols) {
+                decisions[t.role] = .quantize(scheme)
+                continue
+            }
+            switch options.groupMismatch {
+            case .refuse:
+                throw .badInput("\(t.name): input width \(cols) is not a multiple of --group-size \(scheme.groupSize ?? cols) (--strict-groups)")
+            case .keep:
+                decisions[t.role] = .keep(reason: "input width \(cols) is not a multiple of group \(scheme.groupSize ?? cols) (--group-fallback uses a smaller group)")
+            case .fallback:
+                var g = scheme.groupSize ?? cols
+                while g > 1 && cols % g != 0 { g /= 2 }
+                guard g >= 8 else {
+                    decisions[t.role] = .keep(reason: "input width \(cols) has no power-of-two group ≥ 8")
+                    continue
+                }
+                decisions[t.role] = .quantize(QuantScheme(bits: scheme.bits, groupSize: g, symmetric: scheme.symmetric))
+                fallbackModules[g, default: []].append(module)
+            }
+        }
+        // Engines fuse q_a_proj with kv_a_proj_with_mqa, and gate_proj with up_proj: one scheme per pair.
+        for (a, b) in Self.fusedPairs(schema.config) {
+            guard let da = decisions[a], let db = decisions[b], da != db else { continue }
+            if case .keep(let why) = da { decisions[b] = .keep(reason: "fused with \(a.moduleName), which is kept (\(why))") }
+            else if case .keep(let why) = db { decisions[a] = .keep(reason: "fused with \(b.moduleName), which is kept (\(why))") }
+            else {
+                decisions[a] = .keep(reason: "its fused partner \(b.moduleName) has another scheme")
+                decisions[b] = .keep(reason: "its fused partner \(a.moduleName) has another scheme")
+            }
+        }
+        var groups = [WeightQuantization.Group(name: "group_0", scheme: scheme, targets: ["Linear"], actorder: nil)]
+        for (i, g) in fallbackModules.keys.sorted(by: >).enumerated() {
+            let quantizedModules = Set(decisions.compactMap { role, d -> String? in
+                if case .quantize = d { return role.moduleName }
+                return nil
+            })
+            let names = (fallbackModules[g] ?? []).filter { quantizedModules.contains($0) }
+            guard !names.isEmpty else { continue }
+            groups.append(.init(name: "group_\(i + 1)", scheme: QuantScheme(bits: scheme.bits, groupSize: g, symmetric: scheme.symmetric),
+                                targets: names, actorder: nil))
+        }
+        // Every Linear left unquantized, by exact name, as llm-compressor lists them.
+        let kept = schema.tensors.filter { t in
+            guard t.role.isLinear, t.component == .weight, case .keep? = decisions[t.role] else { return false }
+            return true
+        }.map(\.role.moduleName)
+        self.decisions = decisions
+        self.options = options
+        quantization = WeightQuantization(groups: groups, ignore: kept)
+    }
+
+    static func fusedPairs(_ c: ModelConfig) -> [(TensorRole, TensorRole)] {
+        var pairs: [(TensorRole, TensorRole)] = []
+        for l in 0..<c.numHiddenLayers {
+            if c.qLoraRank != nil { pairs.append((.qA(layer: l), .kvA(layer: l))) }
+            if c.isMoELayer(l) {
+                for e in 0..<(c.nRoutedExperts ?? 0) { pairs.append((.routedExpert(layer: l, expert: e, .gate), .routedExpert(layer: l, expert: e, .up))) }
+                if c.sharedExpertWidth > 0 { pairs.append((.sharedExpert(layer: l, .gate), .sharedExpert(layer: l, .up))) }
+            } else {
+                pairs.append((.denseMLP(layer: l, .gate), .denseMLP(layer: l, .up)))
+            }
+        }
+        return pairs
+    }
+
+    public func scheme(_ role: TensorRole) -> QuantScheme? {
+        if case .quantize(let s)? = decisions[role] { return s }
+        return nil
+    }
+
+    /// For tp 1/2/4/8: whether every row-parallel slice (the input dimension split across ranks)
+    /// stays whole in groups; nil when it does, else the first module that breaks.
+    public func tensorParallelBreaks(schema: TensorSchema, tp: Int) -> String? {
+        for t in schema.tensors where t.component == .weight || t.component == .weightPacked {
+            guard let s = scheme(t.role), let g = s.groupSize else { continue }
+            let rowParallel: Bool
+            switch t.role {
+            case .o, .denseMLP(_, .down), .routedExpert(_, _, .down), .sharedExpert(_, .down): rowParallel = true
+            default: rowParallel = false
+            }
+            guard rowParallel, let cols = (t.logicalShape ?? t.shape).last else { continue }
+            if cols % tp != 0 || (cols / tp) % g != 0 { return "\(t.role.moduleName) (\(cols) / tp \(tp) = \(cols / tp) columns per rank, group \(g))" }
+        }
+        return nil
+    }
+}

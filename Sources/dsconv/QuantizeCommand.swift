@@ -1,0 +1,121 @@
+import ArgumentParser
+import DeepSeek
+import Foundation
+import JSON
+import ModelQuantizer
+import Quantization
+import SafeTensors
+
+struct Quantize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Quantize a BF16 checkpoint to int8 / int4 as compressed-tensors pack-quantized (what vLLM and transformers load).")
+
+    @Argument(help: "Source BF16 checkpoint directory.")
+    var source: String
+
+    @Option(help: "Integer width: 8 (per output channel by default) or 4 (groups of 128 by default).")
+    var bits: Int
+
+    @Option(name: .customLong("group-size"), help: "Columns per scale (a power of two: 32, 64, 128). Default: 128 for int4, per channel for int8.")
+    var groupSize: Int?
+
+    @Flag(help: "Asymmetric (with zero points). Note: vLLM before mid-2026 refuses asymmetric MoE experts.")
+    var asymmetric = false
+
+    @Option(help: "rtn (round to nearest), gptq or awq (calibrated).")
+    var method = "rtn"
+
+    @Option(help: "Keep modules whose name matches this regex in BF16 (repeatable).")
+    var ignore: [String] = []
+
+    @Flag(name: .customLong("quantize-kv-b"), help: "Quantize kv_b_proj too (kept BF16 by default).")
+    var quantizeKvB = false
+
+    @Flag(name: .customLong("group-fallback"), help: "Widths the group does not divide get the largest power-of-two group that does.")
+    var groupFallback = false
+
+    @Flag(name: .customLong("strict-groups"), help: "Refuse widths the group does not divide (default: keep them BF16).")
+    var strictGroups = false
+
+    @Option(help: "Output directory.")
+    var out: String
+
+    @Option(name: .customLong("max-shard-size"), help: "Largest shard, e.g. 5GB (default).")
+    var maxShardSize = "5GB"
+
+    @Flag(help: "Replace an existing output directory that dsconv wrote.")
+    var force = false
+
+    @Flag(help: "Print one JSON object on stdout.")
+    var json = false
+
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        guard QuantScheme.supportedBits.contains(bits) else { throw ValidationError("--bits \(bits): 4 or 8 expected") }
+        guard QuantizeOptions.Method(rawValue: method) != nil else { throw ValidationError("--method must be rtn, gptq or awq") }
+        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
+        if groupFallback && strictGroups { throw ValidationError("--group-fallback and --strict-groups exclude each other") }
+        if let g = groupSize, g < 1 || g & (g - 1) != 0 { throw ValidationError("--group-size \(g): a power of two expected (32, 64, 128)") }
+    }
+
+    func run() throws {
+        try runCommand {
+            var options = QuantizeOptions()
+            options.bits = bits
+            options.groupSize = groupSize ?? (bits == 4 ? 128 : nil)
+            options.symmetric = !asymmetric
+            options.method = QuantizeOptions.Method(rawValue: method) ?? .rtn
+            options.ignore = ignore
+            options.quantizeKvB = quantizeKvB
+            options.groupMismatch = groupFallback ? .fallback : strictGroups ? .refuse : .keep
+            options.threads = threads.count
+            options.maxShardSize = parseSize(maxShardSize) ?? 5_000_000_000
+            guard options.method == .rtn else {
+                throw ModelError.unsupported("--method \(method) is not implemented yet: calibrated quantization (GPTQ, AWQ) is missing; use --method rtn")
+            }
+            let ckpt = try Checkpoint(directory: source)
+            let plan = try QuantizePlan(schema: ckpt.schema, options: options)
+            let quantizer = try ModelQuantizer(source: ckpt, plan: plan, provider: RTNProvider(source: ckpt, threads: threads.count))
+            let progress = Progress("quantize")
+            let start = Date()
+            let reports = try OutputDirectory.write(out, force: force, inputs: [source], producer: "dsconv quantize") { output in
+                try quantizer.write(into: output) { i, n, report in
+                    if let r = report, !json || !progress.isTTY {
+                        progress.step(i, of: n, Self.line(r))
+                    } else {
+                        progress.update(done: i, total: n)
+                    }
+                }
+            }
+            let seconds = Date().timeIntervalSince(start)
+            let before = ckpt.weights.tensors.reduce(0) { $0 + $1.info.byteCount }
+            let after = try quantizer.specs().reduce(0) { $0 + $1.byteCount }
+            let parameters = ckpt.schema.totalParameters
+            let bpw = 8 * Double(after) / Double(max(parameters, 1))
+            var tpLines: [(Int, String?)] = []
+            for tp in [1, 2, 4, 8] { tpLines.append((tp, plan.tensorParallelBreaks(schema: quantizer.outputSchema, tp: tp))) }
+            note(String(format: "wrote %@: %@ → %@ (%.2f bits per weight) in %.1f s", out, formatBytes(before), formatBytes(after), bpw, seconds))
+            for (tp, broken) in tpLines {
+                if let broken {
+                    note("tp \(tp): a row-parallel slice splits a group: \(broken); use --group-size \(max(8, (options.groupSize ?? 128) / 2)) or reshard --experts ep")
+                } else {
+                    note("tp \(tp): every row-parallel slice holds whole groups")
+                }
+            }
+            if json {
+                printJSON(["out": .string(out), "bits": JSONValue(bits), "group_size": options.groupSize.map { JSONValue($0) } ?? .null,
+                           "symmetric": .bool(!asymmetric), "method": .string(method), "bytes_before": JSONValue(before),
+                           "bytes_after": JSONValue(after), "bits_per_weight": .number(bpw), "seconds": .number(seconds),
+                           "tensor_parallel": .object({ var o = JSONObject(); for (tp, b) in tpLines { o["\(tp)"] = b.map { .string($0) } ?? .bool(true) }; return o }()),
+                           "tensors": .array(reports.map(\.json))])
+            }
+            return Exit.ok
+        }
+    }
+
+    static func line(_ r: TensorReport) -> String {
+        let err = r.relativeError.map { String(format: ", rel. error %.4f", $0) } ?? ""
+        return "\(r.name) \(r.shape): \(r.treatment), \(formatBytes(r.bytesBefore)) → \(formatBytes(r.bytesAfter))\(err)"
+    }
+}
