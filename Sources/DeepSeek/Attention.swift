@@ -17,6 +17,7 @@ struct MLA {
     let layer: Int
     let rope: RopeParameters
     let threads: Int
+    var observer: LinearObserver? = nil
 
     var heads: Int { config.numAttentionHeads }
     var nope: Int { config.qkNopeHeadDim }
@@ -29,17 +30,18 @@ struct MLA {
     /// layer's latents to the cache and returns o_proj's output [T, hidden].
     func forward(_ x: Matrix, start: Int, cache: KVCache, weights: WeightSource, path: AttentionPath) throws -> Matrix {
         let t = x.rows
+        let project = Projector(weights: weights, threads: threads, observer: observer)
         // q = q_b(RMSNorm(q_a(x))) or q_proj(x): [T, heads·(nope+rope)].
         var q: Matrix
         if config.qLoraRank != nil {
-            let qa = Linear.apply(x, try weights.matrix(.qA(layer: layer)), threads: threads)
+            let qa = try project(.qA(layer: layer), x)
             let qn = Ops.rmsNorm(qa, weight: try weights.vector(.qANorm(layer: layer)), eps: 1e-6)
-            q = Linear.apply(qn, try weights.matrix(.qB(layer: layer)), threads: threads)
+            q = try project(.qB(layer: layer), qn)
         } else {
-            q = Linear.apply(x, try weights.matrix(.q(layer: layer)), threads: threads)
+            q = try project(.q(layer: layer), x)
         }
         // kv_a(x) = [c_kv | k_pe]: [T, rank + rope].
-        let kva = Linear.apply(x, try weights.matrix(.kvA(layer: layer)), threads: threads)
+        let kva = try project(.kvA(layer: layer), x)
         let ckv = Ops.rmsNorm(kva.columns(0, rank), weight: try weights.vector(.kvANorm(layer: layer)), eps: 1e-6)
         var kpe = kva.columns(rank, ropeDim)
         // Rope on q_pe (per head) and k_pe (shared).
@@ -67,7 +69,7 @@ struct MLA {
         let attn = useAbsorbed
             ? absorbed(q: q, start: start, latents: cache.storage[layer], kvb: kvb)
             : naive(q: q, start: start, latents: cache.storage[layer], kvb: kvb)
-        return Linear.apply(attn, try weights.matrix(.o(layer: layer)), threads: threads)
+        return try project(.o(layer: layer), attn)
     }
 
     /// Full per-head K/V from the latents: k_nope, v = split(kv_b(c_kv)). Returns [T, heads·v].
@@ -76,6 +78,7 @@ struct MLA {
         let s = start + t
         let w = rank + ropeDim
         let latent = Matrix(rows: s, cols: w, data: latents).columns(0, rank)
+        if start == 0 { observer?.linearInput(.kvB(layer: layer), latent) }  // the layer's tokens, once
         let kv = Linear.apply(latent, kvb, threads: threads)  // [S, heads·(nope+v)]
         var out = Matrix(rows: t, cols: heads * vDim)
         let scale = rope.softmaxScale

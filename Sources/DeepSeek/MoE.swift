@@ -51,13 +51,6 @@ struct Router {
     }
 }
 
-/// MLP: down(silu(gate(x)) · up(x)).
-func mlp(_ x: Matrix, gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix, threads: Int) -> Matrix {
-    let g = Linear.apply(x, gate, threads: threads)
-    let u = Linear.apply(x, up, threads: threads)
-    return Linear.apply(Ops.siluMul(g, u), down, threads: threads)
-}
-
 /// A MoE layer: Σ wᵢ·expertᵢ(x) over the routed experts, plus the shared experts.
 struct MoELayer {
     let config: ModelConfig
@@ -65,10 +58,12 @@ struct MoELayer {
     let threads: Int
     /// Experts held by this weight source (expert parallelism); nil: all of them.
     var localExperts: Set<Int>? = nil
+    var observer: LinearObserver? = nil
 
     /// Returns (output [T, hidden], router logits [T, E], routing).
     func forward(_ x: Matrix, weights: WeightSource) throws -> (Matrix, Matrix, Routing) {
-        let logits = Linear.apply(x, try weights.matrix(.router(layer: layer)), threads: threads)
+        let project = Projector(weights: weights, threads: threads, observer: observer)
+        let logits = try project(.router(layer: layer), x)
         let routing = Router(config: config).route(logits)
         var out = Matrix(rows: x.rows, cols: x.cols)
         // Gather → GEMM → weighted scatter, expert by expert (a fixed order: deterministic sums).
@@ -79,17 +74,13 @@ struct MoELayer {
         for e in tokensOf.keys.sorted() where localExperts?.contains(e) ?? true {
             let list = tokensOf[e]!
             let xe = x.gatherRows(list.map(\.token))
-            let y = mlp(xe, gate: try weights.matrix(.routedExpert(layer: layer, expert: e, .gate)),
-                        up: try weights.matrix(.routedExpert(layer: layer, expert: e, .up)),
-                        down: try weights.matrix(.routedExpert(layer: layer, expert: e, .down)), threads: threads)
+            let y = try project.mlp(xe) { .routedExpert(layer: layer, expert: e, $0) }
             for (i, (t, w)) in list.enumerated() {
                 for c in 0..<x.cols { out.data[t * x.cols + c] += w * y.data[i * x.cols + c] }
             }
         }
         if config.sharedExpertWidth > 0 {
-            out += mlp(x, gate: try weights.matrix(.sharedExpert(layer: layer, .gate)),
-                       up: try weights.matrix(.sharedExpert(layer: layer, .up)),
-                       down: try weights.matrix(.sharedExpert(layer: layer, .down)), threads: threads)
+            out += try project.mlp(x) { .sharedExpert(layer: layer, $0) }
         }
         return (out, logits, routing)
     }

@@ -29,6 +29,8 @@ public final class Transformer {
     public let vocabRange: Range<Int>
     /// Routed experts this weight source holds (nil: all).
     public let localExperts: Set<Int>?
+    /// Sees every projection's input (calibration).
+    public var linearObserver: LinearObserver?
 
     public init(config: ModelConfig, weights: WeightSource, threads: Int, vocabRange: Range<Int>? = nil, localExperts: Set<Int>? = nil) {
         self.config = config
@@ -85,21 +87,20 @@ public final class Transformer {
     /// o_proj(MLA(RMSNorm(x))) of one layer; appends the layer's latents to the cache.
     public func attention(layer l: Int, _ x: Matrix, start: Int, cache: KVCache, path: AttentionPath = .auto) throws -> Matrix {
         let xn = Ops.rmsNorm(x, weight: try weights.vector(.inputNorm(layer: l)), eps: Float(config.rmsNormEps))
-        return try MLA(config: config, layer: l, rope: rope, threads: threads).forward(xn, start: start, cache: cache, weights: weights, path: path)
+        return try MLA(config: config, layer: l, rope: rope, threads: threads, observer: linearObserver).forward(xn, start: start, cache: cache, weights: weights, path: path)
     }
 
     /// The MLP or MoE of one layer over RMSNorm(x).
     public func feedForward(layer l: Int, _ x: Matrix, observer: ForwardObserver? = nil) throws -> Matrix {
         let hn = Ops.rmsNorm(x, weight: try weights.vector(.postAttentionNorm(layer: l)), eps: Float(config.rmsNormEps))
         if config.isMoELayer(l) {
-            let moe = MoELayer(config: config, layer: l, threads: threads, localExperts: localExperts)
+            let moe = MoELayer(config: config, layer: l, threads: threads, localExperts: localExperts, observer: linearObserver)
             let (out, logits, routing) = try moe.forward(hn, weights: weights)
             observer?.record("layers.\(l).router_logits", logits)
             observer?.routed(layer: l, routing)
             return out
         }
-        return mlp(hn, gate: try weights.matrix(.denseMLP(layer: l, .gate)), up: try weights.matrix(.denseMLP(layer: l, .up)),
-                   down: try weights.matrix(.denseMLP(layer: l, .down)), threads: threads)
+        return try Projector(weights: weights, threads: threads, observer: linearObserver).mlp(hn) { .denseMLP(layer: l, $0) }
     }
 
     /// Final norm and lm_head: logits over `vocabRange` for the last position (or all).

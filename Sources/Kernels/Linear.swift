@@ -169,3 +169,10 @@ public enum Ops {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension Linear {
+    /// H (upper triangle, row-major [cols, cols]) += XᵀX for X [rows, cols] (calibration Hessians).
+    public static func syrkUpperAccumulate(_ x: UnsafePointer<Float>, rows: Int, cols: Int, into h: UnsafeMutablePointer<Float>) {
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(cols), Int32(rows), 1, x, Int32(cols), 1, h, Int32(cols))
+    }
+}

@@ -25,6 +25,18 @@ struct Quantize: ParsableCommand {
     @Option(help: "rtn (round to nearest), gptq or awq (calibrated).")
     var method = "rtn"
 
+    @Option(help: "Calibration text for gptq (tokenized without special tokens, cut into windows).")
+    var text: String?
+
+    @Option(help: "Calibration windows (at most).")
+    var samples = 128
+
+    @Option(name: .customLong("seq-len"), help: "Tokens per calibration window (BOS included).")
+    var seqLen = 512
+
+    @Flag(name: .customLong("no-act-order"), help: "GPTQ: process columns in their order instead of by descending Hessian diagonal.")
+    var noActOrder = false
+
     @Option(help: "Keep modules whose name matches this regex in BF16 (repeatable).")
     var ignore: [String] = []
 
@@ -55,6 +67,8 @@ struct Quantize: ParsableCommand {
         guard QuantScheme.supportedBits.contains(bits) else { throw ValidationError("--bits \(bits): 4 or 8 expected") }
         guard QuantizeOptions.Method(rawValue: method) != nil else { throw ValidationError("--method must be rtn, gptq or awq") }
         guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
+        if samples < 1 { throw ValidationError("--samples must be at least 1") }
+        if seqLen < 2 { throw ValidationError("--seq-len must be at least 2") }
         if groupFallback && strictGroups { throw ValidationError("--group-fallback and --strict-groups exclude each other") }
         if let g = groupSize, g < 1 || g & (g - 1) != 0 { throw ValidationError("--group-size \(g): a power of two expected (32, 64, 128)") }
     }
@@ -71,12 +85,23 @@ struct Quantize: ParsableCommand {
             options.groupMismatch = groupFallback ? .fallback : strictGroups ? .refuse : .keep
             options.threads = threads.count
             options.maxShardSize = parseSize(maxShardSize) ?? 5_000_000_000
-            guard options.method == .rtn else {
-                throw ModelError.unsupported("--method \(method) is not implemented yet: calibrated quantization (GPTQ, AWQ) is missing; use --method rtn")
+            if options.method == .awq {
+                throw ModelError.unsupported("--method awq is not implemented yet (scale and clipping search); use --method gptq or rtn")
             }
             let ckpt = try Checkpoint(directory: source)
             let plan = try QuantizePlan(schema: ckpt.schema, options: options)
-            let quantizer = try ModelQuantizer(source: ckpt, plan: plan, provider: RTNProvider(source: ckpt, threads: threads.count))
+            let provider: QuantizedWeightProvider
+            switch options.method {
+            case .gptq:
+                guard let text else { throw ModelError.badInput("--method gptq needs calibration data: --text FILE") }
+                let windows = try TokenWindows.make(textFile: text, tokenizerDirectory: source, length: seqLen, limit: samples,
+                                                    bos: ckpt.config.bosTokenId)
+                note("calibration: \(windows.count) windows of \(seqLen) tokens from \(text)")
+                provider = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder) { note($0) }
+            default:
+                provider = RTNProvider(source: ckpt, threads: threads.count)
+            }
+            let quantizer = try ModelQuantizer(source: ckpt, plan: plan, provider: provider)
             let progress = Progress("quantize")
             let start = Date()
             let reports = try OutputDirectory.write(out, force: force, inputs: [source], producer: "dsconv quantize") { output in
