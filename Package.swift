@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "JSON"),
         .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "SafeTensors", dependencies: ["JSON", "CSystem"]),
-        .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "JSON", "Compression", "Quantization"]),
+        .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "CKernels", "JSON", "Compression", "Quantization"]),
         .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .target(name: "Quantization", dependencies: ["CKernels", "COpenBLAS"]),

@@ -93,48 +93,11 @@ struct Verify: ParsableCommand {
                 note("not generating: the checkpoint failed its integrity checks")
                 return Exit.problems
             }
-            let engine: Engine = try ckpt.map { .single(Transformer(checkpoint: $0, threads: threads.count)) }
-                ?? packed.map { .single(Transformer(config: $0.config, weights: $0, threads: threads.count)) }
+            let engine: Engine = try ckpt.map { .single(Transformer(checkpoint: $0, threads: threads.count), textDirectory: directory) }
+                ?? packed.map { .single(Transformer(config: $0.config, weights: $0, threads: threads.count), textDirectory: directory) }
                 ?? .tensorParallel(TensorParallelModel(directory: directory, threads: threads.count),
                                    textDirectory: directory + "/" + ReshardManifest.rankDirectory(0))
             return try generate(engine, integrity: report)
-        }
-    }
-
-    /// What runs the prompt: one model, or a reshard output's ranks with their partial sums reduced.
-    enum Engine {
-        case single(Transformer)
-        case tensorParallel(TensorParallelModel, textDirectory: String)
-
-        var config: ModelConfig {
-            switch self {
-            case .single(let m): return m.config
-            case .tensorParallel(let m, _): return m.config
-            }
-        }
-
-        /// Where tokenizer.json and tokenizer_config.json are.
-        var textDirectory: String {
-            switch self {
-            case .single(let m): return (m.weights as? Checkpoint)?.directory ?? (m.weights as? PackedCheckpoint)?.directory ?? "."
-            case .tensorParallel(_, let d): return d
-            }
-        }
-
-        func generate(_ ids: [Int], maxNewTokens: Int, sampling: Sampling) throws -> GenerationResult {
-            switch self {
-            case .single(let m): return try Generator(model: m).generate(prompt: ids, maxNewTokens: maxNewTokens, sampling: sampling)
-            case .tensorParallel(let m, _):
-                guard sampling == .greedy else { throw ModelError.unsupported("--temperature is not supported on a reshard output; it decodes greedily") }
-                return try m.generate(prompt: ids, maxNewTokens: maxNewTokens)
-            }
-        }
-
-        func allLogits(_ sequence: [Int]) throws -> Matrix {
-            switch self {
-            case .single(let m): return try m.forward(sequence, cache: KVCache(config: m.config), allLogits: true)
-            case .tensorParallel(let m, _): return try m.forward(sequence, caches: m.makeCaches(), allLogits: true)
-            }
         }
     }
 

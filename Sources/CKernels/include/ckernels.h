@@ -100,4 +100,10 @@ void dsk_unpack_int32_rows(const int32_t *in, size_t rows, size_t cols, int bits
 void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
                         const uint16_t *scale, const int8_t *zp, uint16_t *out);
 
+/* One position of a teacher-forced comparison: with p = softmax(ref), q = softmax(ours) over n
+ * logits, returns KL(p || q) (nats, >= 0), and writes -log q[target] and -log p[target] and both
+ * argmaxes (first index on ties). Computed in double. */
+double dsk_kl_position(const float *ours, const float *ref, size_t n, size_t target, double *nll_ours, double *nll_ref,
+                       size_t *argmax_ours, size_t *argmax_ref);
+
 #endif

@@ -1,0 +1,58 @@
+import ArgumentParser
+import DeepSeek
+import Foundation
+import JSON
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Teacher-force a model and its reference over a text: KL(ref‖ours) mean and p99, top-1 agreement, perplexity of both.")
+
+    @Argument(help: "The model to evaluate (quantized, packed, resharded or plain).")
+    var directory: String
+
+    @Option(help: "The reference checkpoint (usually the BF16 source).")
+    var reference: String
+
+    @Option(help: "Evaluation text (tokenized without special tokens).")
+    var text: String
+
+    @Option(name: .customLong("seq-len"), help: "Tokens per window, BOS included.")
+    var seqLen = 512
+
+    @Option(help: "Windows to score (at most; default: the whole text).")
+    var windows: Int?
+
+    @Flag(help: "Print one JSON object on stdout.")
+    var json = false
+
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        if seqLen < 2 { throw ValidationError("--seq-len must be at least 2") }
+        if let w = windows, w < 1 { throw ValidationError("--windows must be at least 1") }
+    }
+
+    func run() throws {
+        try runCommand {
+            let ours = try Engine.open(directory, threads: threads.count)
+            let ref = try Engine.open(reference, threads: threads.count)
+            guard ours.config.vocabSize == ref.config.vocabSize else {
+                throw ModelError.badInput("--reference \(reference): vocabulary \(ref.config.vocabSize) differs from \(ours.config.vocabSize)")
+            }
+            let pieces = try TokenWindows.make(textFile: text, tokenizerDirectory: ref.textDirectory, length: seqLen, limit: windows,
+                                               bos: ref.config.bosTokenId)
+            var eval = TeacherForcedEval()
+            let start = Date()
+            let progress = Progress("eval")
+            for (i, w) in pieces.enumerated() {
+                eval.add(ours: try ours.allLogits(w), reference: try ref.allLogits(w), tokens: w)
+                progress.step(i + 1, of: pieces.count, String(format: "window %d: KL mean so far %.4g", i + 1, eval.klMean))
+            }
+            note(String(format: "%@ vs %@: %d positions in %.1f s: KL mean %.4g, p99 %.4g, top-1 %.4f, ppl %.3f (reference %.3f)",
+                        directory, reference, eval.positions, Date().timeIntervalSince(start), eval.klMean, eval.klP99,
+                        eval.top1Agreement, eval.perplexity, eval.perplexityReference))
+            if json { printJSON(eval.json) }
+            return Exit.ok
+        }
+    }
+}
