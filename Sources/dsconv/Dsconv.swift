@@ -14,6 +14,18 @@ struct Dsconv: ParsableCommand {
     /// kill the process with SIGXFSZ halfway through an output.
     static func main() {
         signal(SIGXFSZ, SIG_IGN)
-        main(nil)
+        do {
+            var command = try parseAsRoot(nil)
+            try command.run()
+        } catch {
+            // Usage errors are argument-parser's EX_USAGE (64); the documented code is 2.
+            let code = exitCode(for: error)
+            if code.rawValue == 64 {
+                let message = fullMessage(for: error)
+                if !message.isEmpty { FileHandle.standardError.write((message + "\n").data(using: .utf8) ?? Data()) }
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
     }
 }
