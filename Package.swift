@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .target(name: "Quantization", dependencies: ["CKernels", "COpenBLAS"]),
-        .target(name: "ModelQuantizer", dependencies: ["DeepSeek", "Quantization", "SafeTensors", "Kernels", "JSON"]),
+        .target(name: "ModelQuantizer", dependencies: ["DeepSeek", "Quantization", "SafeTensors", "Kernels", "CKernels", "JSON"]),
         .target(name: "Tokenizer", dependencies: ["JSON"], swiftSettings: fastText),
         .target(name: "ChatTemplate", dependencies: ["JSON"]),
         .executableTarget(

@@ -24,3 +24,20 @@ double dsk_kl_position(const float *ours, const float *ref, size_t n, size_t tar
     *nll_ref = lr - (double)ref[target];
     return kl > 0 ? kl : 0;
 }
+
+void dsk_group_output_error(const float *X, size_t tokens, size_t cols, const float *D, size_t rows, size_t group, double *err) {
+    const size_t groups = cols / group;
+    for (size_t r = 0; r < rows; r++) {
+        const float *d = D + r * cols;
+        for (size_t g = 0; g < groups; g++) {
+            double e = 0;
+            for (size_t t = 0; t < tokens; t++) {
+                const float *x = X + t * cols + g * group;
+                float s = 0;
+                for (size_t c = 0; c < group; c++) s += x[c] * d[g * group + c];
+                e += (double)s * s;
+            }
+            err[r * groups + g] += e;
+        }
+    }
+}

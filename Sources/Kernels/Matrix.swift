@@ -57,3 +57,22 @@ public struct Matrix: Sendable {
         }
     }
 }
+
+/// f32 storage kept alive by the weight views over it.
+final class F32Storage {
+    let pointer: UnsafeMutableRawBufferPointer
+    init(_ values: [Float]) {
+        pointer = .allocate(byteCount: max(values.count, 1) * 4, alignment: 64)
+        values.withUnsafeBytes { pointer.copyMemory(from: $0) }
+    }
+    deinit { pointer.deallocate() }
+}
+
+extension WeightMatrix {
+    /// A weight made from f32 values (owned).
+    public init(f32 values: [Float], rows: Int, cols: Int) {
+        precondition(values.count == rows * cols)
+        let storage = F32Storage(values)
+        self.init(bytes: UnsafeRawBufferPointer(rebasing: storage.pointer[0..<(values.count * 4)]), format: .f32, rows: rows, cols: cols, owner: storage)
+    }
+}

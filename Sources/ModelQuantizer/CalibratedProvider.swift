@@ -16,6 +16,12 @@ final class OverlayWeights: WeightSource, @unchecked Sendable {
         return WeightMatrix(bytes: o.bytes.bytes, format: .bf16, rows: o.rows, cols: o.cols, owner: o.bytes)
     }
 
+    func setBF16(_ role: TensorRole, _ bits: [UInt16], rows: Int, cols: Int) {
+        let b = OwnedBytes(byteCount: bits.count * 2)
+        bits.withUnsafeBytes { b.mutableBytes.copyMemory(from: $0) }
+        overrides[role] = (b, rows, cols)
+    }
+
     func set(_ role: TensorRole, _ t: QuantizedTensor) {
         let b = OwnedBytes(byteCount: t.rows * t.cols * 2)
         t.dequantize(into: b.mutableBytes.baseAddress!.assumingMemoryBound(to: UInt16.self))

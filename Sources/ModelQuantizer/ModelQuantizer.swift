@@ -26,6 +26,12 @@ public struct TensorReport: Sendable {
 /// weights when its first one is asked for (the writer goes in checkpoint order, layer by layer).
 public protocol QuantizedWeightProvider: AnyObject {
     func quantized(_ role: TensorRole, scheme: QuantScheme) throws -> QuantizedTensor
+    /// New bf16 values for an unquantized tensor (AWQ's folded norms and router); nil: the source's.
+    func replacement(_ role: TensorRole) throws -> [UInt16]?
+}
+
+extension QuantizedWeightProvider {
+    public func replacement(_ role: TensorRole) throws -> [UInt16]? { nil }
 }
 
 /// Round to nearest from the source weights, rows spread over threads.
@@ -132,7 +138,14 @@ public final class ModelQuantizer {
                 switch t.component {
                 case .weight:
                     let loc = try source.tensor(t.role)
-                    try writer.write(t.name, from: .bytes(loc.data))
+                    if let new = try provider.replacement(t.role) {
+                        guard loc.info.dtype == .bf16, new.count == loc.info.elementCount else {
+                            throw ModelError.unsupported("internal: \(t.name): replacement does not match \(loc.info.dtype.rawValue) \(loc.info.shape)")
+                        }
+                        try new.withUnsafeBytes { try writer.write(t.name, from: .bytes($0)) }
+                    } else {
+                        try writer.write(t.name, from: .bytes(loc.data))
+                    }
                     if t.role.isLinear, case .keep(let why)? = plan.decisions[t.role] {
                         report = TensorReport(name: t.name, shape: loc.info.shape, treatment: "kept \(loc.info.dtype.rawValue): \(why)",
                                               bytesBefore: loc.info.byteCount, bytesAfter: loc.info.byteCount, relativeError: nil)

@@ -85,19 +85,20 @@ struct Quantize: ParsableCommand {
             options.groupMismatch = groupFallback ? .fallback : strictGroups ? .refuse : .keep
             options.threads = threads.count
             options.maxShardSize = parseSize(maxShardSize) ?? 5_000_000_000
-            if options.method == .awq {
-                throw ModelError.unsupported("--method awq is not implemented yet (scale and clipping search); use --method gptq or rtn")
-            }
             let ckpt = try Checkpoint(directory: source)
             let plan = try QuantizePlan(schema: ckpt.schema, options: options)
             let provider: QuantizedWeightProvider
             switch options.method {
-            case .gptq:
-                guard let text else { throw ModelError.badInput("--method gptq needs calibration data: --text FILE") }
+            case .gptq, .awq:
+                guard let text else { throw ModelError.badInput("--method \(method) needs calibration data: --text FILE") }
                 let windows = try TokenWindows.make(textFile: text, tokenizerDirectory: source, length: seqLen, limit: samples,
                                                     bos: ckpt.config.bosTokenId)
                 note("calibration: \(windows.count) windows of \(seqLen) tokens from \(text)")
-                provider = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder) { note($0) }
+                if options.method == .gptq {
+                    provider = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder) { note($0) }
+                } else {
+                    provider = try AWQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count) { note($0) }
+                }
             default:
                 provider = RTNProvider(source: ckpt, threads: threads.count)
             }

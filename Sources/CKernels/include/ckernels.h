@@ -106,4 +106,9 @@ void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bit
 double dsk_kl_position(const float *ours, const float *ref, size_t n, size_t target, double *nll_ours, double *nll_ref,
                        size_t *argmax_ours, size_t *argmax_ref);
 
+/* AWQ's clipping loss: for X [tokens, cols] (f32) and D [rows, cols] (quantized minus original
+ * weight, f32), err[r * groups + g] += sum over tokens of (sum over the group's columns of
+ * x[t, c] * d[r, c])^2, groups of `group` columns. */
+void dsk_group_output_error(const float *X, size_t tokens, size_t cols, const float *D, size_t rows, size_t group, double *err);
+
 #endif

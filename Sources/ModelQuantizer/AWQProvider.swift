@@ -1,0 +1,308 @@
+import DeepSeek
+import Foundation
+import Kernels
+import CKernels
+import Quantization
+
+/// Samples each projection's inputs during a calibration pass: mean |x| per channel over every
+/// token, and up to `cap` token rows kept for the loss of the scale and clip searches.
+final class ActivationSampler: LinearObserver {
+    let wanted: Set<TensorRole>
+    let cap: Int
+    private(set) var absSum: [TensorRole: [Double]] = [:]
+    private(set) var count: [TensorRole: Int] = [:]
+    private(set) var rows: [TensorRole: [Float]] = [:]
+    private(set) var width: [TensorRole: Int] = [:]
+
+    init(wanted: Set<TensorRole>, cap: Int) {
+        self.wanted = wanted
+        self.cap = cap
+    }
+
+    func linearInput(_ role: TensorRole, _ x: Matrix) {
+        let k = HessianCollector.key(role)
+        guard wanted.contains(role), k == role || !wanted.contains(k) else { return }
+        var s = absSum[k] ?? [Double](repeating: 0, count: x.cols)
+        for r in 0..<x.rows { for c in 0..<x.cols { s[c] += Double(abs(x.data[r * x.cols + c])) } }
+        absSum[k] = s
+        count[k, default: 0] += x.rows
+        width[k] = x.cols
+        var kept = rows[k] ?? []
+        let room = cap - kept.count / x.cols
+        if room > 0 {
+            // Spread the kept rows over the batch rather than taking its head.
+            let step = max(1, x.rows / room)
+            var r = 0
+            while r < x.rows && kept.count / x.cols < cap {
+                kept.append(contentsOf: x.data[(r * x.cols)..<((r + 1) * x.cols)])
+                r += step
+            }
+        }
+        rows[k] = kept
+    }
+
+    func key(_ role: TensorRole) -> TensorRole {
+        let k = HessianCollector.key(role)
+        return wanted.contains(k) ? k : role
+    }
+
+    /// Mean |x| per channel over every token any of `roles` saw (a shared smoothing point sees
+    /// the union: all experts' tokens).
+    func meanAbs(_ roles: [TensorRole]) -> [Float]? {
+        var total: [Double]? = nil
+        var n = 0
+        for k in Set(roles.map(key)) {
+            guard let s = absSum[k], let c = count[k] else { continue }
+            total = total.map { zip($0, s).map(+) } ?? s
+            n += c
+        }
+        guard let total, n > 0 else { return nil }
+        return total.map { Float($0 / Double(n)) }
+    }
+
+    func sample(_ role: TensorRole) -> Matrix? {
+        guard let d = rows[key(role)], let w = width[key(role)], !d.isEmpty else { return nil }
+        return Matrix(rows: d.count / w, cols: w, data: d)
+    }
+}
+
+/// AWQ (Lin et al.), as AutoAWQ searches it: per smoothing point, per-input-channel scales
+/// s = x̄^r / w̄^(1−r) over a 20-point grid minimizing the quantized outputs' error, folded into
+/// the preceding norm (or up_proj) and multiplied into the projections — and into the BF16 router
+/// when the post-attention norm is scaled, so routing does not move — then a per-group clipping
+/// search (shrinking each group's range by up to 50%) on all but the query projections.
+/// Sequential like GPTQ: each layer is searched on the outputs of the quantized layers before it.
+public final class AWQProvider: QuantizedWeightProvider {
+    let source: Checkpoint
+    let plan: QuantizePlan
+    let threads: Int
+    let sampleCap = 512
+    let grid = 20
+    private var hidden: [Matrix]
+    private var nextLayer = 0
+    private var results: [TensorRole: QuantizedTensor] = [:]
+    /// Tensors the folding changed that stay unquantized (norms, the router), as bf16.
+    private var replaced: [TensorRole: [UInt16]] = [:]
+    let log: ((String) -> Void)?
+
+    public init(source: Checkpoint, plan: QuantizePlan, sequences: [[Int]], threads: Int, log: ((String) -> Void)? = nil) throws {
+        guard !sequences.isEmpty else { throw ModelError.badInput("calibration: no token windows (the text is too short?)") }
+        self.source = source
+        self.plan = plan
+        self.threads = threads
+        self.log = log
+        let model = Transformer(checkpoint: source, threads: threads)
+        hidden = try sequences.map { try model.embed($0) }
+    }
+
+    public func quantized(_ role: TensorRole, scheme: QuantScheme) throws -> QuantizedTensor {
+        guard let layer = role.layer else {
+            return try ParallelQuantize.rtn(try source.matrix(role), scheme: scheme, threads: threads, name: role.name)
+        }
+        while nextLayer <= layer { try calibrate(layer: nextLayer) }
+        guard let t = results[role] else { throw ModelError.unsupported("internal: \(role.name) was not quantized with its layer") }
+        return t
+    }
+
+    public func replacement(_ role: TensorRole) throws -> [UInt16]? {
+        guard let layer = role.layer else { return nil }
+        while nextLayer <= layer { try calibrate(layer: nextLayer) }
+        return replaced[role]
+    }
+
+    // MARK: One layer
+
+    /// Working f32 copies of the layer's weights as the folding changes them.
+    private var work: [TensorRole: (data: [Float], rows: Int, cols: Int)] = [:]
+
+    private func weight(_ role: TensorRole) throws -> (data: [Float], rows: Int, cols: Int) {
+        if let w = work[role] { return w }
+        let m = try source.matrix(role)
+        let w = (m.toF32(), m.rows, m.cols)
+        work[role] = w
+        return w
+    }
+
+    func calibrate(layer l: Int) throws {
+        let c = source.config
+        let start = Date()
+        work = [:]
+        results = [:]
+        let quantized = source.schema.tensors.filter { $0.role.layer == l && plan.scheme($0.role) != nil }.map(\.role)
+        let sampler = ActivationSampler(wanted: Set(quantized), cap: sampleCap)
+        let model = Transformer(checkpoint: source, threads: threads)
+        model.linearObserver = sampler
+        for x in hidden { _ = try layerForward(model, layer: l, x) }
+
+        // Smoothing points: (what is divided by s, the projections multiplied by s).
+        var points: [(smooth: TensorRole, balance: [TensorRole], alsoScaled: [TensorRole])] = []
+        if c.qLoraRank != nil {
+            points.append((.inputNorm(layer: l), [.qA(layer: l), .kvA(layer: l)], []))
+            points.append((.qANorm(layer: l), [.qB(layer: l)], []))
+        } else {
+            points.append((.inputNorm(layer: l), [.q(layer: l), .kvA(layer: l)], []))
+        }
+        points.append((.kvANorm(layer: l), [.kvB(layer: l)], []))
+        var mlps: [(MLPProjection) -> TensorRole] = []
+        if c.isMoELayer(l) {
+            let experts = (0..<(c.nRoutedExperts ?? 0)).map { e in { (p: MLPProjection) in TensorRole.routedExpert(layer: l, expert: e, p) } }
+            mlps = experts + (c.sharedExpertWidth > 0 ? [{ .sharedExpert(layer: l, $0) }] : [])
+            points.append((.postAttentionNorm(layer: l), mlps.flatMap { [$0(.gate), $0(.up)] }, [.router(layer: l)]))
+        } else {
+            mlps = [{ .denseMLP(layer: l, $0) }]
+            points.append((.postAttentionNorm(layer: l), [.denseMLP(layer: l, .gate), .denseMLP(layer: l, .up)], []))
+        }
+        for m in mlps { points.append((m(.up), [m(.down)], [])) }
+
+        var inputScale: [TensorRole: [Float]] = [:]  // x is divided by this for the balance projection
+        for p in points {
+            let balance = p.balance.filter { plan.scheme($0) != nil && sampler.sample($0) != nil }
+            guard !balance.isEmpty, let xMean = sampler.meanAbs(balance) else { continue }
+            let s = try searchScale(balance: balance, xMean: xMean, sampler: sampler)
+            try fold(s, smooth: p.smooth, balance: p.balance, alsoScaled: p.alsoScaled)
+            for b in p.balance { inputScale[b] = s }
+        }
+        // Clipping search, then RTN with the clip, on the scaled weights.
+        let overlay = OverlayWeights(base: source)
+        for role in quantized {
+            guard let scheme = plan.scheme(role) else { continue }
+            let w = try weight(role)
+            let bf = w.data.map(bf16Bits)
+            var clip: [Float]? = nil
+            if !Self.skipsClip(role), var x = sampler.sample(role) {
+                if let s = inputScale[role] { for r in 0..<x.rows { for c in 0..<x.cols { x.data[r * x.cols + c] /= s[c] } } }
+                clip = searchClip(bf, rows: w.rows, cols: w.cols, scheme: scheme, x: x)
+            }
+            let t = bf.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: w.rows, cols: w.cols, scheme: scheme, clip: clip) }
+            results[role] = t
+            overlay.set(role, t)
+        }
+        for (role, w) in work where plan.scheme(role) == nil {
+            let bf = w.data.map(bf16Bits)
+            if !role.isLinear || plan.scheme(role) == nil { replaced[role] = bf }
+            overlay.setBF16(role, bf, rows: w.rows, cols: w.cols)
+        }
+        let quantizedModel = Transformer(config: c, weights: overlay, threads: threads)
+        hidden = try hidden.map { try layerForward(quantizedModel, layer: l, $0) }
+        log?(String(format: "calibrated layer %d (AWQ): %d projections in %.1f s", l, quantized.count, Date().timeIntervalSince(start)))
+        nextLayer = l + 1
+        work = [:]
+    }
+
+    /// AutoAWQ never clips the query/key projections (their errors are amplified by softmax).
+    static func skipsClip(_ role: TensorRole) -> Bool {
+        switch role {
+        case .qA, .qB, .q: return true
+        default: return false
+        }
+    }
+
+    /// s = (x̄^r / (w̄^(1−r) + 1e−4)).clamp(1e−4), normalized by √(max·min), r = k/grid, minimizing
+    /// Σ over the balance projections of ‖X·(Q(W·s)/s)ᵀ − X·Wᵀ‖².
+    func searchScale(balance: [TensorRole], xMean: [Float], sampler: ActivationSampler) throws -> [Float] {
+        let cols = xMean.count
+        // w̄: |W| normalized by its group's absmax, averaged over all rows of the balance projections.
+        var wSum = [Double](repeating: 0, count: cols)
+        var wRows = 0
+        for b in balance {
+            guard let scheme = plan.scheme(b) else { continue }
+            let w = try weight(b)
+            let gw = scheme.groupWidth(cols: w.cols)
+            for r in 0..<w.rows {
+                for g in 0..<(w.cols / gw) {
+                    var m: Float = 0
+                    for c in (g * gw)..<((g + 1) * gw) { m = max(m, abs(w.data[r * w.cols + c])) }
+                    for c in (g * gw)..<((g + 1) * gw) { wSum[c] += Double(abs(w.data[r * w.cols + c]) / (m + 1e-6)) }
+                }
+            }
+            wRows += w.rows
+        }
+        let wMean = wSum.map { Float($0 / Double(max(wRows, 1))) }
+        var best: (loss: Double, s: [Float]) = (.infinity, [Float](repeating: 1, count: cols))
+        for k in 0..<grid {
+            let ratio = Float(k) / Float(grid)
+            var s = (0..<cols).map { max(powf(xMean[$0], ratio) / (powf(wMean[$0], 1 - ratio) + 1e-4), 1e-4) }
+            let norm = ((s.max() ?? 1) * (s.min() ?? 1)).squareRoot()
+            s = s.map { let v = $0 / norm; return v.isFinite ? v : 1 }
+            var loss = 0.0
+            for b in balance {
+                guard let scheme = plan.scheme(b), let x = sampler.sample(b) else { continue }
+                loss += try outputError(b, scale: s, scheme: scheme, x: x)
+            }
+            if loss < best.loss { best = (loss, s) }
+        }
+        return best.s
+    }
+
+    /// ‖X·(Q(W·s)/s)ᵀ − X·Wᵀ‖² for one projection.
+    func outputError(_ role: TensorRole, scale s: [Float], scheme: QuantScheme, x: Matrix) throws -> Double {
+        let w = try weight(role)
+        var scaled = [UInt16](repeating: 0, count: w.data.count)
+        for r in 0..<w.rows { for c in 0..<w.cols { scaled[r * w.cols + c] = bf16Bits(w.data[r * w.cols + c] * s[c]) } }
+        let q = scaled.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: w.rows, cols: w.cols, scheme: scheme) }.dequantized()
+        var diff = [Float](repeating: 0, count: w.data.count)
+        for r in 0..<w.rows {
+            for c in 0..<w.cols { diff[r * w.cols + c] = Float(bitPattern: UInt32(q[r * w.cols + c]) << 16) / s[c] - w.data[r * w.cols + c] }
+        }
+        let y = Linear.apply(x, WeightMatrix(f32: diff, rows: w.rows, cols: w.cols), threads: threads)
+        return y.data.reduce(0.0) { $0 + Double($1) * Double($1) }
+    }
+
+    /// Divides the smoothing tensor by s (a norm's weights, or up_proj's rows) and multiplies the
+    /// balance projections' columns (and the router's) by s.
+    func fold(_ s: [Float], smooth: TensorRole, balance: [TensorRole], alsoScaled: [TensorRole]) throws {
+        var sm = try weight(smooth)
+        if smooth.isNorm {
+            for i in 0..<sm.data.count { sm.data[i] /= s[i] }
+        } else {
+            for r in 0..<sm.rows { for c in 0..<sm.cols { sm.data[r * sm.cols + c] /= s[r] } }
+        }
+        work[smooth] = sm
+        for b in balance + alsoScaled {
+            var w = try weight(b)
+            for r in 0..<w.rows { for c in 0..<w.cols { w.data[r * w.cols + c] *= s[c] } }
+            work[b] = w
+        }
+    }
+
+    /// Per (row, group), the range factor in {1, 0.95, …, 0.55} minimizing Σ over sampled tokens of
+    /// (Σ_group x·(q(w) − w))².
+    func searchClip(_ w: [UInt16], rows: Int, cols: Int, scheme: QuantScheme, x: Matrix) -> [Float] {
+        let groups = scheme.groups(cols: cols), gw = scheme.groupWidth(cols: cols)
+        var best = [Float](repeating: 1, count: rows * groups)
+        var bestErr = [Double](repeating: .infinity, count: rows * groups)
+        let wf = w.map { Float(bitPattern: UInt32($0) << 16) }
+        for i in 0..<(grid / 2) {
+            let factor = 1 - Float(i) / Float(grid)
+            let clip = [Float](repeating: factor, count: rows * groups)
+            let q = w.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: rows, cols: cols, scheme: scheme, clip: clip) }.dequantized()
+            var d = [Float](repeating: 0, count: rows * cols)
+            for i in 0..<(rows * cols) { d[i] = Float(bitPattern: UInt32(q[i]) << 16) - wf[i] }
+            var err = [Double](repeating: 0, count: rows * groups)
+            x.data.withUnsafeBufferPointer { xb in
+                d.withUnsafeBufferPointer { db in
+                    err.withUnsafeMutableBufferPointer { dsk_group_output_error(xb.baseAddress!, x.rows, cols, db.baseAddress!, rows, gw, $0.baseAddress!) }
+                }
+            }
+            for i in 0..<(rows * groups) where err[i] < bestErr[i] {
+                bestErr[i] = err[i]
+                best[i] = factor
+            }
+        }
+        return best
+    }
+
+    func layerForward(_ model: Transformer, layer l: Int, _ x: Matrix) throws -> Matrix {
+        let cache = KVCache(config: model.config)
+        var h = x
+        h += try model.attention(layer: l, x, start: 0, cache: cache, path: .naive)
+        h += try model.feedForward(layer: l, h)
+        return h
+    }
+}
+
+func bf16Bits(_ f: Float) -> UInt16 {
+    let u = f.bitPattern
+    if (u & 0x7fff_ffff) > 0x7f80_0000 { return UInt16(u >> 16) | 0x40 }
+    return UInt16((u &+ 0x7fff &+ ((u >> 16) & 1)) >> 16)
+}
