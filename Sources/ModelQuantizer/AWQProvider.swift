@@ -72,42 +72,12 @@ final class ActivationSampler: LinearObserver {
 /// when the post-attention norm is scaled, so routing does not move — then a per-group clipping
 /// search (shrinking each group's range by up to 50%) on all but the query projections.
 /// Sequential like GPTQ: each layer is searched on the outputs of the quantized layers before it.
-public final class AWQProvider: QuantizedWeightProvider {
-    let source: Checkpoint
-    let plan: QuantizePlan
-    let threads: Int
+public final class AWQProvider: LayerwiseCalibration {
     let sampleCap = 512
     let grid = 20
-    private var hidden: [Matrix]
-    private var nextLayer = 0
-    private var results: [TensorRole: QuantizedTensor] = [:]
-    /// Tensors the folding changed that stay unquantized (norms, the router), as bf16.
-    private var replaced: [TensorRole: [UInt16]] = [:]
-    let log: ((String) -> Void)?
 
-    public init(source: Checkpoint, plan: QuantizePlan, sequences: [[Int]], threads: Int, log: ((String) -> Void)? = nil) throws {
-        guard !sequences.isEmpty else { throw ModelError.badInput("calibration: no token windows (the text is too short?)") }
-        self.source = source
-        self.plan = plan
-        self.threads = threads
-        self.log = log
-        let model = Transformer(checkpoint: source, threads: threads)
-        hidden = try sequences.map { try model.embed($0) }
-    }
-
-    public func quantized(_ role: TensorRole, scheme: QuantScheme) throws -> QuantizedTensor {
-        guard let layer = role.layer else {
-            return try ParallelQuantize.rtn(try source.matrix(role), scheme: scheme, threads: threads, name: role.name)
-        }
-        while nextLayer <= layer { try calibrate(layer: nextLayer) }
-        guard let t = results[role] else { throw ModelError.unsupported("internal: \(role.name) was not quantized with its layer") }
-        return t
-    }
-
-    public func replacement(_ role: TensorRole) throws -> [UInt16]? {
-        guard let layer = role.layer else { return nil }
-        while nextLayer <= layer { try calibrate(layer: nextLayer) }
-        return replaced[role]
+    public override init(source: Checkpoint, plan: QuantizePlan, sequences: [[Int]], threads: Int, log: ((String) -> Void)? = nil) throws {
+        try super.init(source: source, plan: plan, sequences: sequences, threads: threads, log: log)
     }
 
     // MARK: One layer
@@ -123,16 +93,15 @@ public final class AWQProvider: QuantizedWeightProvider {
         return w
     }
 
-    func calibrate(layer l: Int) throws {
+    override func calibrate(layer l: Int) throws {
         let c = source.config
         let start = Date()
         work = [:]
-        results = [:]
-        let quantized = source.schema.tensors.filter { $0.role.layer == l && plan.scheme($0.role) != nil }.map(\.role)
+        let quantized = quantizedRoles(layer: l)
         let sampler = ActivationSampler(wanted: Set(quantized), cap: sampleCap)
         let model = Transformer(checkpoint: source, threads: threads)
         model.linearObserver = sampler
-        for x in hidden { _ = try layerForward(model, layer: l, x) }
+        _ = try runLayer(model, layer: l)
 
         // Smoothing points: (what is divided by s, the projections multiplied by s).
         var points: [(smooth: TensorRole, balance: [TensorRole], alsoScaled: [TensorRole])] = []
@@ -182,10 +151,8 @@ public final class AWQProvider: QuantizedWeightProvider {
             if !role.isLinear || plan.scheme(role) == nil { replaced[role] = bf }
             overlay.setBF16(role, bf, rows: w.rows, cols: w.cols)
         }
-        let quantizedModel = Transformer(config: c, weights: overlay, threads: threads)
-        hidden = try hidden.map { try layerForward(quantizedModel, layer: l, $0) }
+        hidden = try runLayer(Transformer(config: c, weights: overlay, threads: threads), layer: l)
         log?(String(format: "calibrated layer %d (AWQ): %d projections in %.1f s", l, quantized.count, Date().timeIntervalSince(start)))
-        nextLayer = l + 1
         work = [:]
     }
 
@@ -292,13 +259,6 @@ public final class AWQProvider: QuantizedWeightProvider {
         return best
     }
 
-    func layerForward(_ model: Transformer, layer l: Int, _ x: Matrix) throws -> Matrix {
-        let cache = KVCache(config: model.config)
-        var h = x
-        h += try model.attention(layer: l, x, start: 0, cache: cache, path: .naive)
-        h += try model.feedForward(layer: l, h)
-        return h
-    }
 }
 
 func bf16Bits(_ f: Float) -> UInt16 {

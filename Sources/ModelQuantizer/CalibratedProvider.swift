@@ -86,53 +86,96 @@ func cblas_ssyrk_wrapper(n: Int, k: Int, x: UnsafePointer<Float>, h: UnsafeMutab
     Linear.syrkUpperAccumulate(x, rows: k, cols: n, into: h)
 }
 
-/// GPTQ, sequential over layers: layer l is calibrated on the outputs of the already-quantized
-/// layers before it. The writer asks for weights in checkpoint order; the first weight of a layer
-/// runs that layer's calibration (two passes: Hessians with the original weights, then the
-/// quantized layer's outputs for the next one). Memory: the calibration hidden states plus one
-/// layer's Hessians and results.
-public final class GPTQProvider: QuantizedWeightProvider {
+/// Calibration one decoder layer at a time, as the writer walks the checkpoint: the first weight
+/// (or folded norm) of layer l asked for runs `calibrate(layer:)` for every layer up to l, each on
+/// the outputs of the already-quantized layers before it. Memory: the calibration hidden states
+/// plus one layer's statistics and results.
+public class LayerwiseCalibration: QuantizedWeightProvider {
     let source: Checkpoint
     let plan: QuantizePlan
     let threads: Int
-    let actOrder: Bool
-    private var hidden: [Matrix]
-    private var nextLayer = 0
-    private var results: [TensorRole: QuantizedTensor] = [:]
-    /// Per role: GPTQ loss, calibration tokens, or why it fell back to RTN.
-    public private(set) var notes: [TensorRole: String] = [:]
     let log: ((String) -> Void)?
+    /// The next layer's input, one matrix per calibration window.
+    var hidden: [Matrix]
+    private var nextLayer = 0
+    /// The current layer's quantized weights.
+    var results: [TensorRole: QuantizedTensor] = [:]
+    /// Unquantized tensors the calibration changed (AWQ's folded norms and router), bf16.
+    var replaced: [TensorRole: [UInt16]] = [:]
 
-    public init(source: Checkpoint, plan: QuantizePlan, sequences: [[Int]], threads: Int, actOrder: Bool = true,
-                log: ((String) -> Void)? = nil) throws {
+    init(source: Checkpoint, plan: QuantizePlan, sequences: [[Int]], threads: Int, log: ((String) -> Void)?) throws {
         guard !sequences.isEmpty else { throw ModelError.badInput("calibration: no token windows (the text is too short?)") }
         self.source = source
         self.plan = plan
         self.threads = threads
-        self.actOrder = actOrder
         self.log = log
         let model = Transformer(checkpoint: source, threads: threads)
         hidden = try sequences.map { try model.embed($0) }
+    }
+
+    /// Quantizes layer `l`'s projections into `results` and advances `hidden` through it.
+    func calibrate(layer l: Int) throws { fatalError("subclass") }
+
+    private func reach(_ layer: Int) throws {
+        while nextLayer <= layer {
+            results = [:]
+            try calibrate(layer: nextLayer)
+            nextLayer += 1
+        }
     }
 
     public func quantized(_ role: TensorRole, scheme: QuantScheme) throws -> QuantizedTensor {
         guard let layer = role.layer else {
             return try ParallelQuantize.rtn(try source.matrix(role), scheme: scheme, threads: threads, name: role.name)
         }
-        while nextLayer <= layer { try calibrate(layer: nextLayer) }
+        try reach(layer)
         guard let t = results[role] else { throw ModelError.unsupported("internal: \(role.name) was not quantized with its layer") }
         return t
     }
 
-    func calibrate(layer l: Int) throws {
-        let config = source.config
-        let roles = source.schema.tensors.filter { $0.role.layer == l && plan.scheme($0.role) != nil }.map(\.role)
+    public func replacement(_ role: TensorRole) throws -> [UInt16]? {
+        guard let layer = role.layer else { return nil }
+        try reach(layer)
+        return replaced[role]
+    }
+
+    /// The projections of layer `l` the plan quantizes.
+    func quantizedRoles(layer l: Int) -> [TensorRole] {
+        source.schema.tensors.filter { $0.role.layer == l && plan.scheme($0.role) != nil }.map(\.role)
+    }
+
+    /// Runs layer `l` over every window with `model` (its observer sees the projections' inputs).
+    func runLayer(_ model: Transformer, layer l: Int) throws -> [Matrix] {
+        try hidden.map { x in
+            let cache = KVCache(config: model.config)
+            var h = x
+            h += try model.attention(layer: l, x, start: 0, cache: cache, path: .naive)
+            h += try model.feedForward(layer: l, h)
+            return h
+        }
+    }
+}
+
+/// GPTQ, sequential over layers: two passes per layer, Hessians with the original weights, then
+/// the quantized layer's outputs for the next one.
+public final class GPTQProvider: LayerwiseCalibration {
+    let actOrder: Bool
+    /// Per role: GPTQ loss and calibration tokens, or why it fell back to RTN.
+    public private(set) var notes: [TensorRole: String] = [:]
+
+    public init(source: Checkpoint, plan: QuantizePlan, sequences: [[Int]], threads: Int, actOrder: Bool = true,
+                log: ((String) -> Void)? = nil) throws {
+        self.actOrder = actOrder
+        try super.init(source: source, plan: plan, sequences: sequences, threads: threads, log: log)
+    }
+
+    override func calibrate(layer l: Int) throws {
+        let roles = quantizedRoles(layer: l)
         let collector = HessianCollector(wanted: Set(roles))
         let model = Transformer(checkpoint: source, threads: threads)
         model.linearObserver = collector
         let start = Date()
-        for x in hidden { _ = try layerForward(model, layer: l, x) }
-        results = [:]
+        _ = try runLayer(model, layer: l)
         let overlay = OverlayWeights(base: source)
         for role in roles {
             guard let scheme = plan.scheme(role) else { continue }
@@ -153,18 +196,7 @@ public final class GPTQProvider: QuantizedWeightProvider {
             }
             overlay.set(role, results[role]!)
         }
-        let quantizedModel = Transformer(config: config, weights: overlay, threads: threads)
-        hidden = try hidden.map { try layerForward(quantizedModel, layer: l, $0) }
+        hidden = try runLayer(Transformer(config: source.config, weights: overlay, threads: threads), layer: l)
         log?(String(format: "calibrated layer %d: %d projections in %.1f s", l, roles.count, Date().timeIntervalSince(start)))
-        nextLayer = l + 1
-    }
-
-    /// One decoder layer over a whole sequence (prefill from position 0).
-    func layerForward(_ model: Transformer, layer l: Int, _ x: Matrix) throws -> Matrix {
-        let cache = KVCache(config: model.config)
-        var h = x
-        h += try model.attention(layer: l, x, start: 0, cache: cache, path: .naive)
-        h += try model.feedForward(layer: l, h)
-        return h
     }
 }
