@@ -52,7 +52,7 @@ void dsk_quant_params(const uint16_t *W, size_t rows, size_t cols, size_t ld, si
                 s = rb(rb(mx - mn) / range);
                 float zf = rb(qmin - rb(mn / s));
                 if (isnan(zf)) z = 0; /* 0/0 in an all-zero group: torch's NaN -> int8 gives 0 */
-                else z = (int)nearbyintf(clampf(zf, qmin, qmax));
+                else z = (int)__builtin_rintf(clampf(zf, qmin, qmax));
             }
             if (s == 0) s = eps;
             scale[r * groups + g] = f32_to_bf16(s);
@@ -64,7 +64,7 @@ void dsk_quant_params(const uint16_t *W, size_t rows, size_t cols, size_t ld, si
 static inline int quant_value(float w, float s, float z, float qmin, float qmax) {
     float x = rb(w / s);
     if (z != 0) x = rb(x + z);
-    return (int)nearbyintf(clampf(x, qmin, qmax));
+    return (int)__builtin_rintf(clampf(x, qmin, qmax));
 }
 
 void dsk_quant_apply(const uint16_t *W, size_t rows, size_t cols, size_t ld, size_t group, int bits,
@@ -121,20 +121,74 @@ void dsk_unpack_int32_rows(const int32_t *in, size_t rows, size_t cols, int bits
     }
 }
 
-void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
-                        const uint16_t *scale, const int8_t *zp, uint16_t *out) {
-    const size_t per = 32 / (size_t)bits, words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
+/* Dequantizes one row, word by word (no per-element division). */
+static void dequant_row(const int32_t *src, size_t cols, int bits, size_t group, const uint16_t *scale, const int8_t *zp,
+                        float *out) {
+    const size_t per = 32 / (size_t)bits;
     const uint32_t mask = (1u << bits) - 1;
     const int32_t offset = 1 << (bits - 1);
+    size_t c = 0;
+    for (size_t w = 0; c < cols; w++) {
+        uint32_t word = (uint32_t)src[w];
+        for (size_t k = 0; k < per && c < cols; k++, c++) {
+            const size_t g = c / group;
+            const int q = (int)((word >> (k * (size_t)bits)) & mask) - offset;
+            const int z = zp ? zp[g] : 0;
+            out[c] = bf16_to_f32(f32_to_bf16(rb((float)(q - z)) * bf16_to_f32(scale[g])));
+        }
+    }
+}
+
+void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
+                        const uint16_t *scale, const int8_t *zp, uint16_t *out) {
+    const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
+    float row[4096];
     for (size_t r = 0; r < rows; r++) {
-        const int32_t *src = packed + r * words;
-        for (size_t g = 0; g < groups; g++) {
-            const float s = bf16_to_f32(scale[r * groups + g]);
-            const int z = zp ? zp[r * groups + g] : 0;
-            for (size_t c = g * group; c < (g + 1) * group; c++) {
-                int q = (int)(((uint32_t)src[c / per] >> ((c % per) * (size_t)bits)) & mask) - offset;
-                out[r * cols + c] = f32_to_bf16(rb((float)(q - z)) * s);
+        for (size_t c0 = 0; c0 < cols; c0 += 4096) {
+            /* rows wider than 4096 are done in 4096-column pieces (a multiple of 32 values: whole words) */
+            const size_t n = cols - c0 < 4096 ? cols - c0 : 4096;
+            const size_t g0 = c0 / group;
+            if (group <= 4096 && c0 % group == 0) {
+                dequant_row(packed + r * words + c0 * (size_t)bits / 32, n, bits, group, scale + r * groups + g0,
+                            zp ? zp + r * groups + g0 : NULL, row);
+                for (size_t c = 0; c < n; c++) out[r * cols + c0 + c] = f32_to_bf16(row[c]);
+            } else {
+                for (size_t c = c0; c < c0 + n; c++) {
+                    const size_t per = 32 / (size_t)bits, g = c / group;
+                    const int q = (int)(((uint32_t)packed[r * words + c / per] >> ((c % per) * (size_t)bits)) & ((1u << bits) - 1)) - (1 << (bits - 1));
+                    const int z = zp ? zp[r * groups + g] : 0;
+                    out[r * cols + c] = f32_to_bf16(rb((float)(q - z)) * bf16_to_f32(scale[r * groups + g]));
+                }
             }
         }
     }
+}
+
+void dsk_quant_sq_error(const uint16_t *W, const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
+                        const uint16_t *scale, const int8_t *zp, double *err2, double *norm2) {
+    const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
+    static _Thread_local uint16_t tmp[16384];
+    double e = 0, n = 0;
+    for (size_t r = 0; r < rows; r++) {
+        if (cols <= 16384) {
+            dsk_dequant_packed(packed + r * words, 1, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, tmp);
+            for (size_t c = 0; c < cols; c++) {
+                const double w = bf16_to_f32(W[r * cols + c]), d = w - bf16_to_f32(tmp[c]);
+                e += d * d;
+                n += w * w;
+            }
+            continue;
+        }
+        for (size_t c = 0; c < cols; c++) {  /* wide rows: element by element */
+            const size_t per = 32 / (size_t)bits, g = c / group;
+            const int q = (int)(((uint32_t)packed[r * words + c / per] >> ((c % per) * (size_t)bits)) & ((1u << bits) - 1)) - (1 << (bits - 1));
+            const int z = zp ? zp[r * groups + g] : 0;
+            const double w = bf16_to_f32(W[r * cols + c]);
+            const double d = w - bf16_to_f32(f32_to_bf16(rb((float)(q - z)) * bf16_to_f32(scale[r * groups + g])));
+            e += d * d;
+            n += w * w;
+        }
+    }
+    *err2 += e;
+    *norm2 += n;
 }

@@ -55,6 +55,9 @@ struct Reshard: ParsableCommand {
     func run() throws {
         try runCommand {
             let ckpt = try Checkpoint(directory: source)
+            guard ckpt.config.quantization == nil else {
+                throw ModelError.unsupported("\(source): a quantized (compressed-tensors) checkpoint cannot be resharded yet: packed words and scales need their own slicing; reshard the BF16 source and quantize each rank, or serve it with vLLM --tensor-parallel-size N")
+            }
             let mode = ExpertMode(rawValue: experts) ?? .tp
             let plan: ShardPlan
             do { plan = try ShardPlan(schema: ckpt.schema, tp: tp, experts: mode, groupSize: groupSize) } catch let e as PlanError {

@@ -111,4 +111,9 @@ double dsk_kl_position(const float *ours, const float *ref, size_t n, size_t tar
  * x[t, c] * d[r, c])^2, groups of `group` columns. */
 void dsk_group_output_error(const float *X, size_t tokens, size_t cols, const float *D, size_t rows, size_t group, double *err);
 
+/* Reconstruction error of a packed quantized weight against its bf16 original, one pass:
+ * *err2 += sum (w - dequant)^2 and *norm2 += sum w^2 over rows x cols. */
+void dsk_quant_sq_error(const uint16_t *W, const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
+                        const uint16_t *scale, const int8_t *zp, double *err2, double *norm2);
+
 #endif
