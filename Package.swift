@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(name: "dsconv-bench", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "CKernels", "Compression", "Tokenizer", "JSON"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CompressionTests", dependencies: ["TestSupport", "Compression", "CKernels", "Kernels", "SafeTensors", "JSON"]),
-        .testTarget(name: "QuantizationTests", dependencies: ["TestSupport", "Quantization", "SafeTensors", "JSON"]),
+        .testTarget(name: "QuantizationTests", dependencies: ["TestSupport", "Quantization", "Kernels", "SafeTensors", "JSON"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["TestSupport", "SafeTensors", "JSON"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["TestSupport", "DeepSeek", "SafeTensors", "Kernels", "JSON"],

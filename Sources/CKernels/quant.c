@@ -3,6 +3,9 @@
 #include <math.h>
 #include <string.h>
 
+/* One clone per instruction set, chosen at load time: the loops below are written to vectorize. */
+#define MULTIVERSION __attribute__((target_clones("avx512f,avx512bw", "avx2,fma", "default")))
+
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
     float f;
@@ -23,6 +26,7 @@ static inline float rb(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 
 static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
+MULTIVERSION
 void dsk_quant_params(const uint16_t *W, size_t rows, size_t cols, size_t ld, size_t group, int bits, int symmetric,
                       const float *clip, uint16_t *scale, int8_t *zp) {
     const float qmin = -(float)(1 << (bits - 1)), qmax = (float)((1 << (bits - 1)) - 1);
@@ -67,6 +71,7 @@ static inline int quant_value(float w, float s, float z, float qmin, float qmax)
     return (int)__builtin_rintf(clampf(x, qmin, qmax));
 }
 
+MULTIVERSION
 void dsk_quant_apply(const uint16_t *W, size_t rows, size_t cols, size_t ld, size_t group, int bits,
                      const uint16_t *scale, const int8_t *zp, int8_t *q) {
     const float qmin = -(float)(1 << (bits - 1)), qmax = (float)((1 << (bits - 1)) - 1);
@@ -91,13 +96,29 @@ uint16_t dsk_dequant_one(int q, int zp, uint16_t scale) {
     return f32_to_bf16(rb((float)(q - zp)) * bf16_to_f32(scale));
 }
 
+MULTIVERSION
 void dsk_pack_int32_rows(const int8_t *q, size_t rows, size_t cols, int bits, int32_t *out) {
-    const size_t per = 32 / (size_t)bits, words = (cols * (size_t)bits + 31) / 32;
+    const size_t per = 32 / (size_t)bits, words = (cols * (size_t)bits + 31) / 32, full = cols / per;
     const uint32_t mask = (1u << bits) - 1, offset = 1u << (bits - 1);
     for (size_t r = 0; r < rows; r++) {
         const int8_t *row = q + r * cols;
         int32_t *dst = out + r * words;
-        for (size_t w = 0; w < words; w++) {
+        if (bits == 4) {
+            for (size_t w = 0; w < full; w++) {
+                const int8_t *v = row + w * 8;
+                uint32_t word = 0;
+                for (size_t k = 0; k < 8; k++) word |= (((uint32_t)((int32_t)v[k] + 8)) & 15u) << (4 * k);
+                dst[w] = (int32_t)word;
+            }
+        } else if (bits == 8) {
+            for (size_t w = 0; w < full; w++) {
+                const int8_t *v = row + w * 4;
+                uint32_t word = 0;
+                for (size_t k = 0; k < 4; k++) word |= (((uint32_t)((int32_t)v[k] + 128)) & 255u) << (8 * k);
+                dst[w] = (int32_t)word;
+            }
+        }
+        for (size_t w = (bits == 4 || bits == 8) ? full : 0; w < words; w++) {  /* the tail (and other widths) */
             uint32_t word = 0;
             for (size_t k = 0; k < per; k++) {
                 size_t c = w * per + k;
@@ -109,6 +130,7 @@ void dsk_pack_int32_rows(const int8_t *q, size_t rows, size_t cols, int bits, in
     }
 }
 
+MULTIVERSION
 void dsk_unpack_int32_rows(const int32_t *in, size_t rows, size_t cols, int bits, int8_t *q) {
     const size_t per = 32 / (size_t)bits, words = (cols * (size_t)bits + 31) / 32;
     const uint32_t mask = (1u << bits) - 1;
@@ -139,6 +161,7 @@ static void dequant_row(const int32_t *src, size_t cols, int bits, size_t group,
     }
 }
 
+MULTIVERSION
 void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
                         const uint16_t *scale, const int8_t *zp, uint16_t *out) {
     const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
@@ -164,6 +187,7 @@ void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bit
     }
 }
 
+MULTIVERSION
 void dsk_quant_sq_error(const uint16_t *W, const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
                         const uint16_t *scale, const int8_t *zp, double *err2, double *norm2) {
     const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
@@ -191,4 +215,85 @@ void dsk_quant_sq_error(const uint16_t *W, const int32_t *packed, size_t rows, s
     }
     *err2 += e;
     *norm2 += n;
+}
+
+MULTIVERSION
+void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
+                            const uint16_t *scale, const int8_t *zp, float *out) {
+    const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
+    for (size_t r = 0; r < rows; r++)
+        dequant_row(packed + r * words, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, out + r * cols);
+}
+
+/* The dequantized value of every code of one (row, group): 16 entries for int4, 256 for int8. */
+static inline void group_table(int bits, uint16_t s, int z, float *table) {
+    const int n = 1 << bits, offset = 1 << (bits - 1);
+    const float sf = bf16_to_f32(s);
+    for (int u = 0; u < n; u++) table[u] = bf16_to_f32(f32_to_bf16(rb((float)(u - offset - z)) * sf));
+}
+
+#define PACKED_MAX_M 32
+
+MULTIVERSION
+void dsk_matmul_xwT_packed(const float *X, size_t M, size_t ldx, const int32_t *W, size_t K, int bits, size_t group,
+                           const uint16_t *scale, const int8_t *zp, size_t n0, size_t n1, float *Y, size_t ldy) {
+    const size_t words = (K * (size_t)bits + 31) / 32, groups = K / group, per = 32 / (size_t)bits;
+    const uint32_t mask = (1u << bits) - 1;
+    float table[256];
+    float w[16];
+    float acc[PACKED_MAX_M][16];
+    for (size_t m0 = 0; m0 < M; m0 += PACKED_MAX_M) {
+        const size_t mb = M - m0 < PACKED_MAX_M ? M - m0 : PACKED_MAX_M;
+        for (size_t n = n0; n < n1; n++) {
+            const int32_t *row = W + n * words;
+            for (size_t m = 0; m < mb; m++) for (int k = 0; k < 16; k++) acc[m][k] = 0;
+            size_t g_cached = (size_t)-1;
+            for (size_t c = 0; c < K; c += 16) {
+                const size_t len = K - c < 16 ? K - c : 16;
+                if (len == 16 && c / group == (c + 15) / group) {
+                    const size_t g = c / group;
+                    if (g != g_cached) {
+                        group_table(bits, scale[n * groups + g], zp ? zp[n * groups + g] : 0, table);
+                        g_cached = g;
+                    }
+                    if (bits == 4) {
+                        const uint32_t w0 = (uint32_t)row[c / 8], w1 = (uint32_t)row[c / 8 + 1];
+                        for (int k = 0; k < 8; k++) {
+                            w[k] = table[(w0 >> (4 * k)) & 15u];
+                            w[k + 8] = table[(w1 >> (4 * k)) & 15u];
+                        }
+                    } else {
+                        for (int k = 0; k < 16; k++) {
+                            const size_t cc = c + (size_t)k;
+                            w[k] = table[((uint32_t)row[cc / per] >> ((cc % per) * (size_t)bits)) & mask];
+                        }
+                    }
+                } else {  /* a block across groups, or the tail */
+                    for (size_t k = 0; k < 16; k++) {
+                        const size_t cc = c + k;
+                        if (k >= len) { w[k] = 0; continue; }
+                        const size_t g = cc / group;
+                        const int u = (int)(((uint32_t)row[cc / per] >> ((cc % per) * (size_t)bits)) & mask);
+                        const int z = zp ? zp[n * groups + g] : 0;
+                        w[k] = bf16_to_f32(f32_to_bf16(rb((float)(u - (1 << (bits - 1)) - z)) * bf16_to_f32(scale[n * groups + g])));
+                    }
+                    g_cached = (size_t)-1;
+                }
+                for (size_t m = 0; m < mb; m++) {
+                    const float *x = X + (m0 + m) * ldx + c;
+                    if (len == 16) {
+                        for (int k = 0; k < 16; k++) acc[m][k] += x[k] * w[k];
+                    } else {
+                        for (size_t k = 0; k < len; k++) acc[m][k] += x[k] * w[k];
+                    }
+                }
+            }
+            for (size_t m = 0; m < mb; m++) {
+                float s8[8], s4[4];
+                for (int i = 0; i < 8; i++) s8[i] = acc[m][i] + acc[m][i + 8];
+                for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
+                Y[(m0 + m) * ldy + (n - n0)] = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+            }
+        }
+    }
 }

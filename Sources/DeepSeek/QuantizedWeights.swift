@@ -2,14 +2,14 @@ import Kernels
 import Quantization
 import SafeTensors
 
-/// A quantized Linear weight read back from its compressed-tensors components and dequantized
-/// to BF16 exactly as compressed-tensors decompresses it, so the forward pass runs on the values
-/// an engine computes with.
+/// A quantized Linear weight read back from its compressed-tensors components, checked, and kept
+/// packed: the kernels read the int32 words and compute with exactly the values compressed-tensors
+/// decompresses to, bf16(bf16(q − zp) · scale).
 enum QuantizedWeights {
     /// One stored component: its header entry and bytes.
     typealias Fetch = (TensorComponent) throws -> (info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String)
 
-    static func dequantize(_ role: TensorRole, schema: TensorSchema, fetch: Fetch) throws -> (OwnedBytes, rows: Int, cols: Int) {
+    static func load(_ role: TensorRole, schema: TensorSchema, fetch: Fetch) throws -> (OwnedBytes, PackedOffsets, rows: Int, cols: Int) {
         guard let scheme = schema.quantizedRoles[role], let logical = schema.tensor(role, .weightPacked)?.logicalShape else {
             throw ModelError.badTensor(file: "config.json", tensor: role.name, message: "not a quantized module")
         }
@@ -42,10 +42,45 @@ enum QuantizedWeights {
         let zp = parts[.weightZeroPoint].map {
             QuantizedTensor.unpackZeroPoint(words($0.bytes, Int32.self), rows: rows, groups: scheme.groups(cols: cols), bits: scheme.bits)
         }
-        let t = QuantizedTensor(rows: rows, cols: cols, scheme: scheme, packed: words(packed.bytes, Int32.self),
-                                scale: words(scale.bytes, UInt16.self), zeroPoint: zp)
-        let out = OwnedBytes(byteCount: rows * cols * 2)
-        t.dequantize(into: out.mutableBytes.baseAddress!.assumingMemoryBound(to: UInt16.self))
-        return (out, rows, cols)
+        _ = words(shape.bytes, Int64.self)
+        // One aligned buffer: packed words, then scales, then unpacked zero points.
+        let offsets = try Self.offsets(role, schema: schema)
+        let zpBytes = zp?.count ?? 0
+        let out = OwnedBytes(byteCount: (offsets.zeroPoint ?? offsets.end) + zpBytes)
+        let base = out.mutableBytes.baseAddress!
+        UnsafeMutableRawBufferPointer(start: base, count: packed.bytes.count).copyMemory(from: packed.bytes)
+        UnsafeMutableRawBufferPointer(start: base + offsets.scale, count: scale.bytes.count).copyMemory(from: scale.bytes)
+        if let zp, let at = offsets.zeroPoint { zp.withUnsafeBytes { UnsafeMutableRawBufferPointer(start: base + at, count: zpBytes).copyMemory(from: $0) } }
+        return (out, offsets, rows, cols)
+    }
+
+    /// The buffer layout of a role's packed weight, from the schema alone.
+    static func offsets(_ role: TensorRole, schema: TensorSchema) throws -> PackedOffsets {
+        guard let scheme = schema.quantizedRoles[role], let logical = schema.tensor(role, .weightPacked)?.logicalShape else {
+            throw ModelError.badTensor(file: "config.json", tensor: role.name, message: "not a quantized module")
+        }
+        let (rows, cols) = (logical[0], logical[1])
+        let wordBytes = rows * scheme.packedWords(cols: cols) * 4, scaleBytes = rows * scheme.groups(cols: cols) * 2
+        let scaleOffset = (wordBytes + 63) / 64 * 64, end = (scaleOffset + scaleBytes + 63) / 64 * 64
+        return PackedOffsets(scale: scaleOffset, zeroPoint: scheme.symmetric ? nil : end, end: end, bits: scheme.bits,
+                             groupSize: scheme.groupWidth(cols: cols))
+    }
+
+    /// Where the side tables sit in the buffer `load` returns.
+    struct PackedOffsets {
+        let scale: Int
+        let zeroPoint: Int?
+        let end: Int
+        let bits: Int
+        let groupSize: Int
+
+        func matrix(_ owned: OwnedBytes, rows: Int, cols: Int) -> WeightMatrix {
+            let base = UnsafeRawPointer(owned.bytes.baseAddress!)
+            let words = (cols * bits + 31) / 32
+            let layout = PackedLayout(bits: bits, groupSize: groupSize, scale: (base + scale).assumingMemoryBound(to: UInt16.self),
+                                      zeroPoint: zeroPoint.map { (base + $0).assumingMemoryBound(to: Int8.self) })
+            return WeightMatrix(bytes: UnsafeRawBufferPointer(start: base, count: rows * words * 4), format: .packed, rows: rows, cols: cols,
+                                owner: owned, packing: layout)
+        }
     }
 }

@@ -59,20 +59,21 @@ extension TensorLocation {
 extension Checkpoint: WeightSource {
     public func matrix(_ role: TensorRole) throws -> WeightMatrix {
         if schema.quantizedRoles[role] != nil {
-            var rows = 0, cols = 0
+            var layout: QuantizedWeights.PackedOffsets?
             let owned = try dequantized.value(role.name) {
-                let (b, r, c) = try QuantizedWeights.dequantize(role, schema: schema) { component in
+                let (b, offsets, _, _) = try QuantizedWeights.load(role, schema: schema) { component in
                     let name = role.moduleName + "." + component.rawValue
                     guard let loc = weights[name] else {
                         throw ModelError.badTensor(file: directory, tensor: name, message: "missing from the checkpoint")
                     }
                     return (loc.info, loc.data, loc.file.path)
                 }
+                layout = offsets
                 return b
             }
             let logical = schema.tensor(role, .weightPacked)?.logicalShape ?? [0, 0]
-            (rows, cols) = (logical[0], logical[1])
-            return WeightMatrix(bytes: owned.bytes, format: .bf16, rows: rows, cols: cols, owner: owned)
+            let offsets = try layout ?? QuantizedWeights.offsets(role, schema: schema)
+            return offsets.matrix(owned, rows: logical[0], cols: logical[1])
         }
         let loc = try tensor(role)
         if let expected = schema[role.name], expected.shape != loc.info.shape {

@@ -1,8 +1,28 @@
 import CKernels
 import COpenBLAS
 
-/// Element types a weight may arrive in.
-public enum WeightFormat: Sendable { case bf16, f16, f32 }
+/// Element types a weight may arrive in. `packed`: integer codes in int32 words with per-group
+/// scales (compressed-tensors pack-quantized, `PackedLayout`).
+public enum WeightFormat: Sendable { case bf16, f16, f32, packed }
+
+/// The side tables of a packed quantized weight; the pointers live as long as the matrix's owner.
+public struct PackedLayout: @unchecked Sendable {
+    public let bits: Int
+    public let groupSize: Int
+    /// bf16 [rows, cols / groupSize].
+    public let scale: UnsafePointer<UInt16>
+    /// int8 [rows, cols / groupSize], nil when symmetric.
+    public let zeroPoint: UnsafePointer<Int8>?
+
+    public init(bits: Int, groupSize: Int, scale: UnsafePointer<UInt16>, zeroPoint: UnsafePointer<Int8>?) {
+        self.bits = bits
+        self.groupSize = groupSize
+        self.scale = scale
+        self.zeroPoint = zeroPoint
+    }
+
+    func wordsPerRow(_ cols: Int) -> Int { (cols * bits + 31) / 32 }
+}
 
 /// A weight matrix [outFeatures, inFeatures] as it lies in the checkpoint (usually an mmap slice).
 /// `owner` keeps the mapping alive.
@@ -12,17 +32,28 @@ public struct WeightMatrix: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
     public let owner: AnyObject?
+    /// Set for `.packed`.
+    public let packing: PackedLayout?
 
-    public init(bytes: UnsafeRawBufferPointer, format: WeightFormat, rows: Int, cols: Int, owner: AnyObject?) {
+    public init(bytes: UnsafeRawBufferPointer, format: WeightFormat, rows: Int, cols: Int, owner: AnyObject?, packing: PackedLayout? = nil) {
+        precondition((format == .packed) == (packing != nil), "a packed weight needs its layout")
         self.bytes = bytes
         self.format = format
         self.rows = rows
         self.cols = cols
         self.owner = owner
+        self.packing = packing
     }
 
     /// Rows [from, from+count) as a weight of its own (a view, no copy).
     public func rowSlice(_ from: Int, _ count: Int) -> WeightMatrix {
+        if let p = packing {
+            let words = p.wordsPerRow(cols), groups = cols / p.groupSize
+            let b = UnsafeRawBufferPointer(rebasing: bytes[(from * words * 4)..<((from + count) * words * 4)])
+            let layout = PackedLayout(bits: p.bits, groupSize: p.groupSize, scale: p.scale + from * groups,
+                                      zeroPoint: p.zeroPoint.map { $0 + from * groups })
+            return WeightMatrix(bytes: b, format: .packed, rows: count, cols: cols, owner: owner, packing: layout)
+        }
         let size = format == .f32 ? 4 : 2
         let b = UnsafeRawBufferPointer(rebasing: bytes[(from * cols * size)..<((from + count) * cols * size)])
         return WeightMatrix(bytes: b, format: format, rows: count, cols: cols, owner: owner)
@@ -41,6 +72,10 @@ public struct WeightMatrix: @unchecked Sendable {
         case .bf16: Conversion.bf16ToF32(bytes, dst, count: n)
         case .f16: Conversion.f16ToF32(bytes, dst, count: n)
         case .f32: dst.update(from: bytes.baseAddress!.assumingMemoryBound(to: Float.self), count: n)
+        case .packed:
+            guard let p = packing else { return }
+            dsk_dequant_packed_f32(bytes.baseAddress!.assumingMemoryBound(to: Int32.self), rows, cols, Int32(p.bits), p.groupSize,
+                                   p.scale, p.zeroPoint, dst)
         }
     }
 }
@@ -91,6 +126,10 @@ public enum Linear {
                     case .bf16:
                         dsk_matmul_xwT_bf16(xp.value, x.rows, x.cols, w.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self),
                                             w.cols, n0, n1, yp.value + n0, n)
+                    case .packed:
+                        guard let p = w.packing else { return }
+                        dsk_matmul_xwT_packed(xp.value, x.rows, x.cols, w.bytes.baseAddress!.assumingMemoryBound(to: Int32.self), w.cols,
+                                              Int32(p.bits), p.groupSize, p.scale, p.zeroPoint, n0, n1, yp.value + n0, n)
                     default:
                         dsk_matmul_xwT_f32(xp.value, x.rows, x.cols, w.bytes.baseAddress!.assumingMemoryBound(to: Float.self),
                                            w.cols, n0, n1, yp.value + n0, n)

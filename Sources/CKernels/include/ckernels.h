@@ -116,4 +116,15 @@ void dsk_group_output_error(const float *X, size_t tokens, size_t cols, const fl
 void dsk_quant_sq_error(const uint16_t *W, const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
                         const uint16_t *scale, const int8_t *zp, double *err2, double *norm2);
 
+/* Y[m, n - n0] (row stride ldy) = sum_k X[m, k] * W[n, k] for a packed quantized W (int32 words
+ * [N, ceil(K*bits/32)], bf16 scales [N, K/group], int8 zero points or NULL, bits 4 or 8), with W's
+ * values exactly bf16(bf16(q - zp) * scale), as the checkpoint decompresses: the weight is read
+ * once in its packed form (decode is memory-bound). Sums in the same 16-lane order as
+ * dsk_matmul_xwT_bf16, so results do not depend on the thread split. */
+void dsk_matmul_xwT_packed(const float *X, size_t M, size_t ldx, const int32_t *W, size_t K, int bits, size_t group,
+                           const uint16_t *scale, const int8_t *zp, size_t n0, size_t n1, float *Y, size_t ldy);
+/* Rows [0, rows) of a packed weight dequantized to f32 (for the sgemm tiles of prefill). */
+void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
+                            const uint16_t *scale, const int8_t *zp, float *out);
+
 #endif

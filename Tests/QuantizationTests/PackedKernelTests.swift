@@ -1,0 +1,41 @@
+import Kernels
+import Quantization
+import Testing
+
+/// The packed-weight kernels (decode rows and prefill tiles) against the same weight dequantized
+/// to BF16: the values are identical, so only the summation order may differ.
+@Suite struct PackedKernelTests {
+    @Test(arguments: [(4, 32, true), (4, 128, false), (8, 64, true), (4, 24, true)])
+    func packedMatchesDequantized(bits: Int, group: Int, symmetric: Bool) {
+        var seed: UInt64 = 11
+        func next() -> Float {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: seed >> 11) % 2001 - 1000) / 1000
+        }
+        let rows = 40, cols = group * 6
+        let w: [UInt16] = (0..<(rows * cols)).map { _ in UInt16(truncatingIfNeeded: (Float(0.02) * next()).bitPattern >> 16) }
+        let scheme = QuantScheme(bits: bits, groupSize: group, symmetric: symmetric)
+        let q = w.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: rows, cols: cols, scheme: scheme) }
+        let deq = q.dequantized()
+        let zp = q.zeroPoint ?? []
+        q.packed.withUnsafeBytes { p in
+            q.scale.withUnsafeBufferPointer { s in
+                zp.withUnsafeBufferPointer { z in
+                    deq.withUnsafeBytes { d in
+                        let layout = PackedLayout(bits: bits, groupSize: group, scale: s.baseAddress!, zeroPoint: symmetric ? nil : z.baseAddress)
+                        let packed = WeightMatrix(bytes: p, format: .packed, rows: rows, cols: cols, owner: nil, packing: layout)
+                        let plain = WeightMatrix(bytes: d, format: .bf16, rows: rows, cols: cols, owner: nil)
+                        #expect(packed.toF32() == plain.toF32(), "dequantization differs")
+                        #expect(packed.rowSlice(7, 9).toF32() == plain.rowSlice(7, 9).toF32(), "row slices differ")
+                        for m in [1, 5, 40] {
+                            let x = Matrix(rows: m, cols: cols, data: (0..<(m * cols)).map { _ in next() })
+                            let a = Linear.apply(x, packed, threads: 2), b = Linear.apply(x, plain, threads: 2)
+                            let worst = zip(a.data, b.data).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? 0
+                            #expect(worst < 1e-4, "bits \(bits) g\(group) m \(m): relative difference \(worst)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
