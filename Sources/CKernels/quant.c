@@ -4,7 +4,7 @@
 #include <string.h>
 
 /* One clone per instruction set, chosen at load time: the loops below are written to vectorize. */
-#define MULTIVERSION __attribute__((target_clones("avx512f,avx512bw", "avx2,fma", "default")))
+#define MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
 
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -234,8 +234,76 @@ static inline void group_table(int bits, uint16_t s, int z, float *table) {
 
 #define PACKED_MAX_M 32
 
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+
+/* bf16 round-to-nearest-even of 16 f32 lanes (finite inputs), returned as f32. */
+__attribute__((target("avx512f"))) static inline __m512 rb16(__m512 v) {
+    __m512i u = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+    return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* int4 rows with AVX-512: each group's 16 dequantized values in one register (exact:
+ * bf16(bf16(u - 8 - z) * s)), 16 codes decoded per permute. Groups must be multiples of 16. */
+__attribute__((target("avx512f"))) static void packed4_avx512(const float *X, size_t M, size_t ldx, const int32_t *W, size_t K,
+                                                              size_t group, const uint16_t *scale, const int8_t *zp,
+                                                              size_t n0, size_t n1, float *Y, size_t ldy) {
+    const size_t words = K / 8, groups = K / group;
+    const __m512i shifts = _mm512_set_epi32(28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20, 16, 12, 8, 4, 0);
+    const __m512i fifteen = _mm512_set1_epi32(15);
+    const __m512 codes = _mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8);
+    for (size_t m0 = 0; m0 < M; m0 += PACKED_MAX_M) {
+        const size_t mb = M - m0 < PACKED_MAX_M ? M - m0 : PACKED_MAX_M;
+        for (size_t n = n0; n < n1; n++) {
+            const int32_t *row = W + n * words;
+            __m512 acc[PACKED_MAX_M];
+            for (size_t m = 0; m < mb; m++) acc[m] = _mm512_setzero_ps();
+            for (size_t g = 0; g < groups; g++) {
+                const float s = bf16_to_f32(scale[n * groups + g]);
+                const float z = zp ? (float)zp[n * groups + g] : 0.0f;
+                const __m512 table = rb16(_mm512_mul_ps(rb16(_mm512_sub_ps(codes, _mm512_set1_ps(z))), _mm512_set1_ps(s)));
+                for (size_t c = g * group; c < (g + 1) * group; c += 16) {
+                    const __m256i lo = _mm256_set1_epi32(row[c / 8]), hi = _mm256_set1_epi32(row[c / 8 + 1]);
+                    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                    const __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(v, shifts), fifteen);
+                    const __m512 w = _mm512_permutexvar_ps(idx, table);
+                    for (size_t m = 0; m < mb; m++) acc[m] = _mm512_fmadd_ps(_mm512_loadu_ps(X + (m0 + m) * ldx + c), w, acc[m]);
+                }
+            }
+            for (size_t m = 0; m < mb; m++) {
+                float a[16];
+                _mm512_storeu_ps(a, acc[m]);
+                float s8[8], s4[4];
+                for (int i = 0; i < 8; i++) s8[i] = a[i] + a[i + 8];
+                for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
+                Y[(m0 + m) * ldy + (n - n0)] = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+            }
+        }
+    }
+}
+#endif
+
 MULTIVERSION
+void dsk_packed_generic(const float *X, size_t M, size_t ldx, const int32_t *W, size_t K, int bits, size_t group,
+                        const uint16_t *scale, const int8_t *zp, size_t n0, size_t n1, float *Y, size_t ldy);
+
 void dsk_matmul_xwT_packed(const float *X, size_t M, size_t ldx, const int32_t *W, size_t K, int bits, size_t group,
+                           const uint16_t *scale, const int8_t *zp, size_t n0, size_t n1, float *Y, size_t ldy) {
+#if defined(__x86_64__) && defined(__clang__)
+    static int avx512 = -1;
+    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    if (avx512 && bits == 4 && group % 16 == 0 && K % group == 0) {
+        packed4_avx512(X, M, ldx, W, K, group, scale, zp, n0, n1, Y, ldy);
+        return;
+    }
+#endif
+    dsk_packed_generic(X, M, ldx, W, K, bits, group, scale, zp, n0, n1, Y, ldy);
+}
+
+MULTIVERSION
+void dsk_packed_generic(const float *X, size_t M, size_t ldx, const int32_t *W, size_t K, int bits, size_t group,
                            const uint16_t *scale, const int8_t *zp, size_t n0, size_t n1, float *Y, size_t ldy) {
     const size_t words = (K * (size_t)bits + 31) / 32, groups = K / group, per = 32 / (size_t)bits;
     const uint32_t mask = (1u << bits) - 1;

@@ -7,14 +7,14 @@ import SafeTensors
 /// decompresses to, bf16(bf16(q − zp) · scale).
 enum QuantizedWeights {
     /// One stored component: its header entry and bytes.
-    typealias Fetch = (TensorComponent) throws -> (info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String)
+    typealias Fetch = (TensorComponent) throws -> (info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String, owner: AnyObject)
 
-    static func load(_ role: TensorRole, schema: TensorSchema, fetch: Fetch) throws -> (OwnedBytes, PackedOffsets, rows: Int, cols: Int) {
+    static func load(_ role: TensorRole, schema: TensorSchema, fetch: Fetch) throws -> PackedWeight {
         guard let scheme = schema.quantizedRoles[role], let logical = schema.tensor(role, .weightPacked)?.logicalShape else {
             throw ModelError.badTensor(file: "config.json", tensor: role.name, message: "not a quantized module")
         }
         let (rows, cols) = (logical[0], logical[1])
-        var parts: [TensorComponent: (info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String)] = [:]
+        var parts: [TensorComponent: (info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String, owner: AnyObject)] = [:]
         let needed: [TensorComponent] = [.weightPacked, .weightScale, .weightShape] + (scheme.symmetric ? [] : [.weightZeroPoint])
         for c in needed {
             let part = try fetch(c)
@@ -39,48 +39,57 @@ enum QuantizedWeights {
         func words<T>(_ b: UnsafeRawBufferPointer, _ type: T.Type) -> [T] {
             (0..<(b.count / MemoryLayout<T>.size)).map { b.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self) }
         }
+        let groups = scheme.groups(cols: cols)
         let zp = parts[.weightZeroPoint].map {
-            QuantizedTensor.unpackZeroPoint(words($0.bytes, Int32.self), rows: rows, groups: scheme.groups(cols: cols), bits: scheme.bits)
+            QuantizedTensor.unpackZeroPoint(words($0.bytes, Int32.self), rows: rows, groups: groups, bits: scheme.bits)
         }
-        _ = words(shape.bytes, Int64.self)
-        // One aligned buffer: packed words, then scales, then unpacked zero points.
-        let offsets = try Self.offsets(role, schema: schema)
-        let zpBytes = zp?.count ?? 0
-        let out = OwnedBytes(byteCount: (offsets.zeroPoint ?? offsets.end) + zpBytes)
-        let base = out.mutableBytes.baseAddress!
-        UnsafeMutableRawBufferPointer(start: base, count: packed.bytes.count).copyMemory(from: packed.bytes)
-        UnsafeMutableRawBufferPointer(start: base + offsets.scale, count: scale.bytes.count).copyMemory(from: scale.bytes)
-        if let zp, let at = offsets.zeroPoint { zp.withUnsafeBytes { UnsafeMutableRawBufferPointer(start: base + at, count: zpBytes).copyMemory(from: $0) } }
-        return (out, offsets, rows, cols)
+        // Aligned words and scales are used where they are mapped (nothing copied, pages come
+        // and go with the page cache); misaligned ones are copied once.
+        let owner = PackedWeightStorage()
+        owner.owners = [packed.owner, scale.owner]
+        let packedView: UnsafeRawBufferPointer
+        if Int(bitPattern: packed.bytes.baseAddress) % 4 == 0 { packedView = packed.bytes } else {
+            let copy = OwnedBytes(byteCount: packed.bytes.count)
+            copy.mutableBytes.copyMemory(from: packed.bytes)
+            owner.owners.append(copy)
+            owner.cost += packed.bytes.count
+            packedView = copy.bytes
+        }
+        let scaleView: UnsafeRawBufferPointer
+        if Int(bitPattern: scale.bytes.baseAddress) % 2 == 0 { scaleView = scale.bytes } else {
+            let copy = OwnedBytes(byteCount: scale.bytes.count)
+            copy.mutableBytes.copyMemory(from: scale.bytes)
+            owner.owners.append(copy)
+            owner.cost += scale.bytes.count
+            scaleView = copy.bytes
+        }
+        var zpPointer: UnsafePointer<Int8>?
+        if let zp {
+            let copy = OwnedBytes(byteCount: zp.count)
+            zp.withUnsafeBytes { copy.mutableBytes.copyMemory(from: $0) }
+            owner.owners.append(copy)
+            owner.cost += zp.count
+            zpPointer = copy.bytes.baseAddress!.assumingMemoryBound(to: Int8.self)
+        }
+        let layout = PackedLayout(bits: scheme.bits, groupSize: scheme.groupWidth(cols: cols),
+                                  scale: scaleView.baseAddress!.assumingMemoryBound(to: UInt16.self), zeroPoint: zpPointer)
+        return PackedWeight(matrix: WeightMatrix(bytes: packedView, format: .packed, rows: rows, cols: cols, owner: owner, packing: layout),
+                            cost: owner.cost)
     }
+}
 
-    /// The buffer layout of a role's packed weight, from the schema alone.
-    static func offsets(_ role: TensorRole, schema: TensorSchema) throws -> PackedOffsets {
-        guard let scheme = schema.quantizedRoles[role], let logical = schema.tensor(role, .weightPacked)?.logicalShape else {
-            throw ModelError.badTensor(file: "config.json", tensor: role.name, message: "not a quantized module")
-        }
-        let (rows, cols) = (logical[0], logical[1])
-        let wordBytes = rows * scheme.packedWords(cols: cols) * 4, scaleBytes = rows * scheme.groups(cols: cols) * 2
-        let scaleOffset = (wordBytes + 63) / 64 * 64, end = (scaleOffset + scaleBytes + 63) / 64 * 64
-        return PackedOffsets(scale: scaleOffset, zeroPoint: scheme.symmetric ? nil : end, end: end, bits: scheme.bits,
-                             groupSize: scheme.groupWidth(cols: cols))
-    }
+/// What keeps a packed weight's bytes alive: the mapped files it views, and any copies.
+final class PackedWeightStorage: @unchecked Sendable {
+    var owners: [AnyObject] = []
+    var cost = 256
+}
 
-    /// Where the side tables sit in the buffer `load` returns.
-    struct PackedOffsets {
-        let scale: Int
-        let zeroPoint: Int?
-        let end: Int
-        let bits: Int
-        let groupSize: Int
-
-        func matrix(_ owned: OwnedBytes, rows: Int, cols: Int) -> WeightMatrix {
-            let base = UnsafeRawPointer(owned.bytes.baseAddress!)
-            let words = (cols * bits + 31) / 32
-            let layout = PackedLayout(bits: bits, groupSize: groupSize, scale: (base + scale).assumingMemoryBound(to: UInt16.self),
-                                      zeroPoint: zeroPoint.map { (base + $0).assumingMemoryBound(to: Int8.self) })
-            return WeightMatrix(bytes: UnsafeRawBufferPointer(start: base, count: rows * words * 4), format: .packed, rows: rows, cols: cols,
-                                owner: owned, packing: layout)
-        }
+/// A cached packed weight: the matrix (whose owner is its storage) and the memory it costs.
+final class PackedWeight: @unchecked Sendable {
+    let matrix: WeightMatrix
+    let cost: Int
+    init(matrix: WeightMatrix, cost: Int) {
+        self.matrix = matrix
+        self.cost = cost
     }
 }

@@ -59,21 +59,16 @@ extension TensorLocation {
 extension Checkpoint: WeightSource {
     public func matrix(_ role: TensorRole) throws -> WeightMatrix {
         if schema.quantizedRoles[role] != nil {
-            var layout: QuantizedWeights.PackedOffsets?
-            let owned = try dequantized.value(role.name) {
-                let (b, offsets, _, _) = try QuantizedWeights.load(role, schema: schema) { component in
+            let packed = try dequantized.object(role.name, cost: { (p: PackedWeight) in p.cost }) {
+                try QuantizedWeights.load(role, schema: schema) { component in
                     let name = role.moduleName + "." + component.rawValue
                     guard let loc = weights[name] else {
                         throw ModelError.badTensor(file: directory, tensor: name, message: "missing from the checkpoint")
                     }
-                    return (loc.info, loc.data, loc.file.path)
+                    return (loc.info, loc.data, loc.file.path, loc.file)
                 }
-                layout = offsets
-                return b
             }
-            let logical = schema.tensor(role, .weightPacked)?.logicalShape ?? [0, 0]
-            let offsets = try layout ?? QuantizedWeights.offsets(role, schema: schema)
-            return offsets.matrix(owned, rows: logical[0], cols: logical[1])
+            return packed.matrix
         }
         let loc = try tensor(role)
         if let expected = schema[role.name], expected.shape != loc.info.shape {
