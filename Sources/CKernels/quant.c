@@ -283,6 +283,60 @@ __attribute__((target("avx512f"))) static void packed4_avx512(const float *X, si
         }
     }
 }
+
+__attribute__((target("avx2,fma"))) static inline __m256 rb8(__m256 v) {
+    __m256i u = _mm256_castps_si256(v);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    u = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
+    return _mm256_castsi256_ps(_mm256_and_si256(u, _mm256_set1_epi32((int)0xffff0000u)));
+}
+
+/* int4 rows with AVX2: the group's 16 values in two registers, 8 codes per word decoded with two
+ * permutes and a blend on the code's top bit. Groups must be multiples of 16. */
+__attribute__((target("avx2,fma"))) static void packed4_avx2(const float *X, size_t M, size_t ldx, const int32_t *W, size_t K,
+                                                             size_t group, const uint16_t *scale, const int8_t *zp,
+                                                             size_t n0, size_t n1, float *Y, size_t ldy) {
+    const size_t words = K / 8, groups = K / group;
+    const __m256i shifts = _mm256_set_epi32(28, 24, 20, 16, 12, 8, 4, 0);
+    const __m256i fifteen = _mm256_set1_epi32(15);
+    const __m256 codesLo = _mm256_set_ps(-1, -2, -3, -4, -5, -6, -7, -8), codesHi = _mm256_set_ps(7, 6, 5, 4, 3, 2, 1, 0);
+    for (size_t m0 = 0; m0 < M; m0 += PACKED_MAX_M) {
+        const size_t mb = M - m0 < PACKED_MAX_M ? M - m0 : PACKED_MAX_M;
+        for (size_t n = n0; n < n1; n++) {
+            const int32_t *row = W + n * words;
+            __m256 acc0[PACKED_MAX_M], acc1[PACKED_MAX_M];
+            for (size_t m = 0; m < mb; m++) { acc0[m] = _mm256_setzero_ps(); acc1[m] = _mm256_setzero_ps(); }
+            for (size_t g = 0; g < groups; g++) {
+                const __m256 s = _mm256_set1_ps(bf16_to_f32(scale[n * groups + g]));
+                const __m256 z = _mm256_set1_ps(zp ? (float)zp[n * groups + g] : 0.0f);
+                const __m256 tlo = rb8(_mm256_mul_ps(rb8(_mm256_sub_ps(codesLo, z)), s));
+                const __m256 thi = rb8(_mm256_mul_ps(rb8(_mm256_sub_ps(codesHi, z)), s));
+                for (size_t c = g * group; c < (g + 1) * group; c += 16) {
+                    __m256 w[2];
+                    for (int h = 0; h < 2; h++) {
+                        const __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(row[c / 8 + (size_t)h]), shifts), fifteen);
+                        const __m256 lo = _mm256_permutevar8x32_ps(tlo, idx), hi = _mm256_permutevar8x32_ps(thi, idx);
+                        w[h] = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+                    }
+                    for (size_t m = 0; m < mb; m++) {
+                        const float *x = X + (m0 + m) * ldx + c;
+                        acc0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x), w[0], acc0[m]);
+                        acc1[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), w[1], acc1[m]);
+                    }
+                }
+            }
+            for (size_t m = 0; m < mb; m++) {
+                float a[16];
+                _mm256_storeu_ps(a, acc0[m]);
+                _mm256_storeu_ps(a + 8, acc1[m]);
+                float s8[8], s4[4];
+                for (int i = 0; i < 8; i++) s8[i] = a[i] + a[i + 8];
+                for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
+                Y[(m0 + m) * ldy + (n - n0)] = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+            }
+        }
+    }
+}
 #endif
 
 MULTIVERSION
@@ -292,10 +346,11 @@ void dsk_packed_generic(const float *X, size_t M, size_t ldx, const int32_t *W, 
 void dsk_matmul_xwT_packed(const float *X, size_t M, size_t ldx, const int32_t *W, size_t K, int bits, size_t group,
                            const uint16_t *scale, const int8_t *zp, size_t n0, size_t n1, float *Y, size_t ldy) {
 #if defined(__x86_64__) && defined(__clang__)
-    static int avx512 = -1;
-    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    if (avx512 && bits == 4 && group % 16 == 0 && K % group == 0) {
-        packed4_avx512(X, M, ldx, W, K, group, scale, zp, n0, n1, Y, ldy);
+    static int level = -1;  /* 2: AVX-512, 1: AVX2 + FMA, 0: neither */
+    if (level < 0) level = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+    if (bits == 4 && group % 16 == 0 && K % group == 0 && level > 0) {
+        if (level == 2) packed4_avx512(X, M, ldx, W, K, group, scale, zp, n0, n1, Y, ldy);
+        else packed4_avx2(X, M, ldx, W, K, group, scale, zp, n0, n1, Y, ldy);
         return;
     }
 #endif
