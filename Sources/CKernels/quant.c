@@ -311,6 +311,23 @@ __attribute__((target("avx2,fma"))) static void packed4_avx2(const float *X, siz
                 const __m256 z = _mm256_set1_ps(zp ? (float)zp[n * groups + g] : 0.0f);
                 const __m256 tlo = rb8(_mm256_mul_ps(rb8(_mm256_sub_ps(codesLo, z)), s));
                 const __m256 thi = rb8(_mm256_mul_ps(rb8(_mm256_sub_ps(codesHi, z)), s));
+                if (mb == 1) {  /* decode: accumulators in registers */
+                    __m256 a0 = acc0[0], a1 = acc1[0];
+                    const float *x = X + m0 * ldx;
+                    for (size_t c = g * group; c < (g + 1) * group; c += 16) {
+                        const __m256i i0 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(row[c / 8]), shifts), fifteen);
+                        const __m256i i1 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(row[c / 8 + 1]), shifts), fifteen);
+                        const __m256 w0 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, i0), _mm256_permutevar8x32_ps(thi, i0),
+                                                           _mm256_castsi256_ps(_mm256_slli_epi32(i0, 28)));
+                        const __m256 w1 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, i1), _mm256_permutevar8x32_ps(thi, i1),
+                                                           _mm256_castsi256_ps(_mm256_slli_epi32(i1, 28)));
+                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + c), w0, a0);
+                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + c + 8), w1, a1);
+                    }
+                    acc0[0] = a0;
+                    acc1[0] = a1;
+                    continue;
+                }
                 for (size_t c = g * group; c < (g + 1) * group; c += 16) {
                     __m256 w[2];
                     for (int h = 0; h < 2; h++) {
