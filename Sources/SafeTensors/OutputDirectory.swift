@@ -45,11 +45,18 @@ public final class OutputDirectory {
                 guard force else { throw SafeTensorsError.outputExists(path: finalPath) }
                 try Self.requireOurs(finalPath)
             }
+            // A run killed between creating `.partial` and writing its marker leaves it empty, or
+            // holding only the marker's temp file: nothing there to lose.
+            if isOccupied(partialPath) && !Self.isOurs(partialPath), let names = try? listDirectory(partialPath),
+               names.allSatisfy({ $0 == Self.markerName + ".tmp" }) {
+                for n in names { unlink(partialPath + "/" + n) }
+                _ = rmdir(partialPath)
+            }
             if isOccupied(partialPath) {
                 guard Self.isOurs(partialPath) else {
                     throw SafeTensorsError.outputNotOurs(path: partialPath, role: "a stale partial output")
                 }
-                try removeTree(partialPath)
+                try removeMarkedTree(partialPath)
             }
             guard mkdir(partialPath, 0o755) == 0 else { throw SafeTensorsError.io(file: partialPath, operation: "mkdir", errno: errno) }
             ownsPartial = true
@@ -83,7 +90,7 @@ public final class OutputDirectory {
         guard isOccupied(aside) else { return }
         guard Self.isOurs(aside) else { return }  // not ours: never touched, never used
         if isOccupied(finalPath) {
-            try removeTree(aside)
+            try removeMarkedTree(aside)
         } else {
             guard rename(aside, finalPath) == 0 else { throw .io(file: aside, operation: "rename back to \(finalPath)", errno: errno) }
         }
@@ -105,7 +112,7 @@ public final class OutputDirectory {
                 // The new output is in place; the old one now sits at .partial, marked, until removed.
                 committed = true
                 try? syncDirectory(parentDirectory(finalPath))
-                try? removeTree(partialPath)
+                try? removeMarkedTree(partialPath)
             } else {
                 let aside = location.asidePath
                 guard !isOccupied(aside) else { throw .outputNotOurs(path: aside, role: "a leftover aside copy") }
@@ -113,7 +120,7 @@ public final class OutputDirectory {
                 guard rename(partialPath, finalPath) == 0 else { throw .io(file: finalPath, operation: "rename", errno: errno) }
                 committed = true
                 try? syncDirectory(parentDirectory(finalPath))
-                try? removeTree(aside)
+                try? removeMarkedTree(aside)
             }
         } else {
             guard rename(partialPath, finalPath) == 0 else { throw .io(file: finalPath, operation: "rename", errno: errno) }
@@ -126,7 +133,7 @@ public final class OutputDirectory {
 
     /// Removes the partial output (after a failure).
     public func abort() {
-        if !committed && ownsPartial { try? removeTree(partialPath) }
+        if !committed && ownsPartial { try? removeMarkedTree(partialPath) }
         lock?.release()
         lock = nil
     }
@@ -168,6 +175,13 @@ func syncDirectory(_ path: String) throws(SafeTensorsError) {
     guard fd >= 0 else { throw .io(file: path, operation: "open directory", errno: errno) }
     defer { close(fd) }
     guard fsync(fd) == 0 else { throw .io(file: path, operation: "fsync directory", errno: errno) }
+}
+
+/// `rm -r` of a directory dsconv marked, the marker removed last: a kill halfway leaves a
+/// directory that still says it is ours, so the next run may finish the removal.
+func removeMarkedTree(_ path: String) throws(SafeTensorsError) {
+    for name in try listDirectory(path) where !OutputDirectory.ownershipFiles.contains(name) { try removeTree(path + "/" + name) }
+    try removeTree(path)
 }
 
 /// `rm -r`, without following symlinks.
