@@ -47,22 +47,16 @@ enum QuantizedWeights {
         // and go with the page cache); misaligned ones are copied once.
         let owner = PackedWeightStorage()
         owner.owners = [packed.owner, scale.owner]
-        let packedView: UnsafeRawBufferPointer
-        if Int(bitPattern: packed.bytes.baseAddress) % 4 == 0 { packedView = packed.bytes } else {
-            let copy = OwnedBytes(byteCount: packed.bytes.count)
-            copy.mutableBytes.copyMemory(from: packed.bytes)
+        func viewOrCopy(_ bytes: UnsafeRawBufferPointer, alignment: Int) -> UnsafeRawBufferPointer {
+            if Int(bitPattern: bytes.baseAddress) % alignment == 0 { return bytes }
+            let copy = OwnedBytes(byteCount: bytes.count)
+            copy.mutableBytes.copyMemory(from: bytes)
             owner.owners.append(copy)
-            owner.cost += packed.bytes.count
-            packedView = copy.bytes
+            owner.cost += bytes.count
+            return copy.bytes
         }
-        let scaleView: UnsafeRawBufferPointer
-        if Int(bitPattern: scale.bytes.baseAddress) % 2 == 0 { scaleView = scale.bytes } else {
-            let copy = OwnedBytes(byteCount: scale.bytes.count)
-            copy.mutableBytes.copyMemory(from: scale.bytes)
-            owner.owners.append(copy)
-            owner.cost += scale.bytes.count
-            scaleView = copy.bytes
-        }
+        let packedView = viewOrCopy(packed.bytes, alignment: 4)
+        let scaleView = viewOrCopy(scale.bytes, alignment: 2)
         var zpPointer: UnsafePointer<Int8>?
         if let zp {
             let copy = OwnedBytes(byteCount: zp.count)
