@@ -59,6 +59,9 @@ struct MoELayer {
     /// Experts held by this weight source (expert parallelism); nil: all of them.
     var localExperts: Set<Int>? = nil
     var observer: LinearObserver? = nil
+    /// Calibration: every token goes through every expert (each expert's inputs are observed for
+    /// all tokens); only the routed outputs enter the layer output.
+    var allTokensThroughExperts = false
 
     /// Returns (output [T, hidden], router logits [T, E], routing).
     func forward(_ x: Matrix, weights: WeightSource) throws -> (Matrix, Matrix, Routing) {
@@ -71,12 +74,21 @@ struct MoELayer {
         for t in 0..<x.rows {
             for (e, w) in zip(routing.experts[t], routing.weights[t]) { tokensOf[e, default: []].append((t, w)) }
         }
-        for e in tokensOf.keys.sorted() where localExperts?.contains(e) ?? true {
-            let list = tokensOf[e]!
-            let xe = x.gatherRows(list.map(\.token))
-            let y = try project.mlp(xe) { .routedExpert(layer: layer, expert: e, $0) }
-            for (i, (t, w)) in list.enumerated() {
-                for c in 0..<x.cols { out.data[t * x.cols + c] += w * y.data[i * x.cols + c] }
+        if allTokensThroughExperts {
+            for e in 0..<logits.cols where localExperts?.contains(e) ?? true {
+                let y = try project.mlp(x) { .routedExpert(layer: layer, expert: e, $0) }
+                for (t, w) in tokensOf[e] ?? [] {
+                    for c in 0..<x.cols { out.data[t * x.cols + c] += w * y.data[t * x.cols + c] }
+                }
+            }
+        } else {
+            for e in tokensOf.keys.sorted() where localExperts?.contains(e) ?? true {
+                let list = tokensOf[e]!
+                let xe = x.gatherRows(list.map(\.token))
+                let y = try project.mlp(xe) { .routedExpert(layer: layer, expert: e, $0) }
+                for (i, (t, w)) in list.enumerated() {
+                    for c in 0..<x.cols { out.data[t * x.cols + c] += w * y.data[i * x.cols + c] }
+                }
             }
         }
         if config.sharedExpertWidth > 0 {

@@ -31,6 +31,8 @@ public final class Transformer {
     public let localExperts: Set<Int>?
     /// Sees every projection's input (calibration).
     public var linearObserver: LinearObserver?
+    /// Calibration: run every token through every routed expert (only routed outputs count).
+    public var allTokensThroughExperts = false
 
     public init(config: ModelConfig, weights: WeightSource, threads: Int, vocabRange: Range<Int>? = nil, localExperts: Set<Int>? = nil) {
         self.config = config
@@ -94,7 +96,8 @@ public final class Transformer {
     public func feedForward(layer l: Int, _ x: Matrix, observer: ForwardObserver? = nil) throws -> Matrix {
         let hn = Ops.rmsNorm(x, weight: try weights.vector(.postAttentionNorm(layer: l)), eps: Float(config.rmsNormEps))
         if config.isMoELayer(l) {
-            let moe = MoELayer(config: config, layer: l, threads: threads, localExperts: localExperts, observer: linearObserver)
+            let moe = MoELayer(config: config, layer: l, threads: threads, localExperts: localExperts, observer: linearObserver,
+                               allTokensThroughExperts: allTokensThroughExperts)
             let (out, logits, routing) = try moe.forward(hn, weights: weights)
             observer?.record("layers.\(l).router_logits", logits)
             observer?.routed(layer: l, routing)

@@ -101,6 +101,7 @@ public final class AWQProvider: LayerwiseCalibration {
         let sampler = ActivationSampler(wanted: Set(quantized), cap: sampleCap)
         let model = Transformer(checkpoint: source, threads: threads)
         model.linearObserver = sampler
+        model.allTokensThroughExperts = allTokensThroughExperts
         _ = try runLayer(model, layer: l)
 
         // Smoothing points: (what is divided by s, the projections multiplied by s).

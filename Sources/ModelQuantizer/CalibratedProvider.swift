@@ -102,6 +102,9 @@ public class LayerwiseCalibration: QuantizedWeightProvider {
     var results: [TensorRole: QuantizedTensor] = [:]
     /// Unquantized tensors the calibration changed (AWQ's folded norms and router), bf16.
     var replaced: [TensorRole: [UInt16]] = [:]
+    /// Calibration passes send every token through every routed expert (llm-compressor's
+    /// `moe_calibrate_all_experts`); the layer output still takes only the routed ones.
+    public var allTokensThroughExperts = false
 
     init(source: Checkpoint, plan: QuantizePlan, sequences: [[Int]], threads: Int, log: ((String) -> Void)?) throws {
         guard !sequences.isEmpty else { throw ModelError.badInput("calibration: no token windows (the text is too short?)") }
@@ -174,6 +177,7 @@ public final class GPTQProvider: LayerwiseCalibration {
         let collector = HessianCollector(wanted: Set(roles))
         let model = Transformer(checkpoint: source, threads: threads)
         model.linearObserver = collector
+        model.allTokensThroughExperts = allTokensThroughExperts
         let start = Date()
         _ = try runLayer(model, layer: l)
         let overlay = OverlayWeights(base: source)

@@ -34,6 +34,9 @@ struct Quantize: ParsableCommand {
     @Option(name: .customLong("seq-len"), help: "Tokens per calibration window (BOS included).")
     var seqLen = 512
 
+    @Option(name: .customLong("expert-tokens"), help: "Calibration of routed experts: routed (each sees its own tokens) or all (every token through every expert; only routed outputs count).")
+    var expertTokens = "routed"
+
     @Flag(name: .customLong("no-act-order"), help: "GPTQ: process columns in their order instead of by descending Hessian diagonal.")
     var noActOrder = false
 
@@ -67,6 +70,7 @@ struct Quantize: ParsableCommand {
         guard QuantScheme.supportedBits.contains(bits) else { throw ValidationError("--bits \(bits): 4 or 8 expected") }
         guard QuantizeOptions.Method(rawValue: method) != nil else { throw ValidationError("--method must be rtn, gptq or awq") }
         guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
+        guard ["routed", "all"].contains(expertTokens) else { throw ValidationError("--expert-tokens must be routed or all") }
         if samples < 1 { throw ValidationError("--samples must be at least 1") }
         if seqLen < 2 { throw ValidationError("--seq-len must be at least 2") }
         if groupFallback && strictGroups { throw ValidationError("--group-fallback and --strict-groups exclude each other") }
@@ -94,11 +98,14 @@ struct Quantize: ParsableCommand {
                 let windows = try TokenWindows.make(textFile: text, tokenizerDirectory: source, length: seqLen, limit: samples,
                                                     bos: ckpt.config.bosTokenId)
                 note("calibration: \(windows.count) windows of \(seqLen) tokens from \(text)")
+                let calibration: LayerwiseCalibration
                 if options.method == .gptq {
-                    provider = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder) { note($0) }
+                    calibration = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder) { note($0) }
                 } else {
-                    provider = try AWQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count) { note($0) }
+                    calibration = try AWQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count) { note($0) }
                 }
+                calibration.allTokensThroughExperts = expertTokens == "all"
+                provider = calibration
             default:
                 provider = RTNProvider(source: ckpt, threads: threads.count)
             }
