@@ -33,14 +33,15 @@ let package = Package(
         .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .target(name: "Quantization", dependencies: ["CKernels", "COpenBLAS"]),
-        .target(name: "ModelQuantizer", dependencies: ["DeepSeek", "Quantization", "SafeTensors", "Kernels", "CKernels", "JSON"]),
+        .target(name: "ModelQuantizer", dependencies: ["DeepSeek", "Quantization", "SafeTensors", "Kernels", "CKernels", "JSON", "HDF5"]),
+        .target(name: "HDF5", dependencies: ["CHDF5"]),
         .target(name: "Tokenizer", dependencies: ["JSON"], swiftSettings: fastText),
         .target(name: "ChatTemplate", dependencies: ["JSON"]),
         .executableTarget(
             name: "dsconv",
             dependencies: [
                 "DeepSeek", "SafeTensors", "Kernels", "JSON", "Tokenizer", "ChatTemplate", "Sharding", "Compression",
-                "Quantization", "ModelQuantizer",
+                "Quantization", "ModelQuantizer", "HDF5",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -52,7 +53,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["TestSupport", "SafeTensors", "JSON"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["TestSupport", "DeepSeek", "SafeTensors", "Kernels", "JSON"],
                     resources: []),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "JSON"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "JSON", "HDF5"]),
         .testTarget(name: "ShardingTests", dependencies: ["TestSupport", "Sharding", "DeepSeek", "SafeTensors", "Kernels", "JSON"]),
         .testTarget(name: "TokenizerTests", dependencies: ["TestSupport", "Tokenizer", "ChatTemplate", "JSON"]),
     ]

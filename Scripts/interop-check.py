@@ -5,7 +5,8 @@
    RTN, int4 g128 with the group fallback) are decompressed module by module with the
    compressed-tensors package's own PackedQuantizationCompressor.decompress, and every weight is
    compared bit for bit with `dsconv dequantize` of the same output.
-2. transformers loads the int4 GPTQ output (AutoModelForCausalLM, the checkpoint's
+2. The calibration statistics file opens in h5py with the documented attributes and datasets.
+3. transformers loads the int4 GPTQ output (AutoModelForCausalLM, the checkpoint's
    quantization_config, decompressed to BF16 by compressed-tensors, computed in f32); its logits on
    a chat prompt match `dsconv verify --logits-out` on the same output (relative L2 <= 1e-4).
 
@@ -68,6 +69,30 @@ for name, args in cases.items():
             bad += 1
     print(f"{name}: {len(modules)} quantized modules decompressed by compressed-tensors, {len(modules) - bad} bit-identical to dsconv's")
     failures += bad
+
+# The calibration statistics file in h5py (Formats/calibration-h5.md).
+import h5py
+stats = os.path.join(work, "stats.h5")
+run("calibrate", trained, "--text", trained + "/calibration.txt", "--seq-len", "256", "--samples", "4", "--out", stats, "--force")
+with h5py.File(stats, "r") as f:
+    cfg = json.load(open(os.path.join(trained, "config.json")))
+    problems = []
+    if f.attrs["format"] != b"dsconv-calibration" or int(f.attrs["version"]) != 1:
+        problems.append("format/version attributes")
+    if int(f.attrs["tokens"]) != 4 * 256 or int(f.attrs["hidden_size"]) != cfg["hidden_size"]:
+        problems.append("tokens/hidden_size attributes")
+    g = f["model.layers.1.mlp.shared_experts.gate_proj"]
+    if g["mean_abs"].shape != (cfg["hidden_size"],) or g["mean_abs"].dtype != "float32" or g["sum_sq"].dtype != "float64" \
+            or int(g["tokens"][0]) != 4 * 256 or not (g["max_abs"][()] >= g["mean_abs"][()]).all():
+        problems.append("shared expert statistics")
+    routed = f["routing/layer_1"][()]
+    if routed.shape != (cfg["n_routed_experts"],) or int(routed.sum()) != 4 * 256 * cfg["num_experts_per_tok"]:
+        problems.append("routing counts")
+    e3 = f["model.layers.1.mlp.experts.3.up_proj"]
+    if int(e3["tokens"][0]) != int(routed[3]):
+        problems.append("expert 3's token count vs the routing table")
+print(f"calibration statistics in h5py {h5py.__version__}: " + ("as documented" if not problems else "PROBLEMS: " + ", ".join(problems)))
+failures += len(problems)
 
 # transformers on the int4 GPTQ output.
 from transformers import AutoModelForCausalLM, AutoTokenizer, CompressedTensorsConfig

@@ -7,7 +7,7 @@ struct Dsconv: ParsableCommand {
         commandName: "dsconv",
         abstract: "Verify, re-shard, quantize, compress and run DeepSeek-V2 / V2.5 checkpoints on a CPU host.",
         discussion: "Exit codes: 0 ok · 1 verification found problems · 2 bad usage or bad input · 3 I/O failure.",
-        subcommands: [Inspect.self, Verify.self, Reshard.self, Merge.self, Pack.self, Unpack.self, Quantize.self, Dequantize.self, Eval.self, Tokenize.self, Detokenize.self, Synth.self]
+        subcommands: [Inspect.self, Verify.self, Reshard.self, Merge.self, Pack.self, Unpack.self, Calibrate.self, Quantize.self, Dequantize.self, Eval.self, Tokenize.self, Detokenize.self, Synth.self]
     )
 
     /// A file-size limit (or a full quota) must surface as a write error with exit code 3, not
