@@ -296,6 +296,9 @@ public struct ModelConfig: Codable, Sendable, Equatable {
                 try need(k <= tg * (e / g), "num_experts_per_tok", "\(k) exceeds the \(tg * (e / g)) experts in the \(tg) kept groups")
             }
         }
+        try need(ropeTheta.isFinite && ropeTheta > 0, "rope_theta", "must be a positive number, got \(ropeTheta)")
+        try need(rmsNormEps.isFinite && rmsNormEps > 0 && rmsNormEps < 1, "rms_norm_eps", "must be in (0, 1), got \(rmsNormEps)")
+        try need(routedScalingFactor.isFinite && routedScalingFactor > 0, "routed_scaling_factor", "must be a positive number, got \(routedScalingFactor)")
         if let s = ropeScaling {
             try need(s.type == "yarn" || s.type == "linear" || s.type == "default", "rope_scaling.type", "unsupported rope scaling \"\(s.type)\" (yarn, linear or default)")
             try need(s.factor > 0, "rope_scaling.factor", "must be positive")
@@ -304,14 +307,21 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 
     /// Decodes and validates config.json; errors name the file and the field.
     public static func load(path: String) throws(ModelError) -> ModelConfig {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .missingFile(file: path, what: "the model configuration")
+        let bytes: [UInt8]
+        do { bytes = try readWholeFile(path) } catch {
+            if case .io(_, _, let e) = error, e == ENOENT { throw .missingFile(file: path, what: "the model configuration") }
+            throw .unreadable(file: path, reason: error.description)
         }
-        return try decode(data, path: path)
+        return try decode(Data(bytes), path: path)
     }
 
     public static func decode(_ data: Data, path: String) throws(ModelError) -> ModelConfig {
+        // Strict JSON first: duplicate keys (which Python resolves to the last value and Foundation
+        // to another) and malformed text are refused with their position.
+        let root: JSONValue
+        do { root = try JSONParser.parse([UInt8](data)) } catch {
+            throw .invalidConfig(file: path, field: "", message: "not valid JSON: \(error)")
+        }
         let decoded: ModelConfig
         do {
             decoded = try JSONDecoder().decode(ModelConfig.self, from: data)
@@ -327,7 +337,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             throw .invalidConfig(file: path, field: "", message: "\(error)")
         }
         var config = decoded
-        if let root = try? JSONParser.parse([UInt8](data)), let q = root["quantization_config"], !q.isNull {
+        if let q = root["quantization_config"], !q.isNull {
             config.quantization = try WeightQuantization.parse(q, file: path)
         }
         do { try config.validate() } catch {

@@ -13,12 +13,13 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws(SafeTensorsError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO or device in place of a file must not hang the open; it is refused below.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw .io(file: path, operation: "open", errno: errno) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw .io(file: path, operation: "stat", errno: errno) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .io(file: path, operation: "open (not a regular file)", errno: EINVAL) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .notRegularFile(path: path) }
         size = Int(st.st_size)
         if size == 0 {
             base = nil

@@ -26,6 +26,7 @@ public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertibl
     case unsafeOutput(path: String, reason: String)
     case outputNotOurs(path: String, role: String)
     case outputLocked(path: String, lock: String)
+    case notRegularFile(path: String)
 
     public var description: String {
         switch self {
@@ -80,6 +81,8 @@ public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertibl
             return "refusing to write the output \(p): \(reason)"
         case .outputNotOurs(let p, let role):
             return "\(p) is \(role) but was not written by dsconv (no \(OutputDirectory.markerName) marker or dsconv manifest): refusing to replace it, even with --force; move it away or choose another output"
+        case .notRegularFile(let p):
+            return "\(p): not a regular file (a FIFO, device or directory where a file was expected)"
         case .outputLocked(let p, let lock):
             return "\(p) is being written by another dsconv process (\(lock) is locked); wait for it or choose another output"
         }
@@ -98,7 +101,7 @@ public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertibl
             return i
         case .tensorInTwoFiles(_, let a, _): return a
         case .noSafetensorsFiles(let d): return d
-        case .outputExists(let p), .unsafeOutput(let p, _), .outputNotOurs(let p, _), .outputLocked(let p, _): return p
+        case .outputExists(let p), .unsafeOutput(let p, _), .outputNotOurs(let p, _), .outputLocked(let p, _), .notRegularFile(let p): return p
         case .tensorNotFound: return nil
         }
     }

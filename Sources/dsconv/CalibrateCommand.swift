@@ -11,8 +11,8 @@ struct Calibrate: ParsableCommand {
     @Argument(help: "Source checkpoint directory.")
     var source: String
 
-    @Option(help: "Calibration text (tokenized without special tokens, cut into windows).")
-    var text: String
+    @Option(help: "Calibration text (tokenized without special tokens, cut into windows; default: the builtin set rendered through the chat template).")
+    var text: String?
 
     @Option(help: "Windows (at most).")
     var samples = 128
@@ -40,15 +40,16 @@ struct Calibrate: ParsableCommand {
     func run() throws {
         try runCommand {
             let ckpt = try Checkpoint(directory: source)
-            let windows = try TokenWindows.make(textFile: text, tokenizerDirectory: source, length: seqLen, limit: samples,
-                                                bos: ckpt.config.bosTokenId)
-            note("calibration: \(windows.count) windows of \(seqLen) tokens from \(text)")
+            let windows = try text.map { try TokenWindows.make(textFile: $0, tokenizerDirectory: source, length: seqLen, limit: samples,
+                                                               bos: ckpt.config.bosTokenId) }
+                ?? TokenWindows.builtin(tokenizerDirectory: source, length: seqLen, limit: samples)
+            note("calibration: \(windows.count) windows of \(seqLen) tokens from \(text ?? "the builtin calibration set")")
             let start = Date()
             let stats = try CalibrationStatistics.collect(source: ckpt, windows: windows, threads: threads.count,
                                                           allTokensThroughExperts: expertTokens == "all") { note($0) }
             let seconds = Date().timeIntervalSince(start)
-            try OutputFile.write(out, force: force, inputs: [source, text], isOurs: CalibrationStatistics.isCalibrationFile) { path in
-                try stats.write(to: path, config: ckpt.config, attributes: ["source": source, "text": text, "expert_tokens": expertTokens],
+            try OutputFile.write(out, force: force, inputs: [source] + (text.map { [$0] } ?? []), isOurs: CalibrationStatistics.isCalibrationFile) { path in
+                try stats.write(to: path, config: ckpt.config, attributes: ["source": source, "text": text ?? "builtin", "expert_tokens": expertTokens],
                                 numbers: ["windows": windows.count, "seq_len": seqLen])
             }
             note(String(format: "wrote %@: %d modules, %d tokens in %.1f s (%.0f tokens/s)", out, stats.modules.count, stats.tokens, seconds,

@@ -37,7 +37,7 @@ func runCommand(_ body: () throws -> Int32) throws {
         code = e.isIOFailure ? Exit.ioFailure : Exit.badInput
     } catch let e as ModelError {
         printError(e.description)
-        code = Exit.badInput
+        if case .unreadable = e { code = Exit.ioFailure } else { code = Exit.badInput }
     } catch let e as CompressionError {
         printError(e.description)
         code = Exit.badInput

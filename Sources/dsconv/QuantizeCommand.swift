@@ -25,7 +25,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "rtn (round to nearest), gptq or awq (calibrated).")
     var method = "rtn"
 
-    @Option(help: "Calibration text for gptq (tokenized without special tokens, cut into windows).")
+    @Option(help: "Calibration text for gptq/awq (tokenized without special tokens, cut into windows; default: the builtin set).")
     var text: String?
 
     @Option(help: "Calibration windows (at most).")
@@ -94,10 +94,10 @@ struct Quantize: ParsableCommand {
             let provider: QuantizedWeightProvider
             switch options.method {
             case .gptq, .awq:
-                guard let text else { throw ModelError.badInput("--method \(method) needs calibration data: --text FILE") }
-                let windows = try TokenWindows.make(textFile: text, tokenizerDirectory: source, length: seqLen, limit: samples,
-                                                    bos: ckpt.config.bosTokenId)
-                note("calibration: \(windows.count) windows of \(seqLen) tokens from \(text)")
+                let windows = try text.map { try TokenWindows.make(textFile: $0, tokenizerDirectory: source, length: seqLen, limit: samples,
+                                                                   bos: ckpt.config.bosTokenId) }
+                    ?? TokenWindows.builtin(tokenizerDirectory: source, length: seqLen, limit: samples)
+                note("calibration: \(windows.count) windows of \(seqLen) tokens from \(text ?? "the builtin calibration set (chat, code, math, 8 languages)")")
                 let calibration: LayerwiseCalibration
                 if options.method == .gptq {
                     calibration = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder) { note($0) }

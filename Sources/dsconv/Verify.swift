@@ -50,6 +50,12 @@ struct Verify: ParsableCommand {
     @Option(name: .customLong("logits-out"), help: "Write the f32 logits at the last prompt position as a one-tensor safetensors file.")
     var logitsOut: String?
 
+    @Option(name: .customLong("max-kl"), help: "With --reference: fail (exit 1) when the mean KL(reference ‖ ours) exceeds this.")
+    var maxKL = 0.1
+
+    @Option(name: .customLong("min-top1"), help: "With --reference: fail (exit 1) when top-1 agreement falls below this.")
+    var minTop1 = 0.5
+
     @Flag(help: "With --logits-out: replace an existing logits file that dsconv wrote.")
     var force = false
 
@@ -62,6 +68,8 @@ struct Verify: ParsableCommand {
         if maxNewTokens < 0 { throw ValidationError("--max-new-tokens must not be negative") }
         if let t = temperature, t < 0 { throw ValidationError("--temperature must not be negative") }
         if topP <= 0 || topP > 1 { throw ValidationError("--top-p must be in (0, 1]") }
+        if !(maxKL >= 0) { throw ValidationError("--max-kl must be a non-negative number") }
+        if !(minTop1 >= 0 && minTop1 <= 1) { throw ValidationError("--min-top1 must be in [0, 1]") }
     }
 
     func run() throws {
@@ -130,8 +138,16 @@ struct Verify: ParsableCommand {
             }
         }
         var comparison: LogitComparison?
+        var failures: [String] = []
+        if !result.promptLastLogits.allSatisfy(\.isFinite) {
+            failures.append("the logits hold NaN or Inf (the model's numbers break down)")
+        }
         if let reference {
             let source = try Checkpoint(directory: reference)
+            let refProblems = IntegrityCheck.schemaProblems(source)
+            if !refProblems.isEmpty {
+                throw ModelError.badInput("--reference \(reference) fails its schema check (\(refProblems.count) problem(s)): \(refProblems.prefix(3).map(\.description).joined(separator: "; "))")
+            }
             let sequence = ids + result.tokens
             let ours = try engine.allLogits(sequence)
             let refModel = Transformer(checkpoint: source, threads: threads.count)
@@ -139,7 +155,11 @@ struct Verify: ParsableCommand {
             guard ours.cols == theirs.cols else {
                 throw ModelError.badInput("--reference \(reference): vocabulary \(theirs.cols) differs from \(ours.cols)")
             }
-            comparison = LogitComparison(ours: ours, reference: theirs)
+            let c = LogitComparison(ours: ours, reference: theirs)
+            comparison = c
+            if !ours.data.allSatisfy(\.isFinite) { failures.append("our logits hold NaN or Inf") }
+            if !(c.klMean <= maxKL) { failures.append(String(format: "KL mean %.3g exceeds --max-kl %.3g", c.klMean, maxKL)) }
+            if !(c.top1Agreement >= minTop1) { failures.append(String(format: "top-1 agreement %.4f is below --min-top1 %.3g", c.top1Agreement, minTop1)) }
         }
         let text = (try? TextFrontEnd.tokenizer(engine.textDirectory))?.decode(result.tokens, skipSpecialTokens: true)
         note("prompt ids: \(ids)")
@@ -161,9 +181,12 @@ struct Verify: ParsableCommand {
             o["kv_bytes_per_token"] = JSONValue(kvBytes)
             o["reference"] = comparison?.json ?? .null
             o["integrity"] = integrity.json
+            o["ok"] = .bool(failures.isEmpty)
+            o["problems"] = .array(failures.map { .string($0) })
             printJSON(.object(o))
         }
-        return Exit.ok
+        for f in failures { note("problem: \(f)") }
+        return failures.isEmpty ? Exit.ok : Exit.problems
     }
 
     func writeLogits(_ logits: [Float], to path: String) throws {

@@ -36,6 +36,19 @@ import Testing
         #expect(f.exists("/model.layers.0.mlp.down_proj") && !f.exists("/model.layers.0.mlp.experts.0.up_proj"))
     }
 
+    @Test func builtinSetIsRenderedThroughTheChatTemplate() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let r = try CLI.run(["calibrate", Self.trained, "--seq-len", "128", "--samples", "2", "--out", dir + "/s.h5"])
+        #expect(r.code == 0 && r.stderr.contains("builtin calibration set"), "\(r.stderr)")
+        let f = try HDF5File(reading: dir + "/s.h5")
+        #expect(try f.stringAttribute("text") == "builtin")
+        #expect(try f.intAttribute("tokens") == 256)
+        let q = try CLI.run(["quantize", Self.trained, "--bits", "4", "--group-size", "32", "--method", "gptq", "--seq-len", "128",
+                             "--samples", "2", "--out", dir + "/q"])
+        #expect(q.code == 0 && q.stderr.contains("builtin calibration set"), "\(q.stderr)")
+    }
+
     @Test func refusesOutputsInsideTheModelAndMissingText() throws {
         let dir = temporaryDirectory()
         defer { try? fm.removeItem(atPath: dir) }
