@@ -9,10 +9,21 @@ public struct ChatTemplate: @unchecked Sendable {
     private let nodes: [Node]
     public let source: String
 
+    /// Longest list `range()` may build (jinja2's sandbox caps it at 100 000; so do we).
+    public static let maxRange = 100_000
+
     public init(_ source: String) throws {
         self.source = source
-        let pieces = try Lexer(trimBlocks: true, lstripBlocks: true).pieces(source)
+        let pieces = try Lexer(trimBlocks: true, lstripBlocks: true).pieces(Self.jinjaSource(source))
         nodes = try Parser.parse(pieces)
+    }
+
+    /// jinja2's environment defaults: newlines normalized to "\n" (`newline_sequence`), and one
+    /// trailing newline of the source dropped (`keep_trailing_newline=False`).
+    static func jinjaSource(_ source: String) -> String {
+        var s = source.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+        if s.hasSuffix("\n") { s.removeLast() }
+        return s
     }
 
     /// Renders `messages` (JSON array of message objects). `tools` is passed when given.
@@ -35,6 +46,10 @@ public struct ChatTemplate: @unchecked Sendable {
                 guard ints.count == args.count, !ints.isEmpty else { throw TemplateError("range() needs integers", at: Location(line: 0, column: 0)) }
                 let (start, stop, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count > 2 ? ints[2] : 1)
                 guard step != 0 else { throw TemplateError("range() step must not be zero", at: Location(line: 0, column: 0)) }
+                let span = Double(stop) - Double(start)
+                guard span / Double(step) <= Double(ChatTemplate.maxRange) else {
+                    throw TemplateError("range() of more than \(ChatTemplate.maxRange) items is refused (jinja2's sandbox limit)", at: Location(line: 0, column: 0))
+                }
                 return .list(Array(stride(from: start, to: stop, by: step)).map { .int($0) })
             }),
             "strftime_now": .builtin(Builtin(name: "strftime_now") { args, _ in

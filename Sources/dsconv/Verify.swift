@@ -79,7 +79,7 @@ struct Verify: ParsableCommand {
             let ckpt = reshard || packed != nil ? nil : try Checkpoint(directory: directory)
             let progress = Progress("scan")
             let start = Date()
-            let report: IntegrityReport
+            var report: IntegrityReport
             if let ckpt {
                 report = IntegrityCheck.run(ckpt, threads: threads.count) { done, total in progress.update(done: done, total: total) }
             } else if let packed {
@@ -88,6 +88,7 @@ struct Verify: ParsableCommand {
                 report = try ReshardIntegrity.run(directory: directory, threads: threads.count) { done, total in progress.update(done: done, total: total) }
             }
             let seconds = Date().timeIntervalSince(start)
+            report.problems += textProblems(reshard ? directory + "/" + ReshardManifest.rankDirectory(0) : directory)
             for p in report.problems { note("problem: \(p)") }
             note(String(format: "%@: %d tensors, %@ scanned in %.2f s (%.2f GB/s): %@", directory, report.tensorsChecked,
                         formatBytes(report.bytesScanned), seconds, Double(report.bytesScanned) / max(seconds, 1e-9) / 1e9,
@@ -107,6 +108,23 @@ struct Verify: ParsableCommand {
                                    textDirectory: directory + "/" + ReshardManifest.rankDirectory(0))
             return try generate(engine, integrity: report)
         }
+    }
+
+    /// The tokenizer and the chat template must load, not only exist (a present but broken file
+    /// would fail `verify --prompt` and every engine).
+    func textProblems(_ dir: String) -> [Problem] {
+        var problems: [Problem] = []
+        if pathExists(dir + "/tokenizer.json") {
+            do { _ = try TextFrontEnd.tokenizer(dir) } catch {
+                problems.append(Problem(kind: .tokenizer, file: "tokenizer.json", tensor: "", message: "does not load: \(error)"))
+            }
+        }
+        if pathExists(dir + "/tokenizer_config.json") {
+            do { _ = try TextFrontEnd.template(dir) } catch {
+                problems.append(Problem(kind: .tokenizer, file: "tokenizer_config.json", tensor: "", message: "chat template does not load: \(error)"))
+            }
+        }
+        return problems
     }
 
     func promptTokens(_ textDirectory: String) throws -> [Int] {

@@ -69,3 +69,19 @@ import Testing
         #expect(loose.code == 0, "\(loose.stderr)")
     }
 }
+
+@Suite struct VerifyLoadsTextFilesTests {
+    @Test func aTemplateThatDoesNotParseFailsPlainVerify() throws {
+        let fm = FileManager.default
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let model = try ReliabilityCLITests().variant(dir) { _ in }
+        try fm.removeItem(atPath: model + "/tokenizer_config.json")
+        let config = try String(contentsOfFile: ReliabilityCLITests.tiny + "/tokenizer_config.json", encoding: .utf8)
+        let broken = config.replacingOccurrences(of: "{% if not add_generation_prompt is defined %}", with: "{% if not add_generation_prompt is defined %}{% if %}")
+        #expect(broken != config, "the fixture's template changed; pick another edit")
+        try broken.write(toFile: model + "/tokenizer_config.json", atomically: true, encoding: .utf8)
+        let r = try CLI.run(["verify", model, "--json"])
+        #expect(r.code == 1 && r.stderr.contains("chat template does not load"), "\(r.stderr)")
+    }
+}
