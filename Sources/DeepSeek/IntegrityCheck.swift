@@ -27,8 +27,21 @@ public struct Problem: Sendable, Equatable, CustomStringConvertible {
         self.message = message
     }
 
+    /// Names from files are printed with control characters escaped (a tensor name can hold anything).
     public var description: String {
-        tensor.isEmpty ? "\(file): \(message)" : "\(file): tensor \(tensor): \(message)"
+        tensor.isEmpty ? "\(Problem.printable(file)): \(message)" : "\(Problem.printable(file)): tensor \(Problem.printable(tensor)): \(message)"
+    }
+
+    public static func printable(_ s: String) -> String {
+        var out = ""
+        for u in s.unicodeScalars {
+            if u.value < 0x20 || u.value == 0x7f || (0x80..<0xa0).contains(u.value) {
+                out += String(format: "\\u{%02x}", u.value)
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+        return out
     }
 
     public var json: JSONValue {

@@ -142,7 +142,13 @@ final class Progress: @unchecked Sendable {
             writeStderr((line.count > 120 ? String(line.prefix(120)) : line + String(repeating: " ", count: 120 - line.count)))
             if index == total { writeStderr("\n") }
         } else {
-            note("\(label) [\(index)/\(total)] \(text)")
+            // Off a TTY (logs, CI): the first step, the last, and at most one line a second between.
+            lock.lock()
+            let now = Date().timeIntervalSince(start)
+            let due = index <= 1 || index >= total || now - lastDraw >= 1
+            if due { lastDraw = now }
+            lock.unlock()
+            if due { note("\(label) [\(index)/\(total)] \(text)") }
         }
     }
 }

@@ -114,11 +114,9 @@ struct Quantize: ParsableCommand {
             let start = Date()
             let reports = try OutputDirectory.write(out, force: force, inputs: [source], producer: "dsconv quantize") { output in
                 try quantizer.write(into: output) { i, n, report in
-                    if let r = report, !json || !progress.isTTY {
-                        progress.step(i, of: n, Self.line(r))
-                    } else {
-                        progress.update(done: i, total: n)
-                    }
+                    // The report: one line per tensor (not throttled); the bar on a TTY.
+                    if let r = report { note(Self.line(r)) }
+                    progress.update(done: i, total: n)
                 }
             }
             let seconds = Date().timeIntervalSince(start)

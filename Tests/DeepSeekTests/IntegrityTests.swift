@@ -82,3 +82,11 @@ import Testing
         #expect(abs(std - 1 / 8) < 0.01, "std \(std)")
     }
 }
+
+@Suite struct ProblemPrintingTests {
+    @Test func controlCharactersInNamesAreEscaped() {
+        let p = Problem(kind: .unexpectedTensor, file: "model\u{7}.safetensors", tensor: "evil\u{1b}[2Jname\nnext", message: "not part of the model")
+        #expect(p.description == "model\\u{07}.safetensors: tensor evil\\u{1b}[2Jname\\u{0a}next: not part of the model")
+        #expect(Problem.printable("日本語 ok") == "日本語 ok")
+    }
+}
