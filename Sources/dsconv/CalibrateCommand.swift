@@ -11,17 +11,7 @@ struct Calibrate: ParsableCommand {
     @Argument(help: "Source checkpoint directory.")
     var source: String
 
-    @Option(help: "Calibration text (tokenized without special tokens, cut into windows; default: the builtin set rendered through the chat template).")
-    var text: String?
-
-    @Option(help: "Windows (at most).")
-    var samples = 128
-
-    @Option(name: .customLong("seq-len"), help: "Tokens per window (BOS included).")
-    var seqLen = 512
-
-    @Option(name: .customLong("expert-tokens"), help: "routed (each expert sees its own tokens) or all (every token through every expert).")
-    var expertTokens = "routed"
+    @OptionGroup var calibration: CalibrationOptions
 
     @Option(help: "Output statistics file (.h5).")
     var out: String
@@ -31,26 +21,18 @@ struct Calibrate: ParsableCommand {
 
     @OptionGroup var threads: ThreadOptions
 
-    func validate() throws {
-        guard ["routed", "all"].contains(expertTokens) else { throw ValidationError("--expert-tokens must be routed or all") }
-        if samples < 1 { throw ValidationError("--samples must be at least 1") }
-        if seqLen < 2 { throw ValidationError("--seq-len must be at least 2") }
-    }
-
     func run() throws {
         try runCommand {
             let ckpt = try Checkpoint(directory: source)
-            let windows = try text.map { try TokenWindows.make(textFile: $0, tokenizerDirectory: source, length: seqLen, limit: samples,
-                                                               bos: ckpt.config.bosTokenId) }
-                ?? TokenWindows.builtin(tokenizerDirectory: source, length: seqLen, limit: samples)
-            note("calibration: \(windows.count) windows of \(seqLen) tokens from \(text ?? "the builtin calibration set")")
+            let windows = try calibration.windows(source: source, config: ckpt.config)
             let start = Date()
             let stats = try CalibrationStatistics.collect(source: ckpt, windows: windows, threads: threads.count,
-                                                          allTokensThroughExperts: expertTokens == "all") { note($0) }
+                                                          allTokensThroughExperts: calibration.allTokensThroughExperts) { note($0) }
             let seconds = Date().timeIntervalSince(start)
-            try OutputFile.write(out, force: force, inputs: [source] + (text.map { [$0] } ?? []), isOurs: CalibrationStatistics.isCalibrationFile) { path in
-                try stats.write(to: path, config: ckpt.config, attributes: ["source": source, "text": text ?? "builtin", "expert_tokens": expertTokens],
-                                numbers: ["windows": windows.count, "seq_len": seqLen])
+            try OutputFile.write(out, force: force, inputs: [source] + (calibration.text.map { [$0] } ?? []), isOurs: CalibrationStatistics.isCalibrationFile) { path in
+                try stats.write(to: path, config: ckpt.config, attributes: ["source": source, "text": calibration.text ?? "builtin",
+                                                                    "expert_tokens": calibration.expertTokens],
+                                numbers: ["windows": windows.count, "seq_len": calibration.seqLen])
             }
             note(String(format: "wrote %@: %d modules, %d tokens in %.1f s (%.0f tokens/s)", out, stats.modules.count, stats.tokens, seconds,
                         Double(stats.tokens) / max(seconds, 1e-9)))

@@ -25,17 +25,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "rtn (round to nearest), gptq or awq (calibrated).")
     var method = "rtn"
 
-    @Option(help: "Calibration text for gptq/awq (tokenized without special tokens, cut into windows; default: the builtin set).")
-    var text: String?
-
-    @Option(help: "Calibration windows (at most).")
-    var samples = 128
-
-    @Option(name: .customLong("seq-len"), help: "Tokens per calibration window (BOS included).")
-    var seqLen = 512
-
-    @Option(name: .customLong("expert-tokens"), help: "Calibration of routed experts: routed (each sees its own tokens) or all (every token through every expert; only routed outputs count).")
-    var expertTokens = "routed"
+    @OptionGroup var calibration: CalibrationOptions
 
     @Flag(name: .customLong("no-act-order"), help: "GPTQ: process columns in their order instead of by descending Hessian diagonal.")
     var noActOrder = false
@@ -70,9 +60,6 @@ struct Quantize: ParsableCommand {
         guard QuantScheme.supportedBits.contains(bits) else { throw ValidationError("--bits \(bits): 4 or 8 expected") }
         guard QuantizeOptions.Method(rawValue: method) != nil else { throw ValidationError("--method must be rtn, gptq or awq") }
         guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
-        guard ["routed", "all"].contains(expertTokens) else { throw ValidationError("--expert-tokens must be routed or all") }
-        if samples < 1 { throw ValidationError("--samples must be at least 1") }
-        if seqLen < 2 { throw ValidationError("--seq-len must be at least 2") }
         if groupFallback && strictGroups { throw ValidationError("--group-fallback and --strict-groups exclude each other") }
         if let g = groupSize, g < 1 || g & (g - 1) != 0 { throw ValidationError("--group-size \(g): a power of two expected (32, 64, 128)") }
     }
@@ -94,18 +81,15 @@ struct Quantize: ParsableCommand {
             let provider: QuantizedWeightProvider
             switch options.method {
             case .gptq, .awq:
-                let windows = try text.map { try TokenWindows.make(textFile: $0, tokenizerDirectory: source, length: seqLen, limit: samples,
-                                                                   bos: ckpt.config.bosTokenId) }
-                    ?? TokenWindows.builtin(tokenizerDirectory: source, length: seqLen, limit: samples)
-                note("calibration: \(windows.count) windows of \(seqLen) tokens from \(text ?? "the builtin calibration set (chat, code, math, 8 languages)")")
-                let calibration: LayerwiseCalibration
+                let windows = try calibration.windows(source: source, config: ckpt.config)
+                let layerwise: LayerwiseCalibration
                 if options.method == .gptq {
-                    calibration = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder) { note($0) }
+                    layerwise = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder) { note($0) }
                 } else {
-                    calibration = try AWQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count) { note($0) }
+                    layerwise = try AWQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count) { note($0) }
                 }
-                calibration.allTokensThroughExperts = expertTokens == "all"
-                provider = calibration
+                layerwise.allTokensThroughExperts = calibration.allTokensThroughExperts
+                provider = layerwise
             default:
                 provider = RTNProvider(source: ckpt, threads: threads.count)
             }
