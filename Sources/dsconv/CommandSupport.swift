@@ -28,27 +28,36 @@ struct ThreadOptions: ParsableArguments {
 }
 
 /// Runs a subcommand body, turning thrown errors into one line on stderr and the right exit code.
-func runCommand(_ body: () throws -> Int32) throws {
+/// With `json`, a failure still prints one object on stdout: `{"ok": false, "problems": [...]}`.
+func runCommand(json: Bool = false, _ body: () throws -> Int32) throws {
     let code: Int32
+    var message: String?
     do {
         code = try body()
     } catch let e as SafeTensorsError {
-        printError(e.description)
+        message = e.description
         code = e.isIOFailure ? Exit.ioFailure : Exit.badInput
     } catch let e as ModelError {
-        printError(e.description)
+        message = e.description
         if case .unreadable = e { code = Exit.ioFailure } else { code = Exit.badInput }
     } catch let e as CompressionError {
-        printError(e.description)
+        message = e.description
         code = Exit.badInput
     } catch let e as PlanError {
-        printError(e.message)
+        message = e.message
         code = Exit.badInput
     } catch let e as ExitCode {
         throw e
     } catch {
-        printError("\(error)")
+        message = "\(error)"
         code = Exit.badInput
+    }
+    if let message {
+        printError(message)
+        if json {
+            printJSON(["ok": .bool(false), "exit_code": JSONValue(Int(code)),
+                       "problems": [["kind": .string(code == Exit.ioFailure ? "io" : "input"), "message": .string(message)]]])
+        }
     }
     if code != 0 { throw ExitCode(code) }
 }

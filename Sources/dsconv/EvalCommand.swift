@@ -33,7 +33,7 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
-        try runCommand {
+        try runCommand(json: json) {
             let ours = try Engine.open(directory, threads: threads.count)
             let ref = try Engine.open(reference, threads: threads.count)
             guard ours.config.vocabSize == ref.config.vocabSize else {

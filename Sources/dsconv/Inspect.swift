@@ -16,7 +16,7 @@ struct Inspect: ParsableCommand {
     var json = false
 
     func run() throws {
-        try runCommand {
+        try runCommand(json: json) {
             // The model's tensors (dtype, bytes) and the files that hold them, whatever the layout.
             let config: ModelConfig
             var tensors: [(dtype: DType, bytes: Int)] = []

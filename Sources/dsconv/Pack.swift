@@ -41,7 +41,7 @@ struct Pack: ParsableCommand {
     }
 
     func run() throws {
-        try runCommand {
+        try runCommand(json: json) {
             // Headers and index must be valid before anything is written; the checkpoint's shards are
             // packed, other files (configs, tokenizer, stray safetensors) copied.
             let ckpt = try Checkpoint(directory: source)

@@ -65,7 +65,7 @@ struct Quantize: ParsableCommand {
     }
 
     func run() throws {
-        try runCommand {
+        try runCommand(json: json) {
             var options = QuantizeOptions()
             options.bits = bits
             options.groupSize = groupSize ?? (bits == 4 ? 128 : nil)

@@ -53,7 +53,7 @@ struct Reshard: ParsableCommand {
     }
 
     func run() throws {
-        try runCommand {
+        try runCommand(json: json) {
             let ckpt = try Checkpoint(directory: source)
             guard ckpt.config.quantization == nil else {
                 throw ModelError.unsupported("\(source): a quantized (compressed-tensors) checkpoint cannot be resharded yet: packed words and scales need their own slicing; reshard the BF16 source and quantize each rank, or serve it with vLLM --tensor-parallel-size N")

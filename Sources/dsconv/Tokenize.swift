@@ -80,7 +80,7 @@ struct Tokenize: ParsableCommand {
     }
 
     func run() throws {
-        try runCommand {
+        try runCommand(json: json) {
             if let messages {
                 let doc: JSONValue
                 do { doc = try JSONParser.parse(try readWholeFile(messages)) } catch let e as JSONParseError {
@@ -148,7 +148,7 @@ struct Detokenize: ParsableCommand {
     var ids: [String]
 
     func run() throws {
-        try runCommand {
+        try runCommand(json: json) {
             let parts = ids.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             let values = parts.map { Int($0) }
             guard values.allSatisfy({ $0 != nil }) else { throw ModelError.badInput("ids must be integers, got \(ids.joined(separator: " "))") }

@@ -73,7 +73,7 @@ struct Verify: ParsableCommand {
     }
 
     func run() throws {
-        try runCommand {
+        try runCommand(json: json) {
             let reshard = ReshardManifest.isReshardOutput(directory)
             let packed = PackManifest.isPacked(directory) ? try PackedCheckpoint(directory: directory, threads: threads.count) : nil
             let ckpt = reshard || packed != nil ? nil : try Checkpoint(directory: directory)

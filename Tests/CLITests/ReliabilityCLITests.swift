@@ -85,3 +85,19 @@ import Testing
         #expect(r.code == 1 && r.stderr.contains("chat template does not load"), "\(r.stderr)")
     }
 }
+
+@Suite struct JSONOnFailureTests {
+    @Test func jsonCommandsPrintAnObjectWhenTheyFail() throws {
+        let fm = FileManager.default
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        fm.createFile(atPath: dir + "/config.json", contents: Data("{\"hidden_size\": 1, \"hidden_size\": 2}".utf8))
+        for args in [["verify", dir, "--json"], ["inspect", dir, "--json"], ["quantize", dir, "--bits", "4", "--out", dir + "/q", "--json"]] {
+            let r = try CLI.run(args)
+            #expect(r.code == 2, "\(args): \(r.stderr)")
+            let j = try JSONParser.parse(r.stdout)
+            #expect(j["ok"] == false && j["exit_code"]?.integerValue == 2, "\(args): \(r.stdout)")
+            #expect(j["problems"]?.arrayValue?.first?["message"]?.stringValue?.contains("duplicate key") == true, "\(args): \(r.stdout)")
+        }
+    }
+}
