@@ -49,6 +49,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CompressionTests", dependencies: ["TestSupport", "Compression", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .testTarget(name: "QuantizationTests", dependencies: ["TestSupport", "Quantization", "Kernels", "SafeTensors", "JSON"]),
+        .testTarget(name: "ModelQuantizerTests", dependencies: ["TestSupport", "ModelQuantizer", "DeepSeek", "Quantization", "Kernels"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["TestSupport", "SafeTensors", "JSON"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["TestSupport", "DeepSeek", "SafeTensors", "Kernels", "JSON"],

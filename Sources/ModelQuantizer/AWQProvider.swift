@@ -96,14 +96,45 @@ public final class AWQProvider: LayerwiseCalibration {
     override func calibrate(layer l: Int) throws {
         let c = source.config
         let start = Date()
-        work = [:]
         let quantized = quantizedRoles(layer: l)
-        let sampler = ActivationSampler(wanted: Set(quantized), cap: sampleCap)
+        let (sampler, inputScale) = try searchAndFold(layer: l)
+
+        // Clipping search, then RTN with the clip, on the scaled weights.
+        let overlay = OverlayWeights(base: source)
+        for role in quantized {
+            guard let scheme = plan.scheme(role) else { continue }
+            let w = try weight(role)
+            let bf = w.data.map(bf16Bits)
+            var clip: [Float]? = nil
+            if !Self.skipsClip(role), var x = sampler.sample(role) {
+                if let s = inputScale[role] { for r in 0..<x.rows { for c in 0..<x.cols { x.data[r * x.cols + c] /= s[c] } } }
+                clip = searchClip(bf, rows: w.rows, cols: w.cols, scheme: scheme, x: x)
+            }
+            let t = bf.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: w.rows, cols: w.cols, scheme: scheme, clip: clip) }
+            results[role] = t
+            overlay.set(role, t)
+        }
+        for (role, w) in work where plan.scheme(role) == nil {
+            let bf = w.data.map(bf16Bits)
+            if !role.isLinear || plan.scheme(role) == nil { replaced[role] = bf }
+            overlay.setBF16(role, bf, rows: w.rows, cols: w.cols)
+        }
+        hidden = try runLayer(Transformer(config: c, weights: overlay, threads: threads), layer: l)
+        log?(String(format: "calibrated layer %d (AWQ): %d projections in %.1f s", l, quantized.count, Date().timeIntervalSince(start)))
+        work = [:]
+    }
+
+    /// Runs layer `l` with the original weights, sampling every projection's inputs, then searches
+    /// and folds the scales of every smoothing point into `work` (f32 copies of the changed
+    /// weights). Returns the sampler and, per projection, the scale its input is divided by.
+    func searchAndFold(layer l: Int) throws -> (ActivationSampler, [TensorRole: [Float]]) {
+        let c = source.config
+        work = [:]
+        let sampler = ActivationSampler(wanted: Set(quantizedRoles(layer: l)), cap: sampleCap)
         let model = Transformer(checkpoint: source, threads: threads)
         model.linearObserver = sampler
         model.allTokensThroughExperts = allTokensThroughExperts
         _ = try runLayer(model, layer: l)
-
         // Smoothing points: (what is divided by s, the projections multiplied by s).
         var points: [(smooth: TensorRole, balance: [TensorRole], alsoScaled: [TensorRole])] = []
         if c.qLoraRank != nil {
@@ -132,30 +163,26 @@ public final class AWQProvider: LayerwiseCalibration {
             try fold(s, smooth: p.smooth, balance: p.balance, alsoScaled: p.alsoScaled)
             for b in p.balance { inputScale[b] = s }
         }
-        // Clipping search, then RTN with the clip, on the scaled weights.
-        let overlay = OverlayWeights(base: source)
-        for role in quantized {
-            guard let scheme = plan.scheme(role) else { continue }
-            let w = try weight(role)
-            let bf = w.data.map(bf16Bits)
-            var clip: [Float]? = nil
-            if !Self.skipsClip(role), var x = sampler.sample(role) {
-                if let s = inputScale[role] { for r in 0..<x.rows { for c in 0..<x.cols { x.data[r * x.cols + c] /= s[c] } } }
-                clip = searchClip(bf, rows: w.rows, cols: w.cols, scheme: scheme, x: x)
-            }
-            let t = bf.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: w.rows, cols: w.cols, scheme: scheme, clip: clip) }
-            results[role] = t
-            overlay.set(role, t)
-        }
-        for (role, w) in work where plan.scheme(role) == nil {
-            let bf = w.data.map(bf16Bits)
-            if !role.isLinear || plan.scheme(role) == nil { replaced[role] = bf }
-            overlay.setBF16(role, bf, rows: w.rows, cols: w.cols)
-        }
-        hidden = try runLayer(Transformer(config: c, weights: overlay, threads: threads), layer: l)
-        log?(String(format: "calibrated layer %d (AWQ): %d projections in %.1f s", l, quantized.count, Date().timeIntervalSince(start)))
-        work = [:]
+        return (sampler, inputScale)
     }
+
+    /// The layer's weights after folding, before quantization (tests: the folded model must compute
+    /// what the original does, and route the same way).
+    func foldedWeights(layer l: Int) throws -> OverlayWeights {
+        _ = try searchAndFold(layer: l)
+        let overlay = OverlayWeights(base: source)
+        for (role, w) in work { overlay.setBF16(role, w.data.map(bf16Bits), rows: w.rows, cols: w.cols) }
+        work = [:]
+        return overlay
+    }
+
+    /// Advances the calibration through the layers before `l` (tests).
+    func calibrateLayers(before l: Int) throws {
+        for layer in 0..<l { results = [:]; try calibrate(layer: layer) }
+    }
+
+    /// The hidden states entering the next layer (tests).
+    var currentHidden: [Matrix] { hidden }
 
     /// AutoAWQ never clips the query/key projections (their errors are amplified by softmax).
     static func skipsClip(_ role: TensorRole) -> Bool {
