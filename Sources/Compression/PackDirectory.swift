@@ -63,10 +63,16 @@ public struct PackManifest: Sendable {
             throw CompressionError.format(file: path, message: "\(error)")
         }
         guard json["format"]?.stringValue == "dsconv-pack" else { throw CompressionError.format(file: path, message: "\"format\" is not dsconv-pack") }
+        if let v = json["version"], v.integerValue != 1 {
+            throw CompressionError.format(file: path, message: "version \(v.serialized()) is not supported (this dsconv reads version 1)")
+        }
+        guard let fileList = json["files"]?.arrayValue, !fileList.isEmpty else {
+            throw CompressionError.format(file: path, message: "missing or empty \"files\"")
+        }
         level = Int(json["level"]?.integerValue ?? 0)
         transform = json["bf16_transform"]?.stringValue.flatMap(FrameTransform.init(rawValue:)) ?? .none
-        func plain(_ name: String) -> Bool { !name.isEmpty && !name.contains("/") && name != ".." }
-        files = try (json["files"]?.arrayValue ?? []).map { f in
+        func plain(_ name: String) -> Bool { !name.isEmpty && !name.contains("/") && name != ".." && name != "." && !name.contains("\u{0}") }
+        files = try fileList.map { f in
             guard let n = f["name"]?.stringValue, let s = f["size"]?.integerValue, let h = f["sha256"]?.stringValue,
                 let p = f["packed"]?.stringValue, let ps = f["packed_size"]?.integerValue, let ph = f["packed_sha256"]?.stringValue,
                 plain(n), plain(p)
@@ -133,6 +139,16 @@ public enum PackDirectory {
                 throw CompressionError.format(file: src, message: "sha256 \(digest), the manifest says \(c.sha256)")
             }
             try copyFile(from: src, to: out.path(c.name))
+        }
+        // A manifest with an entry removed would restore an incomplete model: every shard the
+        // restored index names must have been restored.
+        let index = out.path("model.safetensors.index.json")
+        if pathExists(index), let map = (try? JSONParser.parse(try readWholeFile(index)))?["weight_map"]?.objectValue {
+            let restored = Set(manifest.files.map(\.name))
+            for shard in Set(map.pairs.compactMap { $0.value.stringValue }).sorted() where !restored.contains(shard) {
+                throw CompressionError.format(file: directory + "/" + PackManifest.fileName,
+                                              message: "the index names \(shard), which the manifest does not list: the packed directory is incomplete")
+            }
         }
     }
 }

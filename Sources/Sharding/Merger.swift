@@ -23,6 +23,13 @@ public struct Merger {
                 shapes[s.rank][t.name] = shape
             }
         }
+        // Every rank file must be the one the manifest recorded: a flipped bit or two swapped rank
+        // files would otherwise merge "successfully" into a wrong model.
+        let problems = try manifest.ranks.flatMap { try ReshardIntegrity.checksumProblems(directory: directory, rank: $0) }
+        if !problems.isEmpty {
+            throw PlanError(message: "\(directory): \(problems.count) file(s) differ from the manifest, refusing to merge: "
+                            + problems.prefix(3).map(\.description).joined(separator: "; "))
+        }
         ranks = try manifest.ranks.map { try RankFiles.open(directory + "/" + $0.directory, threads: threads, expectedShapes: shapes[$0.rank]) }
     }
 

@@ -76,6 +76,11 @@ public struct ReshardManifest: Sendable {
         self.ranks = ranks
     }
 
+    /// A file or directory name that stays inside its directory: no separators, not `.`/`..`, no NUL.
+    public static func isPlainName(_ n: String) -> Bool {
+        !n.isEmpty && n != "." && n != ".." && !n.contains("/") && !n.contains("\u{0}")
+    }
+
     /// Reads and checks a manifest; errors name the file and the field.
     public init(directory: String) throws(PlanError) {
         let path = directory + "/" + Self.fileName
@@ -85,6 +90,8 @@ public struct ReshardManifest: Sendable {
         }
         func fail(_ m: String) -> PlanError { PlanError(message: "\(path): \(m)") }
         guard json["format"]?.stringValue == Self.format else { throw fail("\"format\" is not \(Self.format)") }
+        guard let version = json["version"]?.integerValue else { throw fail("missing \"version\"") }
+        guard version == Int64(Self.version) else { throw fail("version \(version) is not supported (this dsconv reads version \(Self.version))") }
         guard let size = json["tensor_parallel"]?["size"]?.integerValue, size >= 1,
             let mode = json["tensor_parallel"]?["experts"]?.stringValue.flatMap(ExpertMode.init(rawValue:))
         else { throw fail("missing or invalid \"tensor_parallel\"") }
@@ -93,7 +100,8 @@ public struct ReshardManifest: Sendable {
         groupSize = json["tensor_parallel"]?["group_size"]?.integerValue.map(Int.init)
         source = json["source"]?.stringValue ?? ""
         var tensors: [Tensor] = []
-        for t in json["tensors"]?.arrayValue ?? [] {
+        guard let tensorList = json["tensors"]?.arrayValue, !tensorList.isEmpty else { throw fail("missing or empty \"tensors\"") }
+        for t in tensorList {
             guard let name = t["name"]?.stringValue, let dt = t["dtype"]?.stringValue.flatMap(DType.init(rawValue:)),
                 let shape = t["shape"]?.arrayValue?.compactMap({ $0.integerValue.map(Int.init) }), let slices = t["slices"]?.arrayValue
             else { throw fail("invalid tensor entry") }
@@ -111,10 +119,15 @@ public struct ReshardManifest: Sendable {
         self.tensors = tensors
         var ranks: [Rank] = []
         for r in json["ranks"]?.arrayValue ?? [] {
-            guard let rank = r["rank"]?.integerValue, let dir = r["directory"]?.stringValue, !dir.contains("/") else { throw fail("invalid rank entry") }
-            let files = (r["files"]?.arrayValue ?? []).compactMap { f -> File? in
-                guard let n = f["name"]?.stringValue, let s = f["size"]?.integerValue, let h = f["sha256"]?.stringValue else { return nil }
-                return File(name: n, size: Int(s), sha256: h)
+            guard let rank = r["rank"]?.integerValue, let dir = r["directory"]?.stringValue, Self.isPlainName(dir) else { throw fail("invalid rank entry") }
+            guard let fileList = r["files"]?.arrayValue, !fileList.isEmpty else { throw fail("rank \(rank): missing or empty \"files\"") }
+            var files: [File] = []
+            for f in fileList {
+                // Names are data, never paths: one plain name inside the rank directory.
+                guard let n = f["name"]?.stringValue, Self.isPlainName(n), let s = f["size"]?.integerValue, s >= 0,
+                      let h = f["sha256"]?.stringValue, h.count == 64, h.allSatisfy(\.isHexDigit)
+                else { throw fail("rank \(rank): invalid file entry (a plain file name, a size and a sha256 are required)") }
+                files.append(File(name: n, size: Int(s), sha256: h))
             }
             ranks.append(Rank(rank: Int(rank), directory: dir, localExperts: (r["local_experts"]?.arrayValue ?? []).compactMap { $0.integerValue.map(Int.init) }, files: files))
         }

@@ -1,0 +1,92 @@
+import Foundation
+import JSON
+import TestSupport
+import Testing
+
+/// Issue #9 §2: manifests are checked end to end — checksums before a merge, names that stay
+/// inside their directory, known versions only, complete file lists.
+@Suite struct ManifestIntegrityCLITests {
+    let fm = FileManager.default
+
+    func manifest(_ path: String) throws -> JSONValue { try JSONParser.parse(String(contentsOfFile: path, encoding: .utf8)) }
+
+    func edit(_ path: String, _ change: (inout JSONObject) -> Void) throws {
+        guard case .object(var o) = try manifest(path) else { Issue.record("not an object"); return }
+        change(&o)
+        try JSONValue.object(o).serialized(pretty: true).write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    @Test func mergeRefusesFlippedBitsAndSwappedRankFiles() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let model = try CLI.smallCheckpoint(in: dir)
+        #expect(try CLI.run(["reshard", model, "--tp", "2", "--out", dir + "/r"]).code == 0)
+        let shard = try #require(try fm.contentsOfDirectory(atPath: dir + "/r/rank-00").sorted().first { $0.hasSuffix(".safetensors") })
+        // Two rank files swapped: each is a valid safetensors file, only the checksums tell.
+        try fm.moveItem(atPath: dir + "/r/rank-00/" + shard, toPath: dir + "/swap")
+        try fm.moveItem(atPath: dir + "/r/rank-01/" + shard, toPath: dir + "/r/rank-00/" + shard)
+        try fm.moveItem(atPath: dir + "/swap", toPath: dir + "/r/rank-01/" + shard)
+        let swapped = try CLI.run(["merge", dir + "/r", "--out", dir + "/m"])
+        #expect(swapped.code == 2 && swapped.stderr.contains("differ from the manifest") && swapped.stderr.contains(shard), "\(swapped.stderr)")
+        #expect(!fm.fileExists(atPath: dir + "/m"))
+        // Swap back, then flip one bit in the data.
+        try fm.moveItem(atPath: dir + "/r/rank-00/" + shard, toPath: dir + "/swap")
+        try fm.moveItem(atPath: dir + "/r/rank-01/" + shard, toPath: dir + "/r/rank-00/" + shard)
+        try fm.moveItem(atPath: dir + "/swap", toPath: dir + "/r/rank-01/" + shard)
+        #expect(try CLI.run(["merge", dir + "/r", "--out", dir + "/ok"]).code == 0)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/r/rank-01/" + shard)))
+        bytes[bytes.count - 3] ^= 0x10
+        try Data(bytes).write(to: URL(fileURLWithPath: dir + "/r/rank-01/" + shard))
+        let flipped = try CLI.run(["merge", dir + "/r", "--out", dir + "/m"])
+        #expect(flipped.code == 2 && flipped.stderr.contains("rank-01/" + shard), "\(flipped.stderr)")
+        #expect(!fm.fileExists(atPath: dir + "/m"))
+    }
+
+    @Test func manifestNamesVersionsAndEntriesAreChecked() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let model = try CLI.smallCheckpoint(in: dir)
+        #expect(try CLI.run(["reshard", model, "--tp", "2", "--out", dir + "/r"]).code == 0)
+        let path = dir + "/r/dsconv-manifest.json"
+        let original = try String(contentsOfFile: path, encoding: .utf8)
+        let cases: [(String, (inout JSONObject) -> Void, String)] = [
+            ("a file name reaching outside", { o in
+                guard case .array(var ranks)? = o["ranks"], case .object(var r0) = ranks[0], case .array(var files)? = r0["files"],
+                      case .object(var f0) = files[0] else { return }
+                f0["name"] = "../../../etc/passwd"
+                files[0] = .object(f0); r0["files"] = .array(files); ranks[0] = .object(r0); o["ranks"] = .array(ranks)
+            }, "invalid file entry"),
+            ("an unknown version", { $0["version"] = 99 }, "version 99 is not supported"),
+            ("no tensors", { $0["tensors"] = nil }, "missing or empty \"tensors\""),
+        ]
+        for (what, change, message) in cases {
+            try original.write(toFile: path, atomically: true, encoding: .utf8)
+            try edit(path, change)
+            for args in [["verify", dir + "/r"], ["merge", dir + "/r", "--out", dir + "/m"]] {
+                let r = try CLI.run(args)
+                #expect(r.code == 2 && r.stderr.contains(message), "\(what), \(args[0]): \(r.stderr)")
+            }
+            #expect(!fm.fileExists(atPath: dir + "/m"))
+        }
+    }
+
+    @Test func unpackRefusesAManifestWithAnEntryRemovedAndUnknownVersions() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let model = try CLI.smallCheckpoint(in: dir)
+        #expect(try CLI.run(["pack", model, "--out", dir + "/p"]).code == 0)
+        let path = dir + "/p/dsconv-pack-manifest.json"
+        let original = try String(contentsOfFile: path, encoding: .utf8)
+        try edit(path) { o in
+            guard case .array(let files)? = o["files"] else { return }
+            o["files"] = .array(Array(files.dropFirst()))
+        }
+        let dropped = try CLI.run(["unpack", dir + "/p", "--out", dir + "/u"])
+        #expect(dropped.code == 2 && dropped.stderr.contains("does not list"), "\(dropped.stderr)")
+        #expect(!fm.fileExists(atPath: dir + "/u"))
+        try original.write(toFile: path, atomically: true, encoding: .utf8)
+        try edit(path) { $0["version"] = 7 }
+        let version = try CLI.run(["unpack", dir + "/p", "--out", dir + "/u"])
+        #expect(version.code == 2 && version.stderr.contains("version 7 is not supported"), "\(version.stderr)")
+    }
+}
