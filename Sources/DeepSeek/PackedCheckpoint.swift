@@ -100,7 +100,25 @@ public final class PackedCheckpoint: WeightSource, @unchecked Sendable {
         report.problems = IntegrityCheck.schemaProblems(schema: schema, expectedDType: config.expectedDType, tensors: tensorEntries,
                                                         indexName: "model.safetensors.index.json") + report.problems
         report.problems += IntegrityCheck.tokenizerProblems(directory: directory)
+        report.problems += copiedFileProblems()
         return report
+    }
+
+    /// The files copied as they are (config.json, tokenizer files, chat template) against the
+    /// manifest's sha256: a tampered chat template must not pass, or run under `verify --prompt`.
+    public func copiedFileProblems() -> [Problem] {
+        manifest.copied.compactMap { c in
+            let path = directory + "/" + c.name
+            guard let f = try? MappedFile(path: path) else {
+                return Problem(kind: .checksum, file: c.name, tensor: "", message: "missing (listed in the pack manifest)")
+            }
+            let digest = SHA256.hex(f.bytes)
+            guard digest == c.sha256, f.size == c.size else {
+                return Problem(kind: .checksum, file: c.name, tensor: "",
+                               message: "sha256 \(digest) (\(f.size) bytes), the pack manifest says \(c.sha256) (\(c.size) bytes)")
+            }
+            return nil
+        }
     }
 
     /// Every frame decoded (zstd checksums, rANS checks), each file's sha256 against the manifest,

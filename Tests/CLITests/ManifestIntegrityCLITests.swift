@@ -89,4 +89,19 @@ import Testing
         let version = try CLI.run(["unpack", dir + "/p", "--out", dir + "/u"])
         #expect(version.code == 2 && version.stderr.contains("version 7 is not supported"), "\(version.stderr)")
     }
+
+    @Test func aTamperedCopiedFileFailsVerifyOfThePackedDirectory() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let model = try CLI.smallCheckpoint(in: dir)
+        #expect(try CLI.run(["pack", model, "--out", dir + "/p"]).code == 0)
+        #expect(try CLI.run(["verify", dir + "/p"]).code == 0)
+        var template = try String(contentsOfFile: dir + "/p/tokenizer_config.json", encoding: .utf8)
+        template = template.replacingOccurrences(of: "add_generation_prompt", with: "add_generation_prompt ")
+        try template.write(toFile: dir + "/p/tokenizer_config.json", atomically: true, encoding: .utf8)
+        let r = try CLI.run(["verify", dir + "/p"])
+        #expect(r.code == 1 && r.stderr.contains("tokenizer_config.json") && r.stderr.contains("pack manifest says"), "\(r.stderr)")
+        let p = try CLI.run(["verify", dir + "/p", "--prompt", "hi", "--max-new-tokens", "1"])
+        #expect(p.code == 1 && p.stderr.contains("not generating"), "\(p.stderr)")
+    }
 }
