@@ -19,10 +19,6 @@ int csystem_rename_exchange(const char *a, const char *b) {
 #endif
 }
 
-int csystem_open_nonblocking(const char *path, int flags) {
-    return open(path, flags | O_NONBLOCK | O_CLOEXEC);
-}
-
 int csystem_try_lock(int fd) {
     return flock(fd, LOCK_EX | LOCK_NB);
 }

@@ -6,10 +6,6 @@
 /// errno set (EINVAL or ENOSYS where the file system or kernel cannot exchange).
 int csystem_rename_exchange(const char *a, const char *b);
 
-/// open(2) with O_NONBLOCK so that a FIFO or device in place of a file cannot hang; returns the
-/// descriptor or -1 with errno set.
-int csystem_open_nonblocking(const char *path, int flags);
-
 /// Takes an exclusive, non-blocking flock(2) on fd. Returns 0, or -1 with errno (EWOULDBLOCK when held).
 int csystem_try_lock(int fd);
 #endif
