@@ -143,46 +143,37 @@ void dsk_unpack_int32_rows(const int32_t *in, size_t rows, size_t cols, int bits
     }
 }
 
-/* Dequantizes one row, word by word (no per-element division). */
-static void dequant_row(const int32_t *src, size_t cols, int bits, size_t group, const uint16_t *scale, const int8_t *zp,
-                        float *out) {
+/* Columns [c0, c0 + n) of one packed row, dequantized to f32 word by word; c0 is a multiple of
+ * 32 / bits (a word boundary); `scale` and `zp` are the row's (indexed by absolute group). */
+static void dequant_cols(const int32_t *row, size_t c0, size_t n, int bits, size_t group, const uint16_t *scale,
+                         const int8_t *zp, float *out) {
     const size_t per = 32 / (size_t)bits;
     const uint32_t mask = (1u << bits) - 1;
     const int32_t offset = 1 << (bits - 1);
-    size_t c = 0;
-    for (size_t w = 0; c < cols; w++) {
-        uint32_t word = (uint32_t)src[w];
-        for (size_t k = 0; k < per && c < cols; k++, c++) {
-            const size_t g = c / group;
+    size_t i = 0;
+    for (size_t w = c0 / per; i < n; w++) {
+        const uint32_t word = (uint32_t)row[w];
+        for (size_t k = 0; k < per && i < n; k++, i++) {
+            const size_t g = (c0 + i) / group;
             const int q = (int)((word >> (k * (size_t)bits)) & mask) - offset;
             const int z = zp ? zp[g] : 0;
-            out[c] = bf16_to_f32(f32_to_bf16(rb((float)(q - z)) * bf16_to_f32(scale[g])));
+            out[i] = bf16_to_f32(f32_to_bf16(rb((float)(q - z)) * bf16_to_f32(scale[g])));
         }
     }
 }
+
+#define DEQUANT_CHUNK 4096 /* columns per stack buffer: a multiple of every words' value count */
 
 MULTIVERSION
 void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
                         const uint16_t *scale, const int8_t *zp, uint16_t *out) {
     const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
-    float row[4096];
+    float tmp[DEQUANT_CHUNK];
     for (size_t r = 0; r < rows; r++) {
-        for (size_t c0 = 0; c0 < cols; c0 += 4096) {
-            /* rows wider than 4096 are done in 4096-column pieces (a multiple of 32 values: whole words) */
-            const size_t n = cols - c0 < 4096 ? cols - c0 : 4096;
-            const size_t g0 = c0 / group;
-            if (group <= 4096 && c0 % group == 0) {
-                dequant_row(packed + r * words + c0 * (size_t)bits / 32, n, bits, group, scale + r * groups + g0,
-                            zp ? zp + r * groups + g0 : NULL, row);
-                for (size_t c = 0; c < n; c++) out[r * cols + c0 + c] = f32_to_bf16(row[c]);
-            } else {
-                for (size_t c = c0; c < c0 + n; c++) {
-                    const size_t per = 32 / (size_t)bits, g = c / group;
-                    const int q = (int)(((uint32_t)packed[r * words + c / per] >> ((c % per) * (size_t)bits)) & ((1u << bits) - 1)) - (1 << (bits - 1));
-                    const int z = zp ? zp[r * groups + g] : 0;
-                    out[r * cols + c] = f32_to_bf16(rb((float)(q - z)) * bf16_to_f32(scale[r * groups + g]));
-                }
-            }
+        for (size_t c0 = 0; c0 < cols; c0 += DEQUANT_CHUNK) {
+            const size_t n = cols - c0 < DEQUANT_CHUNK ? cols - c0 : DEQUANT_CHUNK;
+            dequant_cols(packed + r * words, c0, n, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, tmp);
+            for (size_t c = 0; c < n; c++) out[r * cols + c0 + c] = f32_to_bf16(tmp[c]);
         }
     }
 }
@@ -191,30 +182,21 @@ MULTIVERSION
 void dsk_quant_sq_error(const uint16_t *W, const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
                         const uint16_t *scale, const int8_t *zp, double *err2, double *norm2) {
     const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
-    static _Thread_local uint16_t tmp[16384];
-    double e = 0, n = 0;
+    float tmp[DEQUANT_CHUNK];
+    double e = 0, n2 = 0;
     for (size_t r = 0; r < rows; r++) {
-        if (cols <= 16384) {
-            dsk_dequant_packed(packed + r * words, 1, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, tmp);
-            for (size_t c = 0; c < cols; c++) {
-                const double w = bf16_to_f32(W[r * cols + c]), d = w - bf16_to_f32(tmp[c]);
+        for (size_t c0 = 0; c0 < cols; c0 += DEQUANT_CHUNK) {
+            const size_t n = cols - c0 < DEQUANT_CHUNK ? cols - c0 : DEQUANT_CHUNK;
+            dequant_cols(packed + r * words, c0, n, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, tmp);
+            for (size_t c = 0; c < n; c++) {
+                const double w = bf16_to_f32(W[r * cols + c0 + c]), d = w - tmp[c];
                 e += d * d;
-                n += w * w;
+                n2 += w * w;
             }
-            continue;
-        }
-        for (size_t c = 0; c < cols; c++) {  /* wide rows: element by element */
-            const size_t per = 32 / (size_t)bits, g = c / group;
-            const int q = (int)(((uint32_t)packed[r * words + c / per] >> ((c % per) * (size_t)bits)) & ((1u << bits) - 1)) - (1 << (bits - 1));
-            const int z = zp ? zp[r * groups + g] : 0;
-            const double w = bf16_to_f32(W[r * cols + c]);
-            const double d = w - bf16_to_f32(f32_to_bf16(rb((float)(q - z)) * bf16_to_f32(scale[r * groups + g])));
-            e += d * d;
-            n += w * w;
         }
     }
     *err2 += e;
-    *norm2 += n;
+    *norm2 += n2;
 }
 
 MULTIVERSION
@@ -222,7 +204,7 @@ void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int
                             const uint16_t *scale, const int8_t *zp, float *out) {
     const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
     for (size_t r = 0; r < rows; r++)
-        dequant_row(packed + r * words, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, out + r * cols);
+        dequant_cols(packed + r * words, 0, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, out + r * cols);
 }
 
 /* The dequantized value of every code of one (row, group): 16 entries for int4, 256 for int8. */

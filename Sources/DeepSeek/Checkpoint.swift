@@ -12,8 +12,8 @@ public final class Checkpoint: @unchecked Sendable {
     public let config: ModelConfig
     public let schema: TensorSchema
     public let weights: ShardedCheckpoint
-    /// Dequantized weights of a quantized checkpoint.
-    let dequantized = WeightCache()
+    /// Packed weight views (and their small copies) of a quantized checkpoint.
+    let packedWeights = WeightCache()
 
     public init(directory: String) throws {
         self.directory = directory

@@ -14,17 +14,8 @@ public final class PackedCheckpoint: WeightSource, @unchecked Sendable {
     public let manifest: PackManifest
     public let files: [PackedFile]
     private let byName: [String: (file: PackedFile, info: TensorInfo)]
-    private let cache = Locked(TensorCache())
+    private let cache = WeightCache()
     public let threads: Int
-
-    /// Decompressed tensors kept, least recently used dropped first.
-    struct TensorCache {
-        var entries: [String: (buffer: OwnedBytes, tick: Int)] = [:]
-        var bytes = 0
-        var tick = 0
-    }
-
-    public static let cacheBudget = 2 << 30
 
     /// Shapes to check tensors against instead of the config's schema (a tensor-parallel rank).
     private let expectedShapes: [String: [Int]]?
@@ -58,25 +49,7 @@ public final class PackedCheckpoint: WeightSource, @unchecked Sendable {
         if let expected = expectedShapes?[role.name] ?? schema[role.name]?.shape, expected != info.shape {
             throw ModelError.badTensor(file: file.path, tensor: role.name, message: "shape \(info.shape), expected \(expected)")
         }
-        let owned: OwnedBytes
-        if let hit = cache.withLock({ c -> OwnedBytes? in
-            c.tick += 1
-            guard let e = c.entries[role.name] else { return nil }
-            c.entries[role.name] = (e.buffer, c.tick)
-            return e.buffer
-        }) {
-            owned = hit
-        } else {
-            owned = OwnedBytes(try file.tensorData(role.name, threads: threads))
-            cache.withLock { c in
-                c.entries[role.name] = (owned, c.tick)
-                c.bytes += owned.count
-                while c.bytes > Self.cacheBudget, let oldest = c.entries.min(by: { $0.value.tick < $1.value.tick }), oldest.key != role.name {
-                    c.bytes -= oldest.value.buffer.count
-                    c.entries[oldest.key] = nil
-                }
-            }
-        }
+        let owned = try cache.value(role.name) { OwnedBytes(try file.tensorData(role.name, threads: threads)) }
         guard let format = info.dtype.weightFormat else {
             throw ModelError.badTensor(file: file.path, tensor: role.name, message: "dtype \(info.dtype.rawValue) cannot be computed with")
         }

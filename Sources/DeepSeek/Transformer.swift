@@ -106,6 +106,15 @@ public final class Transformer {
         return try Projector(weights: weights, threads: threads, observer: linearObserver).mlp(hn) { .denseMLP(layer: l, $0) }
     }
 
+    /// One whole decoder layer over a sequence starting at position 0, with a cache of its own
+    /// (calibration walks the model layer by layer): x + attn(x), then + mlp of that.
+    public func decoderLayer(_ l: Int, _ x: Matrix, observer: ForwardObserver? = nil) throws -> Matrix {
+        var h = x
+        h += try attention(layer: l, x, start: 0, cache: KVCache(config: config), path: .naive)
+        h += try feedForward(layer: l, h, observer: observer)
+        return h
+    }
+
     /// Final norm and lm_head: logits over `vocabRange` for the last position (or all).
     public func logits(_ x: Matrix, allPositions: Bool, observer: ForwardObserver? = nil) throws -> Matrix {
         var final = Ops.rmsNorm(x, weight: try weights.vector(.finalNorm), eps: Float(config.rmsNormEps))

@@ -59,7 +59,7 @@ extension TensorLocation {
 extension Checkpoint: WeightSource {
     public func matrix(_ role: TensorRole) throws -> WeightMatrix {
         if schema.quantizedRoles[role] != nil {
-            let packed = try dequantized.object(role.name, cost: { (p: PackedWeight) in p.cost }) {
+            let packed = try packedWeights.object(role.name, cost: { (p: PackedWeight) in p.cost }) {
                 try QuantizedWeights.load(role, schema: schema) { component in
                     let name = role.moduleName + "." + component.rawValue
                     guard let loc = weights[name] else {

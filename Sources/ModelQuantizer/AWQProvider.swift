@@ -176,11 +176,6 @@ public final class AWQProvider: LayerwiseCalibration {
         return overlay
     }
 
-    /// Advances the calibration through the layers before `l` (tests).
-    func calibrateLayers(before l: Int) throws {
-        for layer in 0..<l { results = [:]; try calibrate(layer: layer) }
-    }
-
     /// The hidden states entering the next layer (tests).
     var currentHidden: [Matrix] { hidden }
 

@@ -55,7 +55,7 @@ final class HessianCollector: LinearObserver {
         var h = sums[k] ?? [Float](repeating: 0, count: x.cols * x.cols)
         x.data.withUnsafeBufferPointer { xb in
             h.withUnsafeMutableBufferPointer { hb in
-                cblas_ssyrk_wrapper(n: x.cols, k: x.rows, x: xb.baseAddress!, h: hb.baseAddress!)
+                Linear.syrkUpperAccumulate(xb.baseAddress!, rows: x.rows, cols: x.cols, into: hb.baseAddress!)
             }
         }
         sums[k] = h
@@ -79,11 +79,6 @@ final class HessianCollector: LinearObserver {
     }
 
     func tokenCount(_ role: TensorRole) -> Int { tokens[wanted.contains(Self.key(role)) ? Self.key(role) : role] ?? 0 }
-}
-
-/// H (upper triangle, row-major) += XᵀX.
-func cblas_ssyrk_wrapper(n: Int, k: Int, x: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>) {
-    Linear.syrkUpperAccumulate(x, rows: k, cols: n, into: h)
 }
 
 /// Calibration one decoder layer at a time, as the writer walks the checkpoint: the first weight
@@ -122,10 +117,14 @@ public class LayerwiseCalibration: QuantizedWeightProvider {
     private func reach(_ layer: Int) throws {
         while nextLayer <= layer {
             results = [:]
+            replaced = [:]
             try calibrate(layer: nextLayer)
             nextLayer += 1
         }
     }
+
+    /// Calibrates every layer before `l` (tests).
+    func calibrateLayers(before l: Int) throws { try reach(l - 1) }
 
     public func quantized(_ role: TensorRole, scheme: QuantScheme) throws -> QuantizedTensor {
         guard let layer = role.layer else {
@@ -149,13 +148,7 @@ public class LayerwiseCalibration: QuantizedWeightProvider {
 
     /// Runs layer `l` over every window with `model` (its observer sees the projections' inputs).
     func runLayer(_ model: Transformer, layer l: Int) throws -> [Matrix] {
-        try hidden.map { x in
-            let cache = KVCache(config: model.config)
-            var h = x
-            h += try model.attention(layer: l, x, start: 0, cache: cache, path: .naive)
-            h += try model.feedForward(layer: l, h)
-            return h
-        }
+        try hidden.map { try model.decoderLayer(l, $0) }
     }
 }
 

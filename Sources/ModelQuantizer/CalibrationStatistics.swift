@@ -52,12 +52,7 @@ public final class CalibrationStatistics: LinearObserver {
         let routing = RoutingCounter(config: source.config)
         for l in 0..<source.config.numHiddenLayers {
             let start = Date()
-            hidden = try hidden.map { x in
-                var h = x
-                h += try model.attention(layer: l, x, start: 0, cache: KVCache(config: source.config), path: .naive)
-                h += try model.feedForward(layer: l, h, observer: routing)
-                return h
-            }
+            hidden = try hidden.map { try model.decoderLayer(l, $0, observer: routing) }
             log?(String(format: "layer %d: %d tokens in %.1f s", l, stats.tokens, Date().timeIntervalSince(start)))
         }
         stats.routed = routing.counts

@@ -158,7 +158,8 @@ public final class ModelQuantizer {
                     current = (t.role, q)
                     try q.packed.withUnsafeBytes { try writer.write(t.name, from: .bytes($0)) }
                     let loc = try source.tensor(t.role)
-                    let after = q.packed.count * 4 + q.scale.count * 2 + 16 + (q.packedZeroPoint()?.count ?? 0) * 4
+                    let zeroPointWords = scheme.symmetric ? 0 : scheme.packedWords(cols: q.rows) * q.groups
+                    let after = q.packed.count * 4 + q.scale.count * 2 + 16 + zeroPointWords * 4
                     report = TensorReport(name: t.role.name, shape: loc.info.shape, treatment: scheme.description,
                                           bytesBefore: loc.info.byteCount, bytesAfter: after,
                                           relativeError: Self.relativeError(original: loc.data, quantized: q, threads: plan.options.threads))

@@ -16,11 +16,7 @@ import Testing
 
     func routing(_ model: Transformer, layer: Int, _ inputs: [Matrix]) throws -> [[Int]] {
         let recorder = RoutingRecorder()
-        for x in inputs {
-            var h = x
-            h += try model.attention(layer: layer, x, start: 0, cache: KVCache(config: model.config), path: .naive)
-            _ = try model.feedForward(layer: layer, h, observer: recorder)
-        }
+        for x in inputs { _ = try model.decoderLayer(layer, x, observer: recorder) }
         return recorder.experts
     }
 
