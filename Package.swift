@@ -3,14 +3,16 @@ import PackageDescription
 
 /// dsconv: verify, re-shard, quantize, compress and run DeepSeek-V2 / V2.5 checkpoints on a CPU host.
 ///
-/// Targets follow the pipeline (see ../Formats and README): the C shims know nothing, `SafeTensors`
-/// knows the file format only, `DeepSeek` knows the model, `dsconv` is a thin CLI over them.
+/// Targets follow the pipeline (see Formats/ and the README's layout table): the C shims know
+/// nothing; `SafeTensors` is tensor storage (the file format, the `TensorStore` protocol, output
+/// directories); `DeepSeek` knows the model and reads weights only through `TensorStore`;
+/// `Compression` and `Sharding` are further stores and writers; `Checkpoints` detects and opens
+/// every checkpoint kind; `dsconv` is a thin CLI over them. Linux only (Glibc, /proc, renameat2).
 /// Hot text paths skip dynamic exclusivity checks (their buffers are never aliased).
 let fastText: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "dsconv",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "dsconv", targets: ["dsconv"]),
     ],
@@ -28,10 +30,11 @@ let package = Package(
         .target(name: "CSystem"),
         .target(name: "JSON"),
         .target(name: "Kernels", dependencies: ["CKernels", "COpenBLAS"]),
-        .target(name: "SafeTensors", dependencies: ["JSON", "CSystem"]),
-        .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "CKernels", "JSON", "Compression", "Quantization"]),
+        .target(name: "SafeTensors", dependencies: ["JSON", "CSystem", "Kernels"]),
+        .target(name: "DeepSeek", dependencies: ["SafeTensors", "Kernels", "CKernels", "JSON", "Quantization"]),
         .target(name: "Sharding", dependencies: ["DeepSeek", "SafeTensors", "Kernels", "JSON", "Compression"]),
         .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),
+        .target(name: "Checkpoints", dependencies: ["DeepSeek", "SafeTensors", "Compression", "Sharding"]),
         .target(name: "Quantization", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "ModelQuantizer", dependencies: ["DeepSeek", "Quantization", "SafeTensors", "Kernels", "CKernels", "JSON", "HDF5"]),
         .target(name: "HDF5", dependencies: ["CHDF5"]),
@@ -41,7 +44,7 @@ let package = Package(
             name: "dsconv",
             dependencies: [
                 "DeepSeek", "SafeTensors", "Kernels", "JSON", "Tokenizer", "ChatTemplate", "Sharding", "Compression",
-                "Quantization", "ModelQuantizer", "HDF5",
+                "Quantization", "ModelQuantizer", "HDF5", "Checkpoints",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -25,17 +25,8 @@ public struct PackManifest: Sendable {
         }
     }
 
-    public struct Copied: Sendable {
-        public let name: String
-        public let size: Int
-        public let sha256: String
-
-        public init(name: String, size: Int, sha256: String) {
-            self.name = name
-            self.size = size
-            self.sha256 = sha256
-        }
-    }
+    /// A file copied as it is.
+    public typealias Copied = FileRecord
 
     public let level: Int
     public let transform: FrameTransform
@@ -43,10 +34,10 @@ public struct PackManifest: Sendable {
     public let copied: [Copied]
 
     public var json: JSONValue {
-        ["format": "dsconv-pack", "version": 1, "level": JSONValue(level), "bf16_transform": .string(transform.rawValue),
+        ["format": .string(Self.format), "version": JSONValue(Self.version), "level": JSONValue(level), "bf16_transform": .string(transform.rawValue),
          "files": .array(files.map { ["name": .string($0.name), "size": JSONValue($0.size), "sha256": .string($0.sha256),
                                       "packed": .string($0.packed), "packed_size": JSONValue($0.packedSize), "packed_sha256": .string($0.packedSHA256)] }),
-         "copied": .array(copied.map { ["name": .string($0.name), "size": JSONValue($0.size), "sha256": .string($0.sha256)] })]
+         "copied": .array(copied.map(\.json))]
     }
 
     public init(level: Int, transform: FrameTransform, files: [Packed], copied: [Copied]) {
@@ -56,35 +47,29 @@ public struct PackManifest: Sendable {
         self.copied = copied
     }
 
-    public init(directory: String) throws {
-        let path = directory + "/" + Self.fileName
-        let json: JSONValue
-        do { json = try JSONParser.parse(try readWholeFile(path)) } catch {
-            throw CompressionError.format(file: path, message: "\(error)")
-        }
-        guard json["format"]?.stringValue == "dsconv-pack" else { throw CompressionError.format(file: path, message: "\"format\" is not dsconv-pack") }
-        if let v = json["version"], v.integerValue != 1 {
-            throw CompressionError.format(file: path, message: "version \(v.serialized()) is not supported (this dsconv reads version 1)")
-        }
-        guard let fileList = json["files"]?.arrayValue, !fileList.isEmpty else {
-            throw CompressionError.format(file: path, message: "missing or empty \"files\"")
-        }
+    public static let format = "dsconv-pack"
+    public static let version = 1
+
+    /// Reads and checks a manifest: I/O failures stay I/O errors; every entry must be well formed.
+    public init(directory: String) throws(SafeTensorsError) {
+        let m = try OutputManifest(directory: directory, fileName: Self.fileName, format: Self.format, versions: Self.version...Self.version)
+        let json = m.json
+        guard let fileList = json["files"]?.arrayValue, !fileList.isEmpty else { throw m.fail("missing or empty \"files\"") }
         level = Int(json["level"]?.integerValue ?? 0)
-        transform = json["bf16_transform"]?.stringValue.flatMap(FrameTransform.init(rawValue:)) ?? .none
-        func plain(_ name: String) -> Bool { !name.isEmpty && !name.contains("/") && name != ".." && name != "." && !name.contains("\u{0}") }
-        files = try fileList.map { f in
-            guard let n = f["name"]?.stringValue, let s = f["size"]?.integerValue, let h = f["sha256"]?.stringValue,
-                let p = f["packed"]?.stringValue, let ps = f["packed_size"]?.integerValue, let ph = f["packed_sha256"]?.stringValue,
-                plain(n), plain(p)
-            else { throw CompressionError.format(file: path, message: "invalid \"files\" entry") }
-            return Packed(name: n, size: Int(s), sha256: h, packed: p, packedSize: Int(ps), packedSHA256: ph)
+        guard let t = FrameTransform(rawValue: json["bf16_transform"]?.stringValue ?? FrameTransform.none.rawValue) else {
+            throw m.fail("\"bf16_transform\" \(json["bf16_transform"]?.serialized() ?? "") is not one of \(FrameTransform.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        copied = try (json["copied"]?.arrayValue ?? []).map { f in
-            guard let n = f["name"]?.stringValue, let s = f["size"]?.integerValue, let h = f["sha256"]?.stringValue, plain(n) else {
-                throw CompressionError.format(file: path, message: "invalid \"copied\" entry")
-            }
-            return Copied(name: n, size: Int(s), sha256: h)
+        transform = t
+        var files: [Packed] = []
+        for (i, f) in fileList.enumerated() {
+            guard let n = f["name"]?.stringValue, let s = f["size"]?.integerValue, s >= 0, let h = f["sha256"]?.stringValue,
+                let p = f["packed"]?.stringValue, let ps = f["packed_size"]?.integerValue, ps >= 0, let ph = f["packed_sha256"]?.stringValue,
+                FileRecord.isPlainName(n), FileRecord.isPlainName(p), FileRecord.isDigest(h), FileRecord.isDigest(ph)
+            else { throw m.fail("files[\(i)]: name, size, sha256, packed, packed_size and packed_sha256 are required (plain names, hex digests)") }
+            files.append(Packed(name: n, size: Int(s), sha256: h, packed: p, packedSize: Int(ps), packedSHA256: ph))
         }
+        self.files = files
+        copied = try m.files(json["copied"] ?? .array([]), field: "copied", allowEmpty: true)
     }
 
     public static func isPacked(_ directory: String) -> Bool { pathExists(directory + "/" + fileName) }
@@ -109,12 +94,11 @@ public enum PackDirectory {
                 progress?(name, s)
             } else {
                 try copyFile(from: path, to: out.path(name))
-                let f = try MappedFile(path: path)
-                copied.append(.init(name: name, size: f.size, sha256: SHA256.hex(f.bytes)))
+                copied.append(try FileRecord(hashing: name, in: source))
             }
         }
         let manifest = PackManifest(level: Int(options.level), transform: options.bf16Transform, files: packed, copied: copied)
-        try writeFileAtomically(out.path(PackManifest.fileName), manifest.json.serialized(pretty: true) + "\n")
+        try out.writeManifest(PackManifest.fileName, manifest.json)
         return manifest
     }
 
@@ -131,14 +115,8 @@ public enum PackDirectory {
             progress?(f.name)
         }
         for c in manifest.copied {
-            let src = directory + "/" + c.name
-            guard pathExists(src) else { throw CompressionError.format(file: src, message: "missing (listed in the manifest)") }
-            let m = try MappedFile(path: src)
-            let digest = SHA256.hex(m.bytes)
-            guard digest == c.sha256 else {
-                throw CompressionError.format(file: src, message: "sha256 \(digest), the manifest says \(c.sha256)")
-            }
-            try copyFile(from: src, to: out.path(c.name))
+            if let problem = c.mismatch(in: directory) { throw CompressionError.format(file: directory + "/" + c.name, message: problem) }
+            try copyFile(from: directory + "/" + c.name, to: out.path(c.name))
         }
         // A manifest with an entry removed would restore an incomplete model: every shard the
         // restored index names must have been restored.

@@ -26,19 +26,44 @@ public struct GenerationResult: Sendable {
     }
 }
 
-/// Prefill then token-by-token decode with the latent KV cache.
-public final class Generator {
-    public let model: Transformer
+/// What generation and evaluation run: one model, or a tensor-parallel set of ranks whose
+/// partial results are reduced. Each keeps its latent KV cache(s) in the caches it makes.
+public protocol LanguageModel: AnyObject {
+    var config: ModelConfig { get }
+    func makeCaches() -> [KVCache]
+    /// Runs `tokens` after what the caches hold; logits [T, vocab] when `allLogits`, else [1, vocab].
+    func forward(_ tokens: [Int], caches: [KVCache], allLogits: Bool) throws -> Matrix
+}
 
-    public init(model: Transformer) { self.model = model }
+extension LanguageModel {
+    /// Logits at every position of a sequence, from empty caches (evaluation, reference checks).
+    public func allLogits(_ sequence: [Int]) throws -> Matrix {
+        try forward(sequence, caches: makeCaches(), allLogits: true)
+    }
+}
+
+extension Transformer: LanguageModel {
+    public func makeCaches() -> [KVCache] { [KVCache(config: config)] }
+
+    public func forward(_ tokens: [Int], caches: [KVCache], allLogits: Bool) throws -> Matrix {
+        try forward(tokens, cache: caches[0], allLogits: allLogits)
+    }
+}
+
+/// Prefill then token-by-token decode with the latent KV cache: the one generation loop, for a
+/// single model and a tensor-parallel one alike.
+public final class Generator {
+    public let model: any LanguageModel
+
+    public init(model: any LanguageModel) { self.model = model }
 
     public func generate(prompt: [Int], maxNewTokens: Int, sampling: Sampling, stopAtEOS: Bool = true,
                          eos: Set<Int>? = nil) throws -> GenerationResult {
-        let cache = KVCache(config: model.config)
+        let cache = model.makeCaches()
         let stops = eos ?? Set([model.config.eosTokenId].compactMap { $0 })
         var rng = SplitMix(seed: { if case .random(_, _, let s) = sampling { return s }; return 0 }())
         let t0 = Date()
-        var logits = try model.forward(prompt, cache: cache).data
+        var logits = try model.forward(prompt, caches: cache, allLogits: false).data
         let promptLogits = logits
         let prefill = Date().timeIntervalSince(t0)
         var out: [Int] = []
@@ -49,7 +74,7 @@ public final class Generator {
             out.append(next)
             if stopAtEOS && stops.contains(next) { stopped = true; break }
             if out.count == maxNewTokens { break }
-            logits = try model.forward([next], cache: cache).data
+            logits = try model.forward([next], caches: cache, allLogits: false).data
         }
         return GenerationResult(tokens: out, stoppedAtEOS: stopped, promptLastLogits: promptLogits,
                                 prefillSeconds: prefill, decodeSeconds: Date().timeIntervalSince(t1))

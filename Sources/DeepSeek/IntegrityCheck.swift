@@ -2,97 +2,38 @@ import JSON
 import Kernels
 import SafeTensors
 
-/// One thing wrong with a checkpoint.
-public struct Problem: Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: String, Sendable {
-        case missingTensor = "missing_tensor"
-        case unexpectedTensor = "unexpected_tensor"
-        case wrongShape = "wrong_shape"
-        case wrongDType = "wrong_dtype"
-        case nonFinite = "non_finite"
-        case tokenizer
-        case checksum
-        case layout
-    }
-
-    public let kind: Kind
-    public let file: String
-    public let tensor: String
-    public let message: String
-
-    public init(kind: Kind, file: String, tensor: String, message: String) {
-        self.kind = kind
-        self.file = file
-        self.tensor = tensor
-        self.message = message
-    }
-
-    /// Names from files are printed with control characters escaped (a tensor name can hold anything).
-    public var description: String {
-        tensor.isEmpty ? "\(Problem.printable(file)): \(message)" : "\(Problem.printable(file)): tensor \(Problem.printable(tensor)): \(message)"
-    }
-
-    public static func printable(_ s: String) -> String {
-        var out = ""
-        for u in s.unicodeScalars {
-            if u.value < 0x20 || u.value == 0x7f || (0x80..<0xa0).contains(u.value) {
-                out += String(format: "\\u{%02x}", u.value)
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-        return out
-    }
-
-    public var json: JSONValue {
-        ["kind": .string(kind.rawValue), "file": .string(file), "tensor": .string(tensor), "message": .string(message)]
-    }
-}
-
-public struct IntegrityReport: Sendable {
-    public var problems: [Problem] = []
-    public var tensorsChecked = 0
-    public var bytesScanned = 0
-    public var ok: Bool { problems.isEmpty }
-
-    public init() {}
-
-    public var json: JSONValue {
-        ["ok": .bool(ok), "problems": .array(problems.map(\.json)),
-         "tensors_checked": JSONValue(tensorsChecked), "bytes_scanned": JSONValue(bytesScanned)]
-    }
-}
-
-/// `dsconv verify` without `--prompt`: the schema, the NaN/Inf scan, the tokenizer files. Header
-/// and index problems are found earlier, when the `Checkpoint` is opened.
+/// `dsconv verify` without `--prompt`: the schema, the store's scan (NaN/Inf, and what the
+/// store can check of its files), the tokenizer files. Header and index problems are found
+/// earlier, when the store is opened.
 public enum IntegrityCheck {
-    /// Bytes per scan work item. Big enough to amortize, small enough to balance threads.
-    static let chunkBytes = 8 << 20
+    /// Any store against a schema.
+    public static func run(store: any TensorStore, schema: TensorSchema, textDirectory: String, threads: Int,
+                           progress: (@Sendable (_ bytesDone: Int, _ bytesTotal: Int) -> Void)? = nil) -> IntegrityReport {
+        var report = store.scan(threads: threads, progress: progress)
+        report.problems = schemaProblems(store: store, schema: schema) + report.problems
+        report.problems += tokenizerProblems(directory: textDirectory)
+        return report
+    }
 
     public static func run(_ checkpoint: Checkpoint, threads: Int,
                            progress: (@Sendable (_ bytesDone: Int, _ bytesTotal: Int) -> Void)? = nil) -> IntegrityReport {
-        var report = IntegrityReport()
-        report.problems += schemaProblems(checkpoint)
-        let (nonFinite, scanned) = scanNonFinite(checkpoint.weights, threads: threads, progress: progress)
-        report.problems += nonFinite
-        report.bytesScanned = scanned
-        report.tensorsChecked = checkpoint.weights.tensors.count
-        report.problems += tokenizerProblems(directory: checkpoint.directory)
-        return report
+        run(store: checkpoint.weights, schema: checkpoint.schema, textDirectory: checkpoint.directory, threads: threads, progress: progress)
     }
 
     /// Missing, unexpected, mis-shaped and mis-typed tensors against the config's schema.
     public static func schemaProblems(_ checkpoint: Checkpoint) -> [Problem] {
-        let entries = checkpoint.weights.tensors.map { (file: basename($0.file.path), info: $0.info) }
-        return schemaProblems(schema: checkpoint.schema, expectedDType: checkpoint.expectedDType, tensors: entries,
-                              indexName: checkpoint.weights.indexPath.map(basename) ?? "checkpoint")
+        schemaProblems(store: checkpoint.weights, schema: checkpoint.schema)
+    }
+
+    public static func schemaProblems(store: any TensorStore, schema: TensorSchema) -> [Problem] {
+        schemaProblems(schema: schema, expectedDType: schema.config.expectedDType, tensors: store.listing, indexName: store.listingName)
     }
 
     /// The same over any listing of (file, tensor) pairs, e.g. a packed checkpoint's headers.
-    public static func schemaProblems(schema: TensorSchema, expectedDType: DType, tensors: [(file: String, info: TensorInfo)],
+    public static func schemaProblems(schema: TensorSchema, expectedDType: DType, tensors: [StoredTensor],
                                       indexName: String) -> [Problem] {
         var problems: [Problem] = []
-        var found: [String: (file: String, info: TensorInfo)] = [:]
+        var found: [String: StoredTensor] = [:]
         for t in tensors { found[t.info.name] = t }
         for t in schema.tensors {
             guard let f = found[t.name] else {
@@ -118,61 +59,6 @@ public enum IntegrityCheck {
         return problems
     }
 
-    /// Scans every floating tensor for NaN/Inf, in parallel chunks; returns problems and bytes read.
-    public static func scanNonFinite(_ weights: ShardedCheckpoint, threads: Int,
-                                     progress: (@Sendable (Int, Int) -> Void)? = nil) -> ([Problem], Int) {
-        struct Chunk { let tensor: Int; let range: Range<Int> }
-        var chunks: [Chunk] = []
-        var total = 0
-        for (i, loc) in weights.tensors.enumerated() where loc.info.dtype.isFloatingPoint {
-            let n = loc.info.byteCount
-            let elem = loc.info.dtype.size
-            let step = chunkBytes / elem * elem
-            var start = 0
-            while start < n {
-                chunks.append(Chunk(tensor: i, range: start..<min(n, start + step)))
-                start += step
-            }
-            total += n
-        }
-        let totalBytes = total
-        struct Hits { var count = 0; var first = Int.max }
-        let hits = Locked([Int: Hits]())
-        let done = AtomicCounter()
-        let tensors = UnsafeSendable(weights.tensors)
-        let work = UnsafeSendable(chunks)
-        parallelFor(chunks.count, threads: threads) { c in
-            let chunk = work.value[c]
-            let loc = tensors.value[chunk.tensor]
-            guard let format = loc.info.dtype.scanFormat else { return }
-            let bytes = UnsafeRawBufferPointer(rebasing: loc.data[chunk.range])
-            let r = NonFiniteScan.count(bytes, format: format)
-            let fileRange = loc.file.fileRange(loc.info)
-            let absolute = (fileRange.lowerBound + chunk.range.lowerBound)..<(fileRange.lowerBound + chunk.range.upperBound)
-            loc.file.mapped.adviseDone(absolute)
-            if r.count > 0, let first = r.first {
-                let element = chunk.range.lowerBound / loc.info.dtype.size + first
-                hits.withLock { h in
-                    var e = h[chunk.tensor] ?? Hits()
-                    e.count += r.count
-                    e.first = min(e.first, element)
-                    h[chunk.tensor] = e
-                }
-            }
-            let d = done.increment(by: chunk.range.count) + chunk.range.count
-            progress?(d, totalBytes)
-        }
-        let problems = hits.withLock { h in
-            h.keys.sorted().map { i -> Problem in
-                let loc = weights.tensors[i]
-                let e = h[i]!
-                return Problem(kind: .nonFinite, file: basename(loc.file.path), tensor: loc.info.name,
-                               message: "\(e.count) NaN/Inf value\(e.count == 1 ? "" : "s"), first at flat index \(e.first) (expected finite \(loc.info.dtype.rawValue))")
-            }
-        }
-        return (problems, total)
-    }
-
     /// tokenizer.json and tokenizer_config.json must exist and parse.
     public static func tokenizerProblems(directory: String) -> [Problem] {
         var problems: [Problem] = []
@@ -196,8 +82,4 @@ public enum IntegrityCheck {
         }
         return problems
     }
-}
-
-public func basename(_ path: String) -> String {
-    path.split(separator: "/").last.map(String.init) ?? path
 }

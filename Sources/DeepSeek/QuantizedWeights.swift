@@ -7,14 +7,15 @@ import SafeTensors
 /// decompresses to, bf16(bf16(q − zp) · scale).
 enum QuantizedWeights {
     /// One stored component: its header entry and bytes.
-    typealias Fetch = (TensorComponent) throws -> (info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String, owner: AnyObject)
+    /// `mapped`: the bytes are a view of a mapped file; otherwise they were decoded and cost memory.
+    typealias Fetch = (TensorComponent) throws -> (info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String, owner: AnyObject, mapped: Bool)
 
     static func load(_ role: TensorRole, schema: TensorSchema, fetch: Fetch) throws -> PackedWeight {
         guard let scheme = schema.quantizedRoles[role], let logical = schema.tensor(role, .weightPacked)?.logicalShape else {
             throw ModelError.badTensor(file: "config.json", tensor: role.name, message: "not a quantized module")
         }
         let (rows, cols) = (logical[0], logical[1])
-        var parts: [TensorComponent: (info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String, owner: AnyObject)] = [:]
+        var parts: [TensorComponent: (info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String, owner: AnyObject, mapped: Bool)] = [:]
         let needed: [TensorComponent] = [.weightPacked, .weightScale, .weightShape] + (scheme.symmetric ? [] : [.weightZeroPoint])
         for c in needed {
             let part = try fetch(c)
@@ -47,10 +48,10 @@ enum QuantizedWeights {
         // and go with the page cache); misaligned ones are copied once.
         let owner = PackedWeightStorage()
         owner.owners = [packed.owner, scale.owner]
+        owner.cost += [packed, scale].reduce(0) { $0 + ($1.mapped ? 0 : $1.bytes.count) }
         func viewOrCopy(_ bytes: UnsafeRawBufferPointer, alignment: Int) -> UnsafeRawBufferPointer {
             if Int(bitPattern: bytes.baseAddress) % alignment == 0 { return bytes }
-            let copy = OwnedBytes(byteCount: bytes.count)
-            copy.mutableBytes.copyMemory(from: bytes)
+            let copy = OwnedBytes(copying: bytes)
             owner.owners.append(copy)
             owner.cost += bytes.count
             return copy.bytes

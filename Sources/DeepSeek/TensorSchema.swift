@@ -28,7 +28,7 @@ public enum TensorRole: Hashable, Sendable {
     case routedExpert(layer: Int, expert: Int, MLPProjection)
     case sharedExpert(layer: Int, MLPProjection)
 
-    /// The Hugging Face / original DeepSeek checkpoint name.
+    /// The Hugging Face name of the weight (`HuggingFaceNaming`; other namings go through a schema).
     public var name: String {
         switch self {
         case .embedding: return "model.embed_tokens.weight"
@@ -74,6 +74,11 @@ public enum TensorRole: Hashable, Sendable {
         }
     }
 
+    public var isRoutedExpert: Bool {
+        if case .routedExpert = self { return true }
+        return false
+    }
+
     public var isNorm: Bool {
         switch self {
         case .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: return true
@@ -106,9 +111,27 @@ public enum TensorComponent: String, Sendable, Hashable {
     case weightZeroPoint = "weight_zero_point"
 }
 
+/// How a checkpoint names its tensors: (role, component) → name. The schema names every tensor
+/// through one of these; nothing else spells tensor names.
+public protocol TensorNaming: Sendable {
+    func name(_ role: TensorRole, _ component: TensorComponent) -> String
+}
+
+/// Hugging Face transformers' names, with compressed-tensors' component suffixes
+/// (`….weight_packed`, `….weight_scale`, …).
+public struct HuggingFaceNaming: TensorNaming {
+    public init() {}
+
+    public func name(_ role: TensorRole, _ component: TensorComponent) -> String {
+        component == .weight ? role.name : role.moduleName + "." + component.rawValue
+    }
+}
+
 /// A tensor the config says the checkpoint must hold.
 public struct ExpectedTensor: Sendable, Equatable {
     public let role: TensorRole
+    /// Its name in the checkpoint (the schema's naming).
+    public internal(set) var name: String
     public let shape: [Int]
     public var component: TensorComponent = .weight
     /// The dtype it must have; nil: the checkpoint's dtype (`torch_dtype`).
@@ -121,6 +144,7 @@ public struct ExpectedTensor: Sendable, Equatable {
     public init(role: TensorRole, shape: [Int], component: TensorComponent = .weight, dtype: DType? = nil,
                 logicalShape: [Int]? = nil, scheme: QuantScheme? = nil) {
         self.role = role
+        self.name = HuggingFaceNaming().name(role, component)
         self.shape = shape
         self.component = component
         self.dtype = dtype
@@ -128,7 +152,6 @@ public struct ExpectedTensor: Sendable, Equatable {
         self.scheme = scheme
     }
 
-    public var name: String { component == .weight ? role.name : role.moduleName + "." + component.rawValue }
     public var elementCount: Int { shape.reduce(1, *) }
     /// Parameters the tensor stands for: the logical weight for the packed component, none for
     /// the other quantization components.
@@ -145,10 +168,11 @@ public struct ExpectedTensor: Sendable, Equatable {
 /// order (embedding, layers, final norm, head). Linear weights are [out_features, in_features].
 public struct TensorSchema: Sendable {
     public let config: ModelConfig
+    public let naming: any TensorNaming
     public let tensors: [ExpectedTensor]
     private let byName: [String: Int]
 
-    public init(config c: ModelConfig) {
+    public init(config c: ModelConfig, naming: any TensorNaming = HuggingFaceNaming()) {
         var t: [ExpectedTensor] = []
         let h = c.hiddenSize
         let heads = c.numAttentionHeads
@@ -191,7 +215,9 @@ public struct TensorSchema: Sendable {
         t.append(.init(role: .finalNorm, shape: [h]))
         if !c.tieWordEmbeddings { t.append(.init(role: .lmHead, shape: [c.vocabSize, h])) }
         if let q = c.quantization { t = t.flatMap { Self.components(of: $0, quantization: q) } }
+        for i in t.indices { t[i].name = naming.name(t[i].role, t[i].component) }
         config = c
+        self.naming = naming
         tensors = t
         byName = Dictionary(uniqueKeysWithValues: t.enumerated().map { ($1.name, $0) })
         var quantized: [TensorRole: QuantScheme] = [:]
@@ -224,7 +250,12 @@ public struct TensorSchema: Sendable {
 
     /// The expected tensor of a role's component.
     public func tensor(_ role: TensorRole, _ component: TensorComponent = .weight) -> ExpectedTensor? {
-        self[component == .weight ? role.name : role.moduleName + "." + component.rawValue]
+        self[name(role, component)]
+    }
+
+    /// The checkpoint name of a role's component.
+    public func name(_ role: TensorRole, _ component: TensorComponent = .weight) -> String {
+        naming.name(role, component)
     }
 
     // MARK: Parameter counts
@@ -259,7 +290,7 @@ public struct TensorSchema: Sendable {
         return n
     }
 
-    /// Tensors every rank holds whole (DESIGN.md's TP table).
+    /// Tensors every rank holds whole (Formats/tp-layout.md).
     public static func isReplicated(_ role: TensorRole) -> Bool {
         switch role {
         case .qA, .kvA, .router, .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: return true

@@ -1,4 +1,5 @@
 import Kernels
+import SafeTensors
 
 /// Decoded weights (decompressed or dequantized) kept for reuse, least recently used dropped
 /// first once `budget` bytes are held. One lock section per lookup-or-insert, so concurrent

@@ -1,8 +1,7 @@
 import Kernels
 import SafeTensors
 
-/// Where the forward pass gets weights from: a checkpoint's mmap'd tensors, or (for a sharded
-/// output) one rank's files. Weights are views; nothing is loaded until read.
+/// Where the forward pass gets weights from, by role. Weights are views; nothing is loaded until read.
 public protocol WeightSource: AnyObject, Sendable {
     func matrix(_ role: TensorRole) throws -> WeightMatrix
 }
@@ -12,19 +11,6 @@ extension WeightSource {
 }
 
 extension DType {
-    /// How the NaN/Inf scan reads this dtype (nil: not a floating type).
-    public var scanFormat: NonFiniteScan.Format? {
-        switch self {
-        case .bf16: return .bf16
-        case .f16: return .f16
-        case .f32: return .f32
-        case .f64: return .f64
-        case .f8e4m3: return .f8e4m3
-        case .f8e5m2: return .f8e5m2
-        default: return nil
-        }
-    }
-
     /// The weight format the forward pass computes from (nil: not computable).
     public var weightFormat: WeightFormat? {
         switch self {
@@ -36,44 +22,69 @@ extension DType {
     }
 }
 
-extension TensorLocation {
-    /// The tensor as a weight view: 2-D [out, in]; a 1-D tensor is [n, 1].
-    public func weightMatrix() throws -> WeightMatrix {
+/// The one adapter from a tensor store to the forward pass: role → name (through the schema's
+/// naming) → shape and dtype checks → a weight view. Mapped bytes are viewed where they lie;
+/// decoded bytes (a packed store), misaligned F32 copies and quantized weights are kept in a
+/// bounded cache that owns them.
+public final class StoreWeights: WeightSource, @unchecked Sendable {
+    public let store: any TensorStore
+    public let schema: TensorSchema
+    /// Shapes to check tensors against instead of the schema's (a tensor-parallel rank's slices).
+    let expectedShapes: [String: [Int]]?
+    let cache: WeightCache
+
+    public init(store: any TensorStore, schema: TensorSchema, expectedShapes: [String: [Int]]? = nil, cache: WeightCache = WeightCache()) {
+        self.store = store
+        self.schema = schema
+        self.expectedShapes = expectedShapes
+        self.cache = cache
+    }
+
+    func missing(_ name: String) -> ModelError {
+        .badTensor(file: store.directory, tensor: name, message: "missing from \(store.listingName)")
+    }
+
+    public func matrix(_ role: TensorRole) throws -> WeightMatrix {
+        if schema.quantizedRoles[role] != nil { return try quantized(role) }
+        let name = schema.name(role)
+        guard let info = store.info(name) else { throw missing(name) }
+        let file = store.path(of: name) ?? store.directory
+        if let expected = expectedShapes?[name] ?? schema[name]?.shape, expected != info.shape {
+            throw ModelError.badTensor(file: file, tensor: name, message: "shape \(info.shape), expected \(expected)")
+        }
         guard let format = info.dtype.weightFormat else {
-            throw ModelError.badTensor(file: file.path, tensor: info.name, message: "dtype \(info.dtype.rawValue) cannot be computed with (BF16, F16 or F32 expected)")
+            throw ModelError.badTensor(file: file, tensor: name, message: "dtype \(info.dtype.rawValue) cannot be computed with (BF16, F16 or F32 expected)")
         }
         guard info.shape.count == 1 || info.shape.count == 2 else {
-            throw ModelError.badTensor(file: file.path, tensor: info.name, message: "shape \(info.shape) is not a vector or a matrix")
+            throw ModelError.badTensor(file: file, tensor: name, message: "shape \(info.shape) is not a vector or a matrix")
         }
-        var bytes = data
-        if format == .f32, Int(bitPattern: bytes.baseAddress) % 4 != 0 {
-            // Misaligned f32 data: copy once (never happens with 8-byte-aligned writers).
-            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
-            copy.copyMemory(from: bytes)
-            bytes = UnsafeRawBufferPointer(copy)
-        }
-        return WeightMatrix(bytes: bytes, format: format, rows: info.shape[0], cols: info.shape.count == 2 ? info.shape[1] : 1, owner: file)
-    }
-}
-
-extension Checkpoint: WeightSource {
-    public func matrix(_ role: TensorRole) throws -> WeightMatrix {
-        if schema.quantizedRoles[role] != nil {
-            let packed = try packedWeights.object(role.name, cost: { (p: PackedWeight) in p.cost }) {
-                try QuantizedWeights.load(role, schema: schema) { component in
-                    let name = role.moduleName + "." + component.rawValue
-                    guard let loc = weights[name] else {
-                        throw ModelError.badTensor(file: directory, tensor: name, message: "missing from the checkpoint")
-                    }
-                    return (loc.info, loc.data, loc.file.path, loc.file)
-                }
+        let (rows, cols) = (info.shape[0], info.shape.count == 2 ? info.shape[1] : 1)
+        if store.servesMappedBytes {
+            let data = try store.bytes(name)
+            if format != .f32 || Int(bitPattern: data.bytes.baseAddress) % 4 == 0 {
+                return WeightMatrix(bytes: data.bytes, format: format, rows: rows, cols: cols, owner: data.owner)
             }
-            return packed.matrix
+            // Misaligned f32 data (never with 8-byte-aligned writers): one aligned copy, cached.
+            let copy = try cache.value(name) { OwnedBytes(copying: data.bytes) }
+            return WeightMatrix(bytes: copy.bytes, format: format, rows: rows, cols: cols, owner: copy)
         }
-        let loc = try tensor(role)
-        if let expected = schema[role.name], expected.shape != loc.info.shape {
-            throw ModelError.badTensor(file: loc.file.path, tensor: role.name, message: "shape \(loc.info.shape), expected \(expected.shape)")
+        let owned = try cache.value(name) {
+            let data = try store.bytes(name)
+            return data.owner as? OwnedBytes ?? OwnedBytes(copying: data.bytes)
         }
-        return try loc.weightMatrix()
+        return WeightMatrix(bytes: owned.bytes, format: format, rows: rows, cols: cols, owner: owned)
+    }
+
+    /// A compressed-tensors weight: its components read, checked and kept packed.
+    func quantized(_ role: TensorRole) throws -> WeightMatrix {
+        let packed = try cache.object(schema.name(role, .weightPacked), cost: { (p: PackedWeight) in p.cost }) {
+            try QuantizedWeights.load(role, schema: schema) { component in
+                let name = schema.name(role, component)
+                guard let info = store.info(name) else { throw missing(name) }
+                let data = try store.bytes(name)
+                return (info, data.bytes, store.path(of: name) ?? store.directory, data.owner, data.isMapped)
+            }
+        }
+        return packed.matrix
     }
 }

@@ -3,7 +3,18 @@ import COpenBLAS
 
 /// Element types a weight may arrive in. `packed`: integer codes in int32 words with per-group
 /// scales (compressed-tensors pack-quantized, `PackedLayout`).
-public enum WeightFormat: Sendable { case bf16, f16, f32, packed }
+public enum WeightFormat: Sendable {
+    case bf16, f16, f32, packed
+
+    /// Bytes per element of a dense format; nil for `packed` (its rows are words, see `rowBytes`).
+    public var elementBytes: Int? {
+        switch self {
+        case .bf16, .f16: return 2
+        case .f32: return 4
+        case .packed: return nil
+        }
+    }
+}
 
 /// The side tables of a packed quantized weight; the pointers live as long as the matrix's owner.
 public struct PackedLayout: @unchecked Sendable {
@@ -22,6 +33,9 @@ public struct PackedLayout: @unchecked Sendable {
     }
 
     func wordsPerRow(_ cols: Int) -> Int { (cols * bits + 31) / 32 }
+
+    /// Scale (and zero-point) entries per row.
+    func groupsPerRow(_ cols: Int) -> Int { (cols + groupSize - 1) / groupSize }
 }
 
 /// A weight matrix [outFeatures, inFeatures] as it lies in the checkpoint (usually an mmap slice).
@@ -45,17 +59,21 @@ public struct WeightMatrix: @unchecked Sendable {
         self.packing = packing
     }
 
+    /// Bytes of one row as stored: elements for dense formats, int32 words for packed ones.
+    public var rowBytes: Int {
+        if let p = packing { return p.wordsPerRow(cols) * 4 }
+        return cols * (format.elementBytes ?? 0)
+    }
+
     /// Rows [from, from+count) as a weight of its own (a view, no copy).
     public func rowSlice(_ from: Int, _ count: Int) -> WeightMatrix {
+        let b = UnsafeRawBufferPointer(rebasing: bytes[(from * rowBytes)..<((from + count) * rowBytes)])
         if let p = packing {
-            let words = p.wordsPerRow(cols), groups = cols / p.groupSize
-            let b = UnsafeRawBufferPointer(rebasing: bytes[(from * words * 4)..<((from + count) * words * 4)])
+            let groups = p.groupsPerRow(cols)
             let layout = PackedLayout(bits: p.bits, groupSize: p.groupSize, scale: p.scale + from * groups,
                                       zeroPoint: p.zeroPoint.map { $0 + from * groups })
             return WeightMatrix(bytes: b, format: .packed, rows: count, cols: cols, owner: owner, packing: layout)
         }
-        let size = format == .f32 ? 4 : 2
-        let b = UnsafeRawBufferPointer(rebasing: bytes[(from * cols * size)..<((from + count) * cols * size)])
         return WeightMatrix(bytes: b, format: format, rows: count, cols: cols, owner: owner)
     }
 

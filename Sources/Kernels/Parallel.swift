@@ -27,50 +27,58 @@ public func parallelFor(_ count: Int, threads: Int, _ body: @Sendable (Int) -> V
     }
 }
 
+/// A pthread mutex at a fixed heap address (a stored `pthread_mutex_t` property has no address
+/// Swift guarantees to be stable, so `&property` must not be handed to pthreads).
+final class HeapMutex: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deinitialize(count: 1)
+        mutex.deallocate()
+    }
+
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}
+
 /// A lock-protected counter (fetch-and-add), for handing out work.
 public final class AtomicCounter: @unchecked Sendable {
     private var value = 0
-    private var lock = pthread_mutex_t()
+    private let lock = HeapMutex()
 
-    public init(_ start: Int = 0) {
-        value = start
-        pthread_mutex_init(&lock, nil)
-    }
-
-    deinit { pthread_mutex_destroy(&lock) }
+    public init(_ start: Int = 0) { value = start }
 
     /// Returns the value before adding `by`.
     public func increment(by: Int = 1) -> Int {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        let v = value
-        value += by
-        return v
+        lock.withLock {
+            let v = value
+            value += by
+            return v
+        }
     }
 
-    public var current: Int {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return value
-    }
+    public var current: Int { lock.withLock { value } }
 }
 
 /// A mutex around a value, for results gathered from parallel workers.
 public final class Locked<Value>: @unchecked Sendable {
     private var value: Value
-    private var lock = pthread_mutex_t()
+    private let lock = HeapMutex()
 
-    public init(_ value: Value) {
-        self.value = value
-        pthread_mutex_init(&lock, nil)
-    }
-
-    deinit { pthread_mutex_destroy(&lock) }
+    public init(_ value: Value) { self.value = value }
 
     public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return try body(&value)
+        try lock.withLock { try body(&value) }
     }
 }
 

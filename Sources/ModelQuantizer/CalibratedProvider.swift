@@ -2,6 +2,7 @@ import DeepSeek
 import Foundation
 import Kernels
 import Quantization
+import SafeTensors
 
 /// Weights of a layer replaced by their quantized (dequantized BF16) versions; the rest read
 /// from the base source. Runs a layer as the engine will, to calibrate the next one on it.

@@ -4,8 +4,11 @@ public enum DType: String, Sendable, CaseIterable, Codable {
     case u8 = "U8"
     case i8 = "I8"
     case i16 = "I16"
+    case u16 = "U16"
     case i32 = "I32"
+    case u32 = "U32"
     case i64 = "I64"
+    case u64 = "U64"
     case f16 = "F16"
     case bf16 = "BF16"
     case f32 = "F32"
@@ -17,9 +20,9 @@ public enum DType: String, Sendable, CaseIterable, Codable {
     public var size: Int {
         switch self {
         case .bool, .u8, .i8, .f8e4m3, .f8e5m2: return 1
-        case .i16, .f16, .bf16: return 2
-        case .i32, .f32: return 4
-        case .i64, .f64: return 8
+        case .i16, .u16, .f16, .bf16: return 2
+        case .i32, .u32, .f32: return 4
+        case .i64, .u64, .f64: return 8
         }
     }
 

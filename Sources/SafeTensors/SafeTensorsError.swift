@@ -27,6 +27,7 @@ public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertibl
     case outputNotOurs(path: String, role: String)
     case outputLocked(path: String, lock: String)
     case notRegularFile(path: String)
+    case manifestInvalid(file: String, reason: String)
 
     public var description: String {
         switch self {
@@ -83,6 +84,8 @@ public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertibl
             return "\(p) is \(role) but was not written by dsconv (no \(OutputDirectory.markerName) marker or dsconv manifest): refusing to replace it, even with --force; move it away or choose another output"
         case .notRegularFile(let p):
             return "\(p): not a regular file (a FIFO, device or directory where a file was expected)"
+        case .manifestInvalid(let f, let reason):
+            return "\(f): \(reason)"
         case .outputLocked(let p, let lock):
             return "\(p) is being written by another dsconv process (\(lock) is locked); wait for it or choose another output"
         }
@@ -95,7 +98,7 @@ public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertibl
             .headerLengthBeyondFile(let f, _, _), .headerNotJSON(let f, _), .headerNotObject(let f),
             .invalidTensorEntry(let f, _, _), .unknownDType(let f, _, _), .shapeOverflow(let f, _, _),
             .byteLengthMismatch(let f, _, _, _), .offsetGap(let f, _, _, _), .offsetOverlap(let f, _, _, _),
-            .dataSizeMismatch(let f, _, _), .indexInvalid(let f, _), .writeOutOfOrder(let f, _, _):
+            .dataSizeMismatch(let f, _, _), .indexInvalid(let f, _), .writeOutOfOrder(let f, _, _), .manifestInvalid(let f, _):
             return f
         case .indexMissingFile(let i, _, _), .indexTensorNotInFile(let i, _, _, _), .tensorNotIndexed(let i, _, _):
             return i

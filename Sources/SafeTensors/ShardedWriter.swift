@@ -5,8 +5,17 @@ import JSON
 /// shard of its own), as Hugging Face's `save_pretrained` does.
 public struct ShardLayout: Sendable {
     public let shards: [[TensorSpec]]
+    /// Set when every tensor goes into one file of this name, without an index.
+    public let singleFile: String?
+
+    /// All tensors in one file named `singleFile`, no index (DeepSeek's `model{r}-mp{N}.safetensors`).
+    public init(tensors: [TensorSpec], singleFile: String) {
+        shards = [tensors]
+        self.singleFile = singleFile
+    }
 
     public init(tensors: [TensorSpec], maxShardSize: Int) {
+        singleFile = nil
         var shards: [[TensorSpec]] = []
         var current: [TensorSpec] = []
         var size = 0
@@ -23,15 +32,17 @@ public struct ShardLayout: Sendable {
         self.shards = shards
     }
 
-    /// `model-00001-of-00003.safetensors`.
+    /// `model-00001-of-00003.safetensors` (or the single file's name).
     public func fileName(_ shard: Int) -> String {
+        if let singleFile { return singleFile }
         func pad(_ n: Int) -> String { let s = String(n); return String(repeating: "0", count: max(0, 5 - s.count)) + s }
         return "model-\(pad(shard + 1))-of-\(pad(shards.count)).safetensors"
     }
 }
 
 /// Writes a whole sharded checkpoint into a directory: shards in order, then
-/// `model.safetensors.index.json`. Tensors must be written in the order given.
+/// `model.safetensors.index.json` (none for a single-file layout). Tensors must be written in the
+/// order given.
 public final class ShardedWriter {
     public let directory: String
     public let layout: ShardLayout
@@ -48,11 +59,18 @@ public final class ShardedWriter {
 
     /// `onBytes(fileName, bytes)` sees every byte written, per file (for checksums; with a
     /// `makeSink` factory the factory decides what it sees).
-    public init(directory: String, tensors: [TensorSpec], maxShardSize: Int, metadata: [String: String] = [:],
+    public convenience init(directory: String, tensors: [TensorSpec], maxShardSize: Int, metadata: [String: String] = [:],
+                            onBytes: ((String, UnsafeRawBufferPointer) -> Void)? = nil, fileSuffix: String = "",
+                            makeSink: ((String) -> SinkFactory)? = nil) {
+        self.init(directory: directory, layout: ShardLayout(tensors: tensors, maxShardSize: maxShardSize), metadata: metadata,
+                  onBytes: onBytes, fileSuffix: fileSuffix, makeSink: makeSink)
+    }
+
+    public init(directory: String, layout: ShardLayout, metadata: [String: String] = [:],
                 onBytes: ((String, UnsafeRawBufferPointer) -> Void)? = nil, fileSuffix: String = "",
                 makeSink: ((String) -> SinkFactory)? = nil) {
         self.directory = directory
-        self.layout = ShardLayout(tensors: tensors, maxShardSize: maxShardSize)
+        self.layout = layout
         self.metadata = metadata
         self.onFile = onBytes
         self.fileSuffix = fileSuffix
@@ -98,7 +116,7 @@ public final class ShardedWriter {
         guard shard == layout.shards.count else {
             throw SafeTensorsError.writeOutOfOrder(file: directory, tensor: layout.shards[shard].first?.name ?? "", reason: "finish() before all tensors were written")
         }
-        try writeFileAtomically(directory + "/" + ShardedCheckpoint.indexFileName, indexJSON())
+        if layout.singleFile == nil { try writeFileAtomically(directory + "/" + ShardedCheckpoint.indexFileName, indexJSON()) }
     }
 
     public func indexJSON() -> String {

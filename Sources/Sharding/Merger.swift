@@ -1,3 +1,4 @@
+import Compression
 import DeepSeek
 import Foundation
 import JSON
@@ -9,20 +10,11 @@ import SafeTensors
 public struct Merger {
     public let directory: String
     public let manifest: ReshardManifest
-    public let ranks: [RankFiles]
+    public let ranks: [any TensorStore]
 
     public init(directory: String, threads: Int = 1) throws {
         self.directory = directory
         manifest = try ReshardManifest(directory: directory)
-        // Shapes of every rank's slices, from the manifest (packed ranks are checked against them).
-        var shapes = Array(repeating: [String: [Int]](), count: manifest.tp)
-        for t in manifest.tensors {
-            for s in t.slices {
-                var shape = t.shape
-                if let d = s.dim { shape[d] = s.length }
-                shapes[s.rank][t.name] = shape
-            }
-        }
         // Every rank file must be the one the manifest recorded: a flipped bit or two swapped rank
         // files would otherwise merge "successfully" into a wrong model.
         let problems = try manifest.ranks.flatMap { try ReshardIntegrity.checksumProblems(directory: directory, rank: $0) }
@@ -30,7 +22,7 @@ public struct Merger {
             throw PlanError(message: "\(directory): \(problems.count) file(s) differ from the manifest, refusing to merge: "
                             + problems.prefix(3).map(\.description).joined(separator: "; "))
         }
-        ranks = try manifest.ranks.map { try RankFiles.open(directory + "/" + $0.directory, threads: threads, expectedShapes: shapes[$0.rank]) }
+        ranks = try manifest.ranks.map { try TensorStores.open(directory + "/" + $0.directory, threads: threads) }
     }
 
     public func write(into out: OutputDirectory, maxShardSize: Int, progress: ((Int, Int, String) -> Void)? = nil) throws {
@@ -63,9 +55,9 @@ public struct Merger {
         guard ranks[rank].info(t.name) != nil else {
             throw ModelError.badTensor(file: directory + "/" + manifest.ranks[rank].directory, tensor: t.name, message: "missing from this rank")
         }
-        let (bytes, owner) = try ranks[rank].bytes(t.name)
-        keep.append(owner)
-        return bytes
+        let data = try ranks[rank].bytes(t.name)
+        keep.append(data.owner)
+        return data.bytes
     }
 
     func produce(_ t: ReshardManifest.Tensor, into w: TensorByteWriter) throws {

@@ -8,6 +8,10 @@ public struct ReshardManifest: Sendable {
     public static let fileName = "dsconv-manifest.json"
     public static let format = "dsconv-reshard"
     public static let version = 1
+    /// Rank directories `rank-NN/` of Hugging Face checkpoints (config, index, shards, side files).
+    public static let layout = "hf"
+    /// Layouts this dsconv reads.
+    public static let layouts: Set<String> = [layout]
 
     public struct Slice: Sendable, Equatable {
         public let rank: Int
@@ -23,11 +27,7 @@ public struct ReshardManifest: Sendable {
         public let slices: [Slice]
     }
 
-    public struct File: Sendable, Equatable {
-        public let name: String
-        public let size: Int
-        public let sha256: String
-    }
+    public typealias File = FileRecord
 
     public struct Rank: Sendable {
         public let rank: Int
@@ -39,6 +39,8 @@ public struct ReshardManifest: Sendable {
     public let tp: Int
     public let experts: ExpertMode
     public let groupSize: Int?
+    /// The `ReshardLayout` the ranks were written in.
+    public let layout: String
     public let source: String
     public let tensors: [Tensor]
     public let ranks: [Rank]
@@ -51,7 +53,7 @@ public struct ReshardManifest: Sendable {
         tp["experts"] = .string(experts.rawValue)
         tp["group_size"] = groupSize.map { JSONValue($0) } ?? .null
         return [
-            "format": .string(Self.format), "version": JSONValue(Self.version), "tensor_parallel": .object(tp),
+            "format": .string(Self.format), "version": JSONValue(Self.version), "layout": .string(layout), "tensor_parallel": .object(tp),
             "source": .string(source),
             "tensors": .array(tensors.map { t in
                 ["name": .string(t.name), "dtype": .string(t.dtype.rawValue), "shape": JSONValue(t.shape),
@@ -62,56 +64,52 @@ public struct ReshardManifest: Sendable {
             }),
             "ranks": .array(ranks.map { r in
                 ["rank": JSONValue(r.rank), "directory": .string(r.directory), "local_experts": JSONValue(r.localExperts),
-                 "files": .array(r.files.map { ["name": .string($0.name), "size": JSONValue($0.size), "sha256": .string($0.sha256)] })]
+                 "files": .array(r.files.map(\.json))]
             }),
         ]
     }
 
-    public init(tp: Int, experts: ExpertMode, groupSize: Int?, source: String, tensors: [Tensor], ranks: [Rank]) {
+    public init(tp: Int, experts: ExpertMode, groupSize: Int?, layout: String, source: String, tensors: [Tensor], ranks: [Rank]) {
         self.tp = tp
         self.experts = experts
         self.groupSize = groupSize
+        self.layout = layout
         self.source = source
         self.tensors = tensors
         self.ranks = ranks
     }
 
-    /// A file or directory name that stays inside its directory: no separators, not `.`/`..`, no NUL.
-    public static func isPlainName(_ n: String) -> Bool {
-        !n.isEmpty && n != "." && n != ".." && !n.contains("/") && !n.contains("\u{0}")
-    }
-
-    /// Reads and checks a manifest; errors name the file and the field.
-    public init(directory: String) throws(PlanError) {
-        let path = directory + "/" + Self.fileName
-        let json: JSONValue
-        do { json = try JSONParser.parse(try readWholeFile(path)) } catch {
-            throw PlanError(message: "\(path): \(error) (is \(directory) a dsconv reshard output?)")
+    /// Reads and checks a manifest; errors name the file and the field. I/O failures stay I/O errors.
+    public init(directory: String) throws(SafeTensorsError) {
+        let m = try OutputManifest(directory: directory, fileName: Self.fileName, format: Self.format, versions: Self.version...Self.version)
+        let json = m.json
+        // Version 1 outputs written before layouts existed are Hugging Face rank directories.
+        layout = m.layout ?? Self.layout
+        guard Self.layouts.contains(layout) else {
+            throw m.fail("layout \"\(layout)\" is not supported (this dsconv reads \(Self.layouts.sorted().map { "\"\($0)\"" }.joined(separator: ", ")))")
         }
-        func fail(_ m: String) -> PlanError { PlanError(message: "\(path): \(m)") }
-        guard json["format"]?.stringValue == Self.format else { throw fail("\"format\" is not \(Self.format)") }
-        guard let version = json["version"]?.integerValue else { throw fail("missing \"version\"") }
-        guard version == Int64(Self.version) else { throw fail("version \(version) is not supported (this dsconv reads version \(Self.version))") }
         guard let size = json["tensor_parallel"]?["size"]?.integerValue, size >= 1,
             let mode = json["tensor_parallel"]?["experts"]?.stringValue.flatMap(ExpertMode.init(rawValue:))
-        else { throw fail("missing or invalid \"tensor_parallel\"") }
+        else { throw m.fail("missing or invalid \"tensor_parallel\"") }
         tp = Int(size)
         experts = mode
         groupSize = json["tensor_parallel"]?["group_size"]?.integerValue.map(Int.init)
         source = json["source"]?.stringValue ?? ""
         var tensors: [Tensor] = []
-        guard let tensorList = json["tensors"]?.arrayValue, !tensorList.isEmpty else { throw fail("missing or empty \"tensors\"") }
+        guard let tensorList = json["tensors"]?.arrayValue, !tensorList.isEmpty else { throw m.fail("missing or empty \"tensors\"") }
         for t in tensorList {
             guard let name = t["name"]?.stringValue, let dt = t["dtype"]?.stringValue.flatMap(DType.init(rawValue:)),
-                let shape = t["shape"]?.arrayValue?.compactMap({ $0.integerValue.map(Int.init) }), let slices = t["slices"]?.arrayValue
-            else { throw fail("invalid tensor entry") }
+                let shapeList = t["shape"]?.arrayValue, let slices = t["slices"]?.arrayValue
+            else { throw m.fail("invalid tensor entry (name, dtype, shape and slices are required)") }
+            let shape = shapeList.compactMap { $0.integerValue.map(Int.init) }
+            guard shape.count == shapeList.count, shape.allSatisfy({ $0 >= 0 }) else { throw m.fail("tensor \(name): invalid shape") }
             var out: [Slice] = []
             for s in slices {
                 guard let r = s["rank"]?.integerValue, let o = s["offset"]?.integerValue, let l = s["length"]?.integerValue,
                     r >= 0, Int(r) < tp, o >= 0, l >= 0
-                else { throw fail("tensor \(name): invalid slice") }
+                else { throw m.fail("tensor \(name): invalid slice") }
                 let dim = s["dim"]?.integerValue.map(Int.init)
-                if let dim, dim >= shape.count || Int(o + l) > shape[dim] { throw fail("tensor \(name): slice out of bounds") }
+                if let dim, dim < 0 || dim >= shape.count || Int(o + l) > shape[dim] { throw m.fail("tensor \(name): slice out of bounds") }
                 out.append(Slice(rank: Int(r), dim: dim, offset: Int(o), length: Int(l)))
             }
             tensors.append(Tensor(name: name, dtype: dt, shape: shape, slices: out))
@@ -119,20 +117,13 @@ public struct ReshardManifest: Sendable {
         self.tensors = tensors
         var ranks: [Rank] = []
         for r in json["ranks"]?.arrayValue ?? [] {
-            guard let rank = r["rank"]?.integerValue, let dir = r["directory"]?.stringValue, Self.isPlainName(dir) else { throw fail("invalid rank entry") }
-            guard let fileList = r["files"]?.arrayValue, !fileList.isEmpty else { throw fail("rank \(rank): missing or empty \"files\"") }
-            var files: [File] = []
-            for f in fileList {
-                // Names are data, never paths: one plain name inside the rank directory.
-                guard let n = f["name"]?.stringValue, Self.isPlainName(n), let s = f["size"]?.integerValue, s >= 0,
-                      let h = f["sha256"]?.stringValue, h.count == 64, h.allSatisfy(\.isHexDigit)
-                else { throw fail("rank \(rank): invalid file entry (a plain file name, a size and a sha256 are required)") }
-                files.append(File(name: n, size: Int(s), sha256: h))
-            }
+            guard let rank = r["rank"]?.integerValue, let dir = r["directory"]?.stringValue, FileRecord.isPlainName(dir) else { throw m.fail("invalid rank entry") }
+            // Names are data, never paths: one plain name inside the rank directory.
+            let files = try m.files(r["files"], field: "ranks[\(rank)].files")
             ranks.append(Rank(rank: Int(rank), directory: dir, localExperts: (r["local_experts"]?.arrayValue ?? []).compactMap { $0.integerValue.map(Int.init) }, files: files))
         }
         guard ranks.count == tp, ranks.enumerated().allSatisfy({ $0.offset == $0.element.rank }) else {
-            throw fail("expected \(tp) ranks in order")
+            throw m.fail("expected \(tp) ranks in order")
         }
         self.ranks = ranks
     }

@@ -17,10 +17,14 @@ public struct Resharder {
     /// When set, every rank shard is packed as it is written (`NAME.safetensors.zst`, no plain
     /// file in between) and each rank directory gets a pack manifest.
     public let compress: PackOptions?
+    /// Where rank files go and what tensors are called in them.
+    public let layout: any ReshardLayout
 
-    public init(source: Checkpoint, plan: ShardPlan, maxShardSize: Int, threads: Int, compress: PackOptions? = nil) {
+    public init(source: Checkpoint, plan: ShardPlan, maxShardSize: Int, threads: Int, compress: PackOptions? = nil,
+                layout: any ReshardLayout = HuggingFaceRankLayout()) {
         self.source = source
         self.plan = plan
+        self.layout = layout
         self.maxShardSize = maxShardSize
         self.threads = threads
         self.compress = compress
@@ -39,17 +43,17 @@ public struct Resharder {
     final class RankOutput: @unchecked Sendable {
         let writer: ShardedWriter
         var hashes: [String: SHA256] = [:]
-        init(directory: String, tensors: [TensorSpec], maxShardSize: Int, compress: PackOptions?) {
+        init(directory: String, files: ShardLayout, compress: PackOptions?) {
             weak var box: RankOutput? = nil
             let hash = { (file: String, bytes: UnsafeRawBufferPointer) -> Void in box?.hashes[file, default: SHA256()].update(bytes) }
             if let options = compress {
-                writer = ShardedWriter(directory: directory, tensors: tensors, maxShardSize: maxShardSize, fileSuffix: ".zst") { name in
+                writer = ShardedWriter(directory: directory, layout: files, fileSuffix: ".zst") { name in
                     { temp, header, specs in
                         try PackingSink(path: temp, headerBytes: header, tensors: specs, options: options) { hash(name, $0) }
                     }
                 }
             } else {
-                writer = ShardedWriter(directory: directory, tensors: tensors, maxShardSize: maxShardSize, onBytes: hash)
+                writer = ShardedWriter(directory: directory, layout: files, onBytes: hash)
             }
             box = self
         }
@@ -60,21 +64,22 @@ public struct Resharder {
         let tp = plan.tp
         // Rank directories: config (with its tensor_parallel entry) and side files.
         let configText = try readWholeFile(source.directory + "/config.json")
-        guard case .object(var configJSON) = (try? JSONParser.parse(configText)) ?? .null else {
+        guard case .object(let configJSON) = (try? JSONParser.parse(configText)) ?? .null else {
             throw ModelError.badInput("\(source.directory)/config.json is not a JSON object")
         }
         var outputs: [RankOutput] = []
         for r in 0..<tp {
-            let dir = ReshardManifest.rankDirectory(r)
+            let dir = layout.rankDirectory(r, tp: tp)
             try out.makeSubdirectory(dir)
-            configJSON["tensor_parallel"] = ["size": JSONValue(tp), "rank": JSONValue(r), "experts": .string(plan.experts.rawValue),
-                                             "local_experts": JSONValue(plan.localExperts[r])]
-            try writeFileAtomically(out.path(dir + "/config.json"), JSONValue.object(configJSON).serialized(pretty: true) + "\n")
-            for f in Checkpoint.sideFiles where f != "config.json" && pathExists(source.directory + "/" + f) {
+            if let config = layout.rankConfig(configJSON, rank: r, plan: plan) {
+                try writeFileAtomically(out.path(dir + "/config.json"), JSONValue.object(config).serialized(pretty: true) + "\n")
+            }
+            for f in layout.copiedFiles where pathExists(source.directory + "/" + f) {
                 try copyFile(from: source.directory + "/" + f, to: out.path(dir + "/" + f))
             }
-            let specs = try plan.ranks[r].map { s in TensorSpec(name: s.name, dtype: try dtype(of: s.name), shape: s.shape) }
-            outputs.append(RankOutput(directory: out.path(dir), tensors: specs, maxShardSize: maxShardSize, compress: compress))
+            let specs = try plan.ranks[r].map { s in TensorSpec(name: outputName(s), dtype: try dtype(of: s.name), shape: s.shape) }
+            let files = layout.shardLayout(rank: r, tp: tp, tensors: specs, maxShardSize: maxShardSize)
+            outputs.append(RankOutput(directory: out.path(dir), files: files, compress: compress))
         }
         // Which ranks hold a slice of each tensor.
         var slicesOf: [String: [(rank: Int, slice: PlannedSlice)]] = [:]
@@ -90,12 +95,12 @@ public struct Resharder {
                                                    message: "\(bad) NaN/Inf value(s), first at flat index \(first ?? 0): the source fails its integrity checks")
                     }
                 }
-                let work = UnsafeSendable((slicesOf[name] ?? [], outputs, loc))
+                let work = UnsafeSendable(((slicesOf[name] ?? []).map { ($0.rank, $0.slice, outputName($0.slice)) }, outputs, loc))
                 let failure = Locked<Error?>(nil)
                 parallelFor(work.value.0.count, threads: threads) { k in
-                    let (rank, slice) = work.value.0[k]
+                    let (rank, slice, outName) = work.value.0[k]
                     do {
-                        try Self.writeSlice(slice, of: work.value.2, to: work.value.1[rank].writer)
+                        try Self.writeSlice(slice, as: outName, of: work.value.2, to: work.value.1[rank].writer)
                     } catch {
                         failure.withLock { if $0 == nil { $0 = error } }
                     }
@@ -115,17 +120,13 @@ public struct Resharder {
         // Checksums: shards from the running hashes, side files read back (small).
         var ranks: [ReshardManifest.Rank] = []
         for r in 0..<tp {
-            let dir = ReshardManifest.rankDirectory(r)
-            var files: [ReshardManifest.File] = []
+            let dir = layout.rankDirectory(r, tp: tp)
+            var files: [FileRecord] = []
             for (name, size) in outputs[r].writer.writtenFiles {
                 var h = outputs[r].hashes[name] ?? SHA256()
                 files.append(.init(name: name, size: size, sha256: h.finalizeHex()))
             }
-            let shards = Set(outputs[r].writer.writtenFiles.map(\.name))
-            for name in try listDirectory(out.path(dir)).sorted() where !shards.contains(name) {
-                let f = try MappedFile(path: out.path(dir + "/" + name))
-                files.append(.init(name: name, size: f.size, sha256: SHA256.hex(f.bytes)))
-            }
+            files += try FileRecord.hashAll(in: out.path(dir), except: Set(outputs[r].writer.writtenFiles.map(\.name)))
             ranks.append(.init(rank: r, directory: dir, localExperts: plan.localExperts[r], files: files))
         }
         var tensors: [ReshardManifest.Tensor] = []
@@ -134,17 +135,21 @@ public struct Resharder {
             let slices = (slicesOf[name] ?? []).map { ReshardManifest.Slice(rank: $0.rank, dim: $0.slice.dim, offset: $0.slice.offset, length: $0.slice.length) }
             tensors.append(.init(name: name, dtype: loc.info.dtype, shape: loc.info.shape, slices: slices))
         }
-        let manifest = ReshardManifest(tp: tp, experts: plan.experts, groupSize: plan.groupSize, source: source.directory, tensors: tensors, ranks: ranks)
-        try writeFileAtomically(out.path(ReshardManifest.fileName), manifest.json.serialized(pretty: true) + "\n")
+        let manifest = ReshardManifest(tp: tp, experts: plan.experts, groupSize: plan.groupSize, layout: layout.name, source: source.directory,
+                                       tensors: tensors, ranks: ranks)
+        try out.writeManifest(ReshardManifest.fileName, manifest.json)
         return manifest
     }
 
     func dtype(of name: String) throws -> DType { try source.weights.require(name).info.dtype }
 
+    /// A slice's tensor name in the rank files.
+    func outputName(_ s: PlannedSlice) -> String { layout.naming.name(s.role, s.component) }
+
     /// A packed rank directory's `dsconv-pack-manifest.json`, so that `dsconv unpack` restores it
     /// and readers find its tensors.
     func writePackManifest(rank r: Int, output: RankOutput, into out: OutputDirectory, options: PackOptions) throws {
-        let dir = ReshardManifest.rankDirectory(r)
+        let dir = layout.rankDirectory(r, tp: plan.tp)
         var files: [PackManifest.Packed] = []
         for (name, sink) in output.writer.finishedSinks {
             guard let packed = sink as? PackingSink else { continue }
@@ -152,14 +157,9 @@ public struct Resharder {
             files.append(.init(name: String(name.dropLast(4)), size: s.originalSize, sha256: s.originalSHA256, packed: name,
                                packedSize: s.packedSize, packedSHA256: s.packedSHA256))
         }
-        let shardNames = Set(files.map(\.packed))
-        var copied: [PackManifest.Copied] = []
-        for name in try listDirectory(out.path(dir)).sorted() where !shardNames.contains(name) {
-            let f = try MappedFile(path: out.path(dir + "/" + name))
-            copied.append(.init(name: name, size: f.size, sha256: SHA256.hex(f.bytes)))
-        }
+        let copied = try FileRecord.hashAll(in: out.path(dir), except: Set(files.map(\.packed)))
         let manifest = PackManifest(level: Int(options.level), transform: options.bf16Transform, files: files, copied: copied)
-        try writeFileAtomically(out.path(dir + "/" + PackManifest.fileName), manifest.json.serialized(pretty: true) + "\n")
+        try out.writeManifest(dir + "/" + PackManifest.fileName, manifest.json)
     }
 
     /// Bytes read per step of a large tensor; pages are dropped from the process after each step,
@@ -204,19 +204,19 @@ public struct Resharder {
 
     /// Bytes of a slice, streamed: whole tensors and row blocks are one range of the map; column
     /// blocks are gathered row by row through a bounded buffer.
-    static func writeSlice(_ s: PlannedSlice, of loc: TensorLocation, to writer: ShardedWriter) throws {
+    static func writeSlice(_ s: PlannedSlice, as name: String, of loc: TensorLocation, to writer: ShardedWriter) throws {
         let data = loc.data
         let es = loc.info.dtype.size
         switch s.dim {
         case nil:
-            try writeRange(0..<data.count, of: loc, name: s.name, to: writer)
+            try writeRange(0..<data.count, of: loc, name: name, to: writer)
         case 0?:
             let rowBytes = s.sourceShape.dropFirst().reduce(es, *)
-            try writeRange((s.offset * rowBytes)..<((s.offset + s.length) * rowBytes), of: loc, name: s.name, to: writer)
+            try writeRange((s.offset * rowBytes)..<((s.offset + s.length) * rowBytes), of: loc, name: name, to: writer)
         default:
             let rows = s.sourceShape[0], cols = s.sourceShape[1]
             let chunk = s.length * es
-            try writer.write(s.name, from: .producer { w in
+            try writer.write(name, from: .producer { w in
                 let capacity = max(chunk, (4 << 20) / chunk * chunk)
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64)
                 defer { buffer.deallocate() }

@@ -13,6 +13,8 @@ public struct PlannedSlice: Sendable, Equatable {
     /// Source (and output) tensor name.
     public let name: String
     public let role: TensorRole
+    /// Which stored tensor of the role (a quantized weight's packed words, scales, …).
+    public var component: TensorComponent = .weight
     /// nil: the whole tensor (replicated, or a whole expert); 0: rows; 1: columns.
     public let dim: Int?
     /// Element offset and length along `dim` (0 and the full size when `dim` is nil).
@@ -38,7 +40,7 @@ public struct PlanError: Error, Sendable, CustomStringConvertible {
 /// function of (schema, tp, expert mode, group size): no I/O and no dtype, so packed quantized
 /// layouts reuse it (a packed weight, its scales and zero points split along the same logical dim).
 ///
-/// Rules (DESIGN.md, as DeepSeek's convert.py and vLLM): embedding and lm_head by vocab rows;
+/// Rules (Formats/tp-layout.md, as DeepSeek's convert.py and vLLM): embedding and lm_head by vocab rows;
 /// q_a, kv_a, norms and the router replicated; q_b / q_proj and kv_b by whole heads (rows);
 /// o_proj by whole heads (columns); dense MLP and shared experts gate/up by rows and down by
 /// columns; routed experts like a dense MLP (`tp`) or whole, a contiguous block per rank (`ep`).
@@ -66,20 +68,22 @@ public struct ShardPlan: Sendable {
             throw PlanError(message: "--experts ep: n_routed_experts \(nExperts) is not divisible by tp \(tp) (use --experts tp, or a tp that divides \(nExperts))")
         }
         var ranks = Array(repeating: [PlannedSlice](), count: tp)
-        var rowParallelWidths: [(String, Int)] = []  // input columns per rank of dim-1 splits
+        var rowParallelWidths: [(name: String, role: TensorRole, width: Int)] = []  // input columns per rank of dim-1 splits
         for t in schema.tensors {
             let name = t.name
             func split(_ dim: Int, unit: Int, what: String) throws(PlanError) {
                 try need(t.shape[dim], unit, what, name, dim)
                 let per = t.shape[dim] / tp
-                if dim == 1 { rowParallelWidths.append((name, per)) }
+                if dim == 1 { rowParallelWidths.append((name, t.role, per)) }
                 for r in 0..<tp {
-                    ranks[r].append(PlannedSlice(name: name, role: t.role, dim: dim, offset: r * per, length: per, sourceShape: t.shape))
+                    ranks[r].append(PlannedSlice(name: name, role: t.role, component: t.component, dim: dim, offset: r * per, length: per,
+                                                 sourceShape: t.shape))
                 }
             }
             func replicate() {
                 for r in 0..<tp {
-                    ranks[r].append(PlannedSlice(name: name, role: t.role, dim: nil, offset: 0, length: t.shape.first ?? 1, sourceShape: t.shape))
+                    ranks[r].append(PlannedSlice(name: name, role: t.role, component: t.component, dim: nil, offset: 0,
+                                                 length: t.shape.first ?? 1, sourceShape: t.shape))
                 }
             }
             switch t.role {
@@ -95,22 +99,23 @@ public struct ShardPlan: Sendable {
                 case .tp: try split(p == .down ? 1 : 0, unit: 1, what: "features")
                 case .ep:
                     let r = e / (nExperts / tp)
-                    ranks[r].append(PlannedSlice(name: name, role: t.role, dim: nil, offset: 0, length: t.shape[0], sourceShape: t.shape))
+                    ranks[r].append(PlannedSlice(name: name, role: t.role, component: t.component, dim: nil, offset: 0, length: t.shape[0],
+                                                 sourceShape: t.shape))
                 }
             }
         }
         if let g = groupSize {
-            let bad = rowParallelWidths.filter { $0.1 % g != 0 }
+            let bad = rowParallelWidths.filter { $0.width % g != 0 }
             if let first = bad.first {
-                let widths = Set(rowParallelWidths.map(\.1))
+                let widths = Set(rowParallelWidths.map(\.width))
                 let common = widths.reduce(0) { ShardPlan.gcd($0, $1) }
                 let workable = [32, 64, 128, 256].filter { common % $0 == 0 }
                 var hint = workable.isEmpty ? "no power-of-two group size ≥ 32 divides every slice (\(widths.sorted()))"
                     : "group sizes that work at tp \(tp): \(workable.map(String.init).joined(separator: ", "))"
-                if experts == .tp && nExperts > 0 && nExperts % tp == 0 && !bad.contains(where: { !ShardPlan.isRoutedExpert($0.0) }) {
+                if experts == .tp && nExperts > 0 && nExperts % tp == 0 && !bad.contains(where: { !$0.role.isRoutedExpert }) {
                     hint += "; or --experts ep keeps experts whole"
                 }
-                throw PlanError(message: "\(first.0): dim 1 splits \(tp) ways into \(first.1) input columns, not a multiple of --group-size \(g) (\(bad.count) tensor(s) affected); \(hint)")
+                throw PlanError(message: "\(first.name): dim 1 splits \(tp) ways into \(first.width) input columns, not a multiple of --group-size \(g) (\(bad.count) tensor(s) affected); \(hint)")
             }
         }
         self.tp = tp
@@ -123,8 +128,6 @@ public struct ShardPlan: Sendable {
             return experts == .ep ? Array((r * nExperts / tp)..<((r + 1) * nExperts / tp)) : Array(0..<nExperts)
         }
     }
-
-    static func isRoutedExpert(_ name: String) -> Bool { name.contains(".mlp.experts.") }
 
     static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 

@@ -1,38 +1,35 @@
+import Compression
 import DeepSeek
 import Foundation
 import Kernels
 import SafeTensors
 
-/// One rank's weights: its own directory only, each tensor checked against the plan's shape.
-public final class RankWeights: WeightSource, @unchecked Sendable {
+/// One rank of a reshard output: its own directory's tensors (plain or packed), the plan's
+/// slices for it, and the forward pass's view of them, checked against the slices' shapes.
+public final class RankWeights: @unchecked Sendable {
     public let rank: Int
-    public let files: RankFiles
+    public let store: any TensorStore
+    public let weights: StoreWeights
     private let expected: [String: PlannedSlice]
 
-    init(rank: Int, directory: String, plan: ShardPlan, threads: Int) throws {
+    init(rank: Int, directory: String, plan: ShardPlan, schema: TensorSchema, threads: Int) throws {
         self.rank = rank
         expected = Dictionary(uniqueKeysWithValues: plan.ranks[rank].map { ($0.name, $0) })
-        files = try RankFiles.open(directory, threads: threads, expectedShapes: expected.mapValues(\.shape))
-    }
-
-    public func matrix(_ role: TensorRole) throws -> WeightMatrix {
-        if let s = expected[role.name], let info = files.info(role.name), s.shape != info.shape {
-            throw ModelError.badTensor(file: files.directory, tensor: role.name, message: "shape \(info.shape), expected \(s.shape) for rank \(rank)")
-        }
-        return try files.matrix(role)
+        store = try TensorStores.open(directory, threads: threads)
+        weights = StoreWeights(store: store, schema: schema, expectedShapes: expected.mapValues(\.shape))
     }
 
     /// Tensors of this rank that differ from the plan: missing, unexpected, mis-shaped.
     public func problems() -> [String] {
         var out: [String] = []
-        let listing = files.listing
+        let listing = store.listing
         let present = Dictionary(listing.map { ($0.info.name, $0) }, uniquingKeysWith: { a, _ in a })
         for (name, s) in expected.sorted(by: { $0.key < $1.key }) {
-            guard let t = present[name] else { out.append("\(files.directory): tensor \(name) missing"); continue }
-            if t.info.shape != s.shape { out.append("\(files.directory)/\(t.file): tensor \(name): shape \(t.info.shape), expected \(s.shape)") }
+            guard let t = present[name] else { out.append("\(store.directory): tensor \(name) missing"); continue }
+            if t.info.shape != s.shape { out.append("\(store.directory)/\(t.file): tensor \(name): shape \(t.info.shape), expected \(s.shape)") }
         }
         for t in listing where expected[t.info.name] == nil {
-            out.append("\(files.directory)/\(t.file): tensor \(t.info.name) is not part of rank \(rank)")
+            out.append("\(store.directory)/\(t.file): tensor \(t.info.name) is not part of rank \(rank)")
         }
         return out
     }
@@ -41,7 +38,7 @@ public final class RankWeights: WeightSource, @unchecked Sendable {
 /// Runs a reshard output as a tensor-parallel engine would: every rank computes its partial
 /// results from its own files, and partial sums are reduced across ranks in rank order
 /// (embedding and o_proj / down_proj outputs summed, vocab-parallel logits concatenated).
-public final class TensorParallelModel {
+public final class TensorParallelModel: LanguageModel {
     public let plan: ShardPlan
     public let ranks: [Transformer]
     public let weights: [RankWeights]
@@ -55,11 +52,12 @@ public final class TensorParallelModel {
         var weights: [RankWeights] = []
         var ranks: [Transformer] = []
         let rankConfig = plan.rankConfig()
+        let schema = TensorSchema(config: config)
         for r in 0..<manifest.tp {
-            let w = try RankWeights(rank: r, directory: directory + "/" + manifest.ranks[r].directory, plan: plan, threads: threads)
+            let w = try RankWeights(rank: r, directory: directory + "/" + manifest.ranks[r].directory, plan: plan, schema: schema, threads: threads)
             weights.append(w)
             let local = plan.experts == .ep ? Set(plan.localExperts[r]) : nil
-            ranks.append(Transformer(config: rankConfig, weights: w, threads: threads, vocabRange: plan.vocabRange(rank: r), localExperts: local))
+            ranks.append(Transformer(config: rankConfig, weights: w.weights, threads: threads, vocabRange: plan.vocabRange(rank: r), localExperts: local))
         }
         self.plan = plan
         self.ranks = ranks
@@ -76,7 +74,7 @@ public final class TensorParallelModel {
         return sum
     }
 
-    public func forward(_ tokens: [Int], caches: [KVCache], allLogits: Bool = false) throws -> Matrix {
+    public func forward(_ tokens: [Int], caches: [KVCache], allLogits: Bool) throws -> Matrix {
         let start = caches[0].length
         var x = Self.reduce(try ranks.map { try $0.embed(tokens) })
         for l in 0..<config.numHiddenLayers {
@@ -92,28 +90,5 @@ public final class TensorParallelModel {
             for i in 0..<p.rows { for c in 0..<p.cols { out.data[i * config.vocabSize + offset + c] = p.data[i * p.cols + c] } }
         }
         return out
-    }
-}
-
-/// Greedy/sampled generation over a tensor-parallel model, mirroring `Generator`.
-extension TensorParallelModel {
-    public func generate(prompt: [Int], maxNewTokens: Int, stopAtEOS: Bool = true) throws -> GenerationResult {
-        let caches = makeCaches()
-        let t0 = Date()
-        var logits = try forward(prompt, caches: caches).data
-        let promptLogits = logits
-        let prefill = Date().timeIntervalSince(t0)
-        var out: [Int] = []
-        var stopped = false
-        let t1 = Date()
-        while out.count < maxNewTokens {
-            let next = logits.indices.max { logits[$0] < logits[$1] } ?? 0
-            out.append(next)
-            if stopAtEOS, let eos = config.eosTokenId, next == eos { stopped = true; break }
-            if out.count == maxNewTokens { break }
-            logits = try forward([next], caches: caches).data
-        }
-        return GenerationResult(tokens: out, stoppedAtEOS: stopped, promptLastLogits: promptLogits,
-                                prefillSeconds: prefill, decodeSeconds: Date().timeIntervalSince(t1))
     }
 }

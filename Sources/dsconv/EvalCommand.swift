@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import DeepSeek
 import Foundation
 import JSON
@@ -34,12 +35,13 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         try runCommand(json: json) {
-            let ours = try Engine.open(directory, threads: threads.count)
-            let ref = try Engine.open(reference, threads: threads.count)
+            let oursCheckpoint = try OpenedCheckpoint.open(directory, threads: threads.count)
+            let refCheckpoint = try OpenedCheckpoint.open(reference, threads: threads.count)
+            let ours = try oursCheckpoint.model(), ref = try refCheckpoint.model()
             guard ours.config.vocabSize == ref.config.vocabSize else {
                 throw ModelError.badInput("--reference \(reference): vocabulary \(ref.config.vocabSize) differs from \(ours.config.vocabSize)")
             }
-            let pieces = try TokenWindows.make(textFile: text, tokenizerDirectory: ref.textDirectory, length: seqLen, limit: windows,
+            let pieces = try TokenWindows.make(textFile: text, tokenizerDirectory: refCheckpoint.textDirectory, length: seqLen, limit: windows,
                                                bos: ref.config.bosTokenId)
             var eval = TeacherForcedEval()
             let start = Date()

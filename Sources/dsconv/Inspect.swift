@@ -1,9 +1,8 @@
 import ArgumentParser
-import Compression
+import Checkpoints
 import DeepSeek
 import JSON
 import SafeTensors
-import Sharding
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,29 +16,11 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try runCommand(json: json) {
-            // The model's tensors (dtype, bytes) and the files that hold them, whatever the layout.
-            let config: ModelConfig
-            var tensors: [(dtype: DType, bytes: Int)] = []
-            let shards: [(String, Int)]
-            var layout = "safetensors"
-            if ReshardManifest.isReshardOutput(directory) {
-                let manifest = try ReshardManifest(directory: directory)
-                config = try ModelConfig.load(path: directory + "/" + manifest.ranks[0].directory + "/config.json")
-                tensors = manifest.tensors.map { ($0.dtype, $0.shape.reduce($0.dtype.size, *)) }
-                shards = manifest.ranks.flatMap { r in r.files.filter { $0.name.hasSuffix(".safetensors") || $0.name.hasSuffix(".safetensors.zst") }.map { (r.directory + "/" + $0.name, $0.size) } }
-                layout = "reshard tp \(manifest.tp), experts \(manifest.experts.rawValue)"
-            } else if PackManifest.isPacked(directory) {
-                let packed = try PackedCheckpoint(directory: directory, threads: 1)
-                config = packed.config
-                tensors = packed.tensorEntries.map { ($0.info.dtype, $0.info.byteCount) }
-                shards = packed.manifest.files.map { ($0.packed, $0.packedSize) }
-                layout = "packed (\(packed.manifest.transform.rawValue))"
-            } else {
-                let ckpt = try Checkpoint(directory: directory)
-                config = ckpt.config
-                tensors = ckpt.weights.tensors.map { ($0.info.dtype, $0.info.byteCount) }
-                shards = ckpt.weights.files.map { ($0.path.split(separator: "/").last.map(String.init) ?? $0.path, $0.fileSize) }
-            }
+            let checkpoint = try OpenedCheckpoint.open(directory, threads: 1)
+            let config = checkpoint.config
+            let tensors = checkpoint.tensors.map { (dtype: $0.dtype, bytes: $0.byteCount) }
+            let shards = checkpoint.files.map { ($0.name, $0.size) }
+            let layout = checkpoint.layout
             let c = config
             let schema = TensorSchema(config: c)
             var dtypes: [String: Int] = [:]

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import Compression
 import DeepSeek
 import Foundation
@@ -44,7 +45,7 @@ struct Pack: ParsableCommand {
         try runCommand(json: json) {
             // Headers and index must be valid before anything is written; the checkpoint's shards are
             // packed, other files (configs, tokenizer, stray safetensors) copied.
-            let ckpt = try Checkpoint(directory: source)
+            let ckpt = try OpenedCheckpoint.open(source, threads: threads.count).plain(for: "pack")
             let weightFiles = Set(ckpt.weights.files.map { basename($0.path) })
             var options = PackOptions()
             options.level = level
@@ -87,6 +88,10 @@ struct Unpack: ParsableCommand {
 
     func run() throws {
         try runCommand {
+            let kind = CheckpointKind.detect(directory)
+            guard kind == .packed else {
+                throw ModelError.badInput("\(directory) is \(kind.noun); unpack reads a packed directory (\(PackManifest.fileName))")
+            }
             try OutputDirectory.write(out, force: force, inputs: [directory], producer: "dsconv unpack") { output in
                 try PackDirectory.unpack(directory, into: output, threads: threads.count) { name in note("unpacked \(name) (sha256 OK)") }
             }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import Compression
 import DeepSeek
 import Foundation
@@ -54,7 +55,7 @@ struct Reshard: ParsableCommand {
 
     func run() throws {
         try runCommand(json: json) {
-            let ckpt = try Checkpoint(directory: source)
+            let ckpt = try OpenedCheckpoint.open(source, threads: threads.count).plain(for: "reshard")
             guard ckpt.config.quantization == nil else {
                 throw ModelError.unsupported("\(source): a quantized (compressed-tensors) checkpoint cannot be resharded yet: packed words and scales need their own slicing; reshard the BF16 source and quantize each rank, or serve it with vLLM --tensor-parallel-size N")
             }
@@ -140,6 +141,7 @@ struct Merge: ParsableCommand {
 
     func run() throws {
         try runCommand {
+            _ = try OpenedCheckpoint.open(directory, threads: threads.count).reshardManifest(for: "merge")
             let merger: Merger
             do { merger = try Merger(directory: directory, threads: threads.count) } catch let e as PlanError { throw ModelError.badInput(e.message) }
             let progress = Progress("merge")

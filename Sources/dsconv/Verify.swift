@@ -1,11 +1,10 @@
 import ArgumentParser
-import Compression
+import Checkpoints
 import DeepSeek
 import Foundation
 import JSON
 import Kernels
 import SafeTensors
-import Sharding
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -74,21 +73,12 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         try runCommand(json: json) {
-            let reshard = ReshardManifest.isReshardOutput(directory)
-            let packed = PackManifest.isPacked(directory) ? try PackedCheckpoint(directory: directory, threads: threads.count) : nil
-            let ckpt = reshard || packed != nil ? nil : try Checkpoint(directory: directory)
+            let checkpoint = try OpenedCheckpoint.open(directory, threads: threads.count)
             let progress = Progress("scan")
             let start = Date()
-            var report: IntegrityReport
-            if let ckpt {
-                report = IntegrityCheck.run(ckpt, threads: threads.count) { done, total in progress.update(done: done, total: total) }
-            } else if let packed {
-                report = packed.integrity { done, total in progress.update(done: done, total: total) }
-            } else {
-                report = try ReshardIntegrity.run(directory: directory, threads: threads.count) { done, total in progress.update(done: done, total: total) }
-            }
+            var report = try checkpoint.integrity { done, total in progress.update(done: done, total: total) }
             let seconds = Date().timeIntervalSince(start)
-            report.problems += textProblems(reshard ? directory + "/" + ReshardManifest.rankDirectory(0) : directory)
+            report.problems += textProblems(checkpoint.textDirectory)
             for p in report.problems { note("problem: \(p)") }
             note(String(format: "%@: %d tensors, %@ scanned in %.2f s (%.2f GB/s): %@", directory, report.tensorsChecked,
                         formatBytes(report.bytesScanned), seconds, Double(report.bytesScanned) / max(seconds, 1e-9) / 1e9,
@@ -102,11 +92,7 @@ struct Verify: ParsableCommand {
                 note("not generating: the checkpoint failed its integrity checks")
                 return Exit.problems
             }
-            let engine: Engine = try ckpt.map { .single(Transformer(checkpoint: $0, threads: threads.count), textDirectory: directory) }
-                ?? packed.map { .single(Transformer(config: $0.config, weights: $0, threads: threads.count), textDirectory: directory) }
-                ?? .tensorParallel(TensorParallelModel(directory: directory, threads: threads.count),
-                                   textDirectory: directory + "/" + ReshardManifest.rankDirectory(0))
-            return try generate(engine, integrity: report)
+            return try generate(checkpoint, integrity: report)
         }
     }
 
@@ -141,14 +127,15 @@ struct Verify: ParsableCommand {
         return tokenizer.encode(rendered, addSpecialTokens: false)
     }
 
-    func generate(_ engine: Engine, integrity: IntegrityReport) throws -> Int32 {
-        let ids = try promptTokens(engine.textDirectory)
+    func generate(_ checkpoint: OpenedCheckpoint, integrity: IntegrityReport) throws -> Int32 {
+        let ids = try promptTokens(checkpoint.textDirectory)
         let sampling: Sampling = temperature.map { .random(temperature: $0, topP: topP, seed: seed) } ?? .greedy
-        let result = try engine.generate(ids, maxNewTokens: maxNewTokens, sampling: sampling)
+        let model = try checkpoint.model()
+        let result = try Generator(model: model).generate(prompt: ids, maxNewTokens: maxNewTokens, sampling: sampling)
         let prefillRate = Double(ids.count) / max(result.prefillSeconds, 1e-9)
         let decodeSteps = max(result.tokens.count - 1, 0)
         let decodeRate = decodeSteps > 0 ? Double(decodeSteps) / max(result.decodeSeconds, 1e-9) : 0
-        let kvBytes = KVCache(config: engine.config).bytesPerToken
+        let kvBytes = KVCache(config: checkpoint.config).bytesPerToken
         if let logitsOut {
             let inputs = [directory] + (reference.map { [$0] } ?? [])
             try OutputFile.write(logitsOut, force: force, inputs: inputs, isOurs: OutputFile.isDsconvSafeTensors) { path in
@@ -167,7 +154,7 @@ struct Verify: ParsableCommand {
                 throw ModelError.badInput("--reference \(reference) fails its schema check (\(refProblems.count) problem(s)): \(refProblems.prefix(3).map(\.description).joined(separator: "; "))")
             }
             let sequence = ids + result.tokens
-            let ours = try engine.allLogits(sequence)
+            let ours = try model.allLogits(sequence)
             let refModel = Transformer(checkpoint: source, threads: threads.count)
             let theirs = try refModel.forward(sequence, cache: KVCache(config: source.config), allLogits: true)
             guard ours.cols == theirs.cols else {
@@ -179,7 +166,7 @@ struct Verify: ParsableCommand {
             if !(c.klMean <= maxKL) { failures.append(String(format: "KL mean %.3g exceeds --max-kl %.3g", c.klMean, maxKL)) }
             if !(c.top1Agreement >= minTop1) { failures.append(String(format: "top-1 agreement %.4f is below --min-top1 %.3g", c.top1Agreement, minTop1)) }
         }
-        let text = (try? TextFrontEnd.tokenizer(engine.textDirectory))?.decode(result.tokens, skipSpecialTokens: true)
+        let text = (try? TextFrontEnd.tokenizer(checkpoint.textDirectory))?.decode(result.tokens, skipSpecialTokens: true)
         note("prompt ids: \(ids)")
         note("generated ids: \(result.tokens)\(result.stoppedAtEOS ? " (EOS)" : "")")
         if let text, !json { print(text) }

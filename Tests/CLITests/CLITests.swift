@@ -7,7 +7,7 @@ import Testing
 enum CLI {
     static let fixtures = Fixtures.root
 
-    /// The dsconv executable next to the test bundle.
+    /// The dsconv executable this package built, next to the test bundle; never one from PATH.
     static let binary: String = {
         var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for _ in 0..<4 {
@@ -15,7 +15,13 @@ enum CLI {
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
             dir.deleteLastPathComponent()
         }
-        return "dsconv"
+        // The package's own build folder (tests run from a bundle outside it).
+        let root = URL(fileURLWithPath: Fixtures.root).deletingLastPathComponent().deletingLastPathComponent()
+        for config in ["debug", "release"] {
+            let candidate = root.appendingPathComponent(".build/\(config)/dsconv").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        fatalError("the dsconv executable was not built: run `swift build` before the CLI tests (Scripts/test does)")
     }()
 
     struct Result {

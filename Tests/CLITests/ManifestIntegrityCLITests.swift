@@ -55,7 +55,7 @@ import Testing
                       case .object(var f0) = files[0] else { return }
                 f0["name"] = "../../../etc/passwd"
                 files[0] = .object(f0); r0["files"] = .array(files); ranks[0] = .object(r0); o["ranks"] = .array(ranks)
-            }, "invalid file entry"),
+            }, "a plain file name"),
             ("an unknown version", { $0["version"] = 99 }, "version 99 is not supported"),
             ("no tensors", { $0["tensors"] = nil }, "missing or empty \"tensors\""),
         ]
@@ -100,7 +100,7 @@ import Testing
         template = template.replacingOccurrences(of: "add_generation_prompt", with: "add_generation_prompt ")
         try template.write(toFile: dir + "/p/tokenizer_config.json", atomically: true, encoding: .utf8)
         let r = try CLI.run(["verify", dir + "/p"])
-        #expect(r.code == 1 && r.stderr.contains("tokenizer_config.json") && r.stderr.contains("pack manifest says"), "\(r.stderr)")
+        #expect(r.code == 1 && r.stderr.contains("tokenizer_config.json") && r.stderr.contains("manifest says"), "\(r.stderr)")
         let p = try CLI.run(["verify", dir + "/p", "--prompt", "hi", "--max-new-tokens", "1"])
         #expect(p.code == 1 && p.stderr.contains("not generating"), "\(p.stderr)")
     }

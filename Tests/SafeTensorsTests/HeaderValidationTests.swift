@@ -70,6 +70,15 @@ func expectError(_ bytes: [UInt8], _ check: (SafeTensorsError) -> Bool, sourceLo
         expectError(bytes) { if case .headerNotJSON = $0 { return true }; return false }
     }
 
+    /// The spec's unsigned types (quantized exports use them), with their sizes checked against data_offsets.
+    @Test func unsignedDTypes() throws {
+        let h = try parse(makeFile(header: #"{"a":{"dtype":"U16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"U32","shape":[2],"data_offsets":[4,12]},"c":{"dtype":"U64","shape":[1],"data_offsets":[12,20]}}"#, dataBytes: 20))
+        #expect(h.tensors.map(\.dtype) == [.u16, .u32, .u64])
+        expectError(makeFile(header: #"{"a":{"dtype":"U32","shape":[2],"data_offsets":[0,4]}}"#, dataBytes: 4)) {
+            if case .byteLengthMismatch = $0 { return true }; return false
+        }
+    }
+
     @Test func unknownDType() {
         expectError(makeFile(header: #"{"a":{"dtype":"F12","shape":[1],"data_offsets":[0,4]}}"#, dataBytes: 4)) {
             if case .unknownDType(_, "a", "F12") = $0 { return true }; return false

@@ -152,7 +152,7 @@ enum ShardFixtures {
             let cmp = LogitComparison(ours: ours, reference: ref)
             #expect(cmp.relativeL2 <= 1e-5, "case \(i) tp \(tp) \(mode): relative L2 \(cmp.relativeL2)")
             #expect(cmp.top1Agreement == 1)
-            let a = try sharded.generate(prompt: prompt, maxNewTokens: 6, stopAtEOS: false).tokens
+            let a = try Generator(model: sharded).generate(prompt: prompt, maxNewTokens: 6, sampling: .greedy, stopAtEOS: false).tokens
             let b = try Generator(model: model).generate(prompt: prompt, maxNewTokens: 6, sampling: .greedy, stopAtEOS: false).tokens
             #expect(a == b, "case \(i): greedy \(a) vs \(b)")
             let report = try ReshardIntegrity.run(directory: out, threads: 2)
