@@ -18,6 +18,11 @@ struct MLA {
     let rope: RopeParameters
     let threads: Int
     var observer: LinearObserver? = nil
+    var backend: LinearBackend = .fast
+
+    var project: (WeightSource) -> Projector {
+        { Projector(weights: $0, threads: threads, observer: observer, backend: backend) }
+    }
 
     var heads: Int { config.numAttentionHeads }
     var nope: Int { config.qkNopeHeadDim }
@@ -30,7 +35,7 @@ struct MLA {
     /// layer's latents to the cache and returns o_proj's output [T, hidden].
     func forward(_ x: Matrix, start: Int, cache: KVCache, weights: WeightSource, path: AttentionPath) throws -> Matrix {
         let t = x.rows
-        let project = Projector(weights: weights, threads: threads, observer: observer)
+        let project = self.project(weights)
         // q = q_b(RMSNorm(q_a(x))) or q_proj(x): [T, heads·(nope+rope)].
         var q: Matrix
         if config.qLoraRank != nil {
@@ -68,18 +73,18 @@ struct MLA {
         }
         let attn = useAbsorbed
             ? absorbed(q: q, start: start, latents: cache.storage[layer], kvb: kvb)
-            : naive(q: q, start: start, latents: cache.storage[layer], kvb: kvb)
+            : naive(q: q, start: start, latents: cache.storage[layer], kvb: kvb, project: project)
         return try project(.o(layer: layer), attn)
     }
 
     /// Full per-head K/V from the latents: k_nope, v = split(kv_b(c_kv)). Returns [T, heads·v].
-    func naive(q: Matrix, start: Int, latents: [Float], kvb: WeightMatrix) -> Matrix {
+    func naive(q: Matrix, start: Int, latents: [Float], kvb: WeightMatrix, project: Projector) -> Matrix {
         let t = q.rows
         let s = start + t
         let w = rank + ropeDim
         let latent = Matrix(rows: s, cols: w, data: latents).columns(0, rank)
         if start == 0 { observer?.linearInput(.kvB(layer: layer), latent) }  // the layer's tokens, once
-        let kv = Linear.apply(latent, kvb, threads: threads)  // [S, heads·(nope+v)]
+        let kv = project.apply(latent, kvb)  // [S, heads·(nope+v)]
         var out = Matrix(rows: t, cols: heads * vDim)
         let scale = rope.softmaxScale
         let qd = qDim, nope = nope, ropeDim = ropeDim, vDim = vDim, heads = heads, rank = rank

@@ -59,13 +59,14 @@ struct MoELayer {
     /// Experts held by this weight source (expert parallelism); nil: all of them.
     var localExperts: Set<Int>? = nil
     var observer: LinearObserver? = nil
+    var backend: LinearBackend = .fast
     /// Calibration: every token goes through every expert (each expert's inputs are observed for
     /// all tokens); only the routed outputs enter the layer output.
     var allTokensThroughExperts = false
 
     /// Returns (output [T, hidden], router logits [T, E], routing).
     func forward(_ x: Matrix, weights: WeightSource) throws -> (Matrix, Matrix, Routing) {
-        let project = Projector(weights: weights, threads: threads, observer: observer)
+        let project = Projector(weights: weights, threads: threads, observer: observer, backend: backend)
         let logits = try project(.router(layer: layer), x)
         let routing = Router(config: config).route(logits)
         var out = Matrix(rows: x.rows, cols: x.cols)

@@ -7,16 +7,23 @@ public protocol LinearObserver: AnyObject {
 }
 
 /// The one way the forward pass applies a projection: fetch the role's weight, report the input
-/// to the observer, multiply.
+/// to the observer, multiply with the model's kernel backend.
 struct Projector {
     let weights: WeightSource
     let threads: Int
     let observer: LinearObserver?
+    var backend: LinearBackend = .fast
 
     func callAsFunction(_ role: TensorRole, _ x: Matrix) throws -> Matrix {
         let w = try weights.matrix(role)
         observer?.linearInput(role, x)
-        return Linear.apply(x, w, threads: threads)
+        return Linear.apply(x, w, threads: threads, backend: backend)
+    }
+
+    /// A weight already fetched (kv_b, shared by the naive and absorbed attention paths); the
+    /// caller reports the input.
+    func apply(_ x: Matrix, _ w: WeightMatrix) -> Matrix {
+        Linear.apply(x, w, threads: threads, backend: backend)
     }
 
     /// down(silu(gate(x)) · up(x)) for the MLP whose projections `role` names.

@@ -33,6 +33,11 @@ public final class Transformer {
     public var linearObserver: LinearObserver?
     /// Calibration: run every token through every routed expert (only routed outputs count).
     public var allTokensThroughExperts = false
+    /// The kernels every projection runs on (`.reference` pins the sgemm path for parity tests).
+    public var backend: LinearBackend = .fast
+
+    /// How this model applies a projection: its weights, observer and backend.
+    var projector: Projector { Projector(weights: weights, threads: threads, observer: linearObserver, backend: backend) }
 
     public init(config: ModelConfig, weights: WeightSource, threads: Int, vocabRange: Range<Int>? = nil, localExperts: Set<Int>? = nil) {
         self.config = config
@@ -89,7 +94,7 @@ public final class Transformer {
     /// o_proj(MLA(RMSNorm(x))) of one layer; appends the layer's latents to the cache.
     public func attention(layer l: Int, _ x: Matrix, start: Int, cache: KVCache, path: AttentionPath = .auto) throws -> Matrix {
         let xn = Ops.rmsNorm(x, weight: try weights.vector(.inputNorm(layer: l)), eps: Float(config.rmsNormEps))
-        return try MLA(config: config, layer: l, rope: rope, threads: threads, observer: linearObserver).forward(xn, start: start, cache: cache, weights: weights, path: path)
+        return try MLA(config: config, layer: l, rope: rope, threads: threads, observer: linearObserver, backend: backend).forward(xn, start: start, cache: cache, weights: weights, path: path)
     }
 
     /// The MLP or MoE of one layer over RMSNorm(x).
@@ -97,13 +102,13 @@ public final class Transformer {
         let hn = Ops.rmsNorm(x, weight: try weights.vector(.postAttentionNorm(layer: l)), eps: Float(config.rmsNormEps))
         if config.isMoELayer(l) {
             let moe = MoELayer(config: config, layer: l, threads: threads, localExperts: localExperts, observer: linearObserver,
-                               allTokensThroughExperts: allTokensThroughExperts)
+                               backend: backend, allTokensThroughExperts: allTokensThroughExperts)
             let (out, logits, routing) = try moe.forward(hn, weights: weights)
             observer?.record("layers.\(l).router_logits", logits)
             observer?.routed(layer: l, routing)
             return out
         }
-        return try Projector(weights: weights, threads: threads, observer: linearObserver).mlp(hn) { .denseMLP(layer: l, $0) }
+        return try projector.mlp(hn) { .denseMLP(layer: l, $0) }
     }
 
     /// One whole decoder layer over a sequence starting at position 0, with a cache of its own
@@ -120,7 +125,6 @@ public final class Transformer {
         var final = Ops.rmsNorm(x, weight: try weights.vector(.finalNorm), eps: Float(config.rmsNormEps))
         observer?.record("final_norm", final)
         if !allPositions { final = final.gatherRows([final.rows - 1]) }
-        let head = try weights.matrix(config.tieWordEmbeddings ? .embedding : .lmHead)
-        return Linear.apply(final, head, threads: threads)
+        return try projector(config.tieWordEmbeddings ? .embedding : .lmHead, final)
     }
 }

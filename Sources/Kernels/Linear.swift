@@ -98,6 +98,18 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 }
 
+/// Which kernels compute y = x · Wᵀ. Chosen in one place (a `Transformer`'s `backend`, through
+/// its `Projector`) and pinnable by tests. Both accumulate in f32 from exactly converted weights;
+/// they differ in summation order only.
+public enum LinearBackend: Sendable {
+    /// Every product as f32 sgemm over weights converted tile by tile (BF16, F16, packed int4/int8
+    /// dequantized exactly): the path forward-parity tests pin against transformers' float32.
+    case reference
+    /// Few rows (decode, small expert batches) on direct kernels that read the stored BF16 or
+    /// packed int4/int8 weight once; many rows as `reference`.
+    case fast
+}
+
 /// y = x · Wᵀ, the linear layer. Few rows (decode, small expert batches) run a bf16 kernel that
 /// reads the weight once, threaded over output features; many rows convert the weight to f32 and
 /// call OpenBLAS sgemm.
@@ -108,7 +120,7 @@ public enum Linear {
     /// Weight rows converted and multiplied per sgemm tile (≈ 5 MB of f32 at K = 5120).
     public static let tileRows = 256
 
-    public static func apply(_ x: Matrix, _ w: WeightMatrix, threads: Int) -> Matrix {
+    public static func apply(_ x: Matrix, _ w: WeightMatrix, threads: Int, backend: LinearBackend = .fast) -> Matrix {
         precondition(x.cols == w.cols, "linear: input has \(x.cols) features, weight expects \(w.cols)")
         var y = Matrix(rows: x.rows, cols: w.rows)
         guard x.rows > 0 else { return y }
@@ -117,7 +129,7 @@ public enum Linear {
             y.data.withUnsafeMutableBufferPointer { yb in
                 let xp = UnsafeSendable(xb.baseAddress!)
                 let yp = UnsafeSendable(yb.baseAddress!)
-                if x.rows >= gemmThreshold || w.format == .f16 {
+                if backend == .reference || x.rows >= gemmThreshold || w.format == .f16 {
                     // Tiles of weight rows: convert to f32 (per-thread scratch), then single-threaded
                     // sgemm into the tile's output columns. Tile bounds do not depend on `threads`.
                     let tiles = (n + tileRows - 1) / tileRows

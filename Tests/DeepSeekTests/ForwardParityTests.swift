@@ -43,7 +43,12 @@ enum Reference {
 
 @Suite(.serialized) struct ForwardParityTests {
     static let checkpoint = try! Checkpoint(directory: Fixtures.tiny)
-    let model = Transformer(checkpoint: ForwardParityTests.checkpoint, threads: 2)
+    /// Parity against transformers pins the reference kernels (f32 sgemm for every product).
+    let model: Transformer = {
+        let m = Transformer(checkpoint: ForwardParityTests.checkpoint, threads: 2)
+        m.backend = .reference
+        return m
+    }()
 
     @Test func ropeConstantsMatchReference() throws {
         let derived = try #require(Reference.json["derived"])
@@ -101,5 +106,26 @@ enum Reference {
         let generator = Generator(model: model)
         let result = try generator.generate(prompt: ids, maxNewTokens: expected.count, sampling: .greedy, stopAtEOS: false)
         #expect(result.tokens == expected, "prompt \(index): \(result.tokens) vs \(expected)")
+    }
+
+    /// The fast kernels (direct BF16 kernels for decode and small expert batches) against the
+    /// pinned reference path, over prefill and decode: a stated tolerance of their own (same f32
+    /// products, another summation order), the same greedy tokens, and transformers' logits still
+    /// within the parity tolerance.
+    @Test func fastBackendAgreesWithReferenceBackend() throws {
+        let fast = Transformer(checkpoint: Self.checkpoint, threads: 2)
+        fast.backend = .fast
+        let prompt = Reference.prompts[0]
+        let ids = Reference.ids(prompt["input_ids"])
+        let refCache = KVCache(config: model.config), fastCache = KVCache(config: model.config)
+        var a = try model.forward(ids, cache: refCache), b = try fast.forward(ids, cache: fastCache)
+        #expect(relativeL2(b.data, a.data) <= 1e-5, "prefill: fast vs reference \(relativeL2(b.data, a.data))")
+        for step in 0..<6 {
+            let next = a.data.indices.max { a.data[$0] < a.data[$1] }!
+            #expect(b.data.indices.max { b.data[$0] < b.data[$1] }! == next, "step \(step): greedy token differs")
+            a = try model.forward([next], cache: refCache)
+            b = try fast.forward([next], cache: fastCache)
+            #expect(relativeL2(b.data, a.data) <= 1e-5, "decode step \(step): fast vs reference \(relativeL2(b.data, a.data))")
+        }
     }
 }
