@@ -117,7 +117,8 @@ public final class OpenedCheckpoint: @unchecked Sendable {
         case .packed(let p, _): return p.manifest.files.map { ($0.packed, $0.packedSize) }
         case .reshard(let m):
             return m.ranks.flatMap { r in
-                r.files.filter { $0.name.hasSuffix(".safetensors") || $0.name.hasSuffix(".safetensors.zst") }.map { (r.directory + "/" + $0.name, $0.size) }
+                r.files.filter { $0.name.hasSuffix(".safetensors") || $0.name.hasSuffix(".safetensors.zst") }
+                    .map { (r.directory == "." ? $0.name : r.directory + "/" + $0.name, $0.size) }
             }
         }
     }
@@ -127,7 +128,7 @@ public final class OpenedCheckpoint: @unchecked Sendable {
         switch storage {
         case .plain: return config.quantization == nil ? "safetensors" : "safetensors, compressed-tensors pack-quantized"
         case .packed(let p, _): return "packed (\(p.manifest.transform.rawValue))"
-        case .reshard(let m): return "reshard tp \(m.tp), experts \(m.experts.rawValue)"
+        case .reshard(let m): return "reshard tp \(m.tp), experts \(m.experts.rawValue)" + (m.layout == ReshardManifest.layout ? "" : ", layout \(m.layout)")
         }
     }
 

@@ -127,6 +127,31 @@ public struct HuggingFaceNaming: TensorNaming {
     }
 }
 
+/// The names DeepSeek's own inference code (`inference/model.py` of DeepSeek-V3, which loads V2 and
+/// V2.5 through its `config_236B.json` / `config_16B.json`) gives the same tensors: what its
+/// `convert.py` derives from the Hugging Face names. `model.` dropped, `self_attn` → `attn`,
+/// `mlp` → `ffn`, and the module's own name through `DeepSeekNaming.moduleNames`.
+public struct DeepSeekNaming: TensorNaming {
+    /// Hugging Face module name → DeepSeek's (convert.py's `mapping`, names only; how each is
+    /// split is the `ShardPlan`'s rule for its role).
+    public static let moduleNames: [String: String] = [
+        "embed_tokens": "embed", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+        "q_proj": "wq", "q_a_proj": "wq_a", "q_a_layernorm": "q_norm", "q_b_proj": "wq_b",
+        "kv_a_proj_with_mqa": "wkv_a", "kv_a_layernorm": "kv_norm", "kv_b_proj": "wkv_b", "o_proj": "wo",
+        "gate": "gate", "gate_proj": "w1", "down_proj": "w2", "up_proj": "w3", "norm": "norm", "lm_head": "head",
+    ]
+
+    public init() {}
+
+    public func name(_ role: TensorRole, _ component: TensorComponent) -> String {
+        var parts = role.moduleName.split(separator: ".").map(String.init)
+        if parts.first == "model" { parts.removeFirst() }
+        parts = parts.map { $0 == "self_attn" ? "attn" : $0 == "mlp" ? "ffn" : $0 }
+        if let last = parts.last, let renamed = Self.moduleNames[last] { parts[parts.count - 1] = renamed }
+        return parts.joined(separator: ".") + "." + component.rawValue
+    }
+}
+
 /// A tensor the config says the checkpoint must hold.
 public struct ExpectedTensor: Sendable, Equatable {
     public let role: TensorRole

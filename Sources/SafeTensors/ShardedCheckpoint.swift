@@ -81,6 +81,22 @@ public final class ShardedCheckpoint: @unchecked Sendable {
             guard !names.isEmpty else { throw .noSafetensorsFiles(directory: directory) }
             for name in names { files.append(try SafeTensorsFile(path: directory + "/" + name)) }
         }
+        (self.files, self.tensors, self.byName) = try Self.locate(files)
+    }
+
+    /// Exactly these files of a directory, without an index (one rank's files in a directory that
+    /// holds every rank's, as DeepSeek's `model{r}-mp{N}.safetensors`).
+    public init(directory: String, fileNames: [String]) throws(SafeTensorsError) {
+        self.directory = directory
+        indexPath = nil
+        guard !fileNames.isEmpty else { throw .noSafetensorsFiles(directory: directory) }
+        var files: [SafeTensorsFile] = []
+        for name in fileNames.sorted() { files.append(try SafeTensorsFile(path: directory + "/" + name)) }
+        (self.files, self.tensors, self.byName) = try Self.locate(files)
+    }
+
+    /// Every tensor of the files, each in exactly one file.
+    private static func locate(_ files: [SafeTensorsFile]) throws(SafeTensorsError) -> ([SafeTensorsFile], [TensorLocation], [String: Int]) {
         var tensors: [TensorLocation] = []
         var byName: [String: Int] = [:]
         for f in files {
@@ -90,9 +106,7 @@ public final class ShardedCheckpoint: @unchecked Sendable {
                 tensors.append(TensorLocation(file: f, info: t))
             }
         }
-        self.files = files
-        self.tensors = tensors
-        self.byName = byName
+        return (files, tensors, byName)
     }
 
     public subscript(name: String) -> TensorLocation? { byName[name].map { tensors[$0] } }

@@ -22,7 +22,8 @@ public struct Merger {
             throw PlanError(message: "\(directory): \(problems.count) file(s) differ from the manifest, refusing to merge: "
                             + problems.prefix(3).map(\.description).joined(separator: "; "))
         }
-        ranks = try manifest.ranks.map { try TensorStores.open(directory + "/" + $0.directory, threads: threads) }
+        let m = manifest
+        ranks = try (0..<m.tp).map { try m.store(rank: $0, in: directory, threads: threads) }
     }
 
     public func write(into out: OutputDirectory, maxShardSize: Int, progress: ((Int, Int, String) -> Void)? = nil) throws {
@@ -52,10 +53,10 @@ public struct Merger {
 
     /// A rank's bytes of a tensor; `keep` holds what keeps them alive until the tensor is written.
     func slice(_ t: ReshardManifest.Tensor, rank: Int, keep: inout [AnyObject]) throws -> UnsafeRawBufferPointer {
-        guard ranks[rank].info(t.name) != nil else {
-            throw ModelError.badTensor(file: directory + "/" + manifest.ranks[rank].directory, tensor: t.name, message: "missing from this rank")
+        guard ranks[rank].info(t.storedAs) != nil else {
+            throw ModelError.badTensor(file: directory + "/" + manifest.ranks[rank].directory, tensor: t.storedAs, message: "missing from this rank")
         }
-        let data = try ranks[rank].bytes(t.name)
+        let data = try ranks[rank].bytes(t.storedAs)
         keep.append(data.owner)
         return data.bytes
     }

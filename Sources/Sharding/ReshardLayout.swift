@@ -10,7 +10,7 @@ import SafeTensors
 public protocol ReshardLayout: Sendable {
     /// Recorded as the manifest's `layout`.
     var name: String { get }
-    /// A rank's directory inside the output (a plain name).
+    /// A rank's directory inside the output (a plain name, or "." for the output itself).
     func rankDirectory(_ rank: Int, tp: Int) -> String
     /// How the rank files name tensors.
     var naming: any TensorNaming { get }
@@ -18,8 +18,19 @@ public protocol ReshardLayout: Sendable {
     func shardLayout(rank: Int, tp: Int, tensors: [TensorSpec], maxShardSize: Int) -> ShardLayout
     /// The config.json written into a rank's directory, from the source's (nil: none).
     func rankConfig(_ source: JSONObject, rank: Int, plan: ShardPlan) -> JSONObject?
-    /// Files of the source copied as they are into every rank's directory.
-    var copiedFiles: [String] { get }
+    /// Files of the source copied as they are into every rank's directory (once where ranks share one).
+    func copiedFiles(from sourceDirectory: String) -> [String]
+    /// Why this layout cannot hold a plan (or a packed output): nil when it can.
+    func refusal(plan: ShardPlan, compressed: Bool) -> String?
+}
+
+/// The layouts dsconv writes and reads, by the name the manifest records.
+public enum ReshardLayouts {
+    public static let all: [any ReshardLayout] = [HuggingFaceRankLayout(), DeepSeekLayout()]
+
+    public static func named(_ name: String) -> (any ReshardLayout)? { all.first { $0.name == name } }
+
+    public static var names: [String] { all.map(\.name) }
 }
 
 /// `rank-NN/` directories, each a Hugging Face checkpoint of its own: config.json with a
@@ -44,5 +55,49 @@ public struct HuggingFaceRankLayout: ReshardLayout {
         return config
     }
 
-    public var copiedFiles: [String] { Checkpoint.sideFiles.filter { $0 != "config.json" } }
+    public func copiedFiles(from sourceDirectory: String) -> [String] {
+        Checkpoint.sideFiles.filter { $0 != "config.json" && pathExists(sourceDirectory + "/" + $0) }
+    }
+
+    public func refusal(plan: ShardPlan, compressed: Bool) -> String? { nil }
+}
+
+/// What DeepSeek's own distributed inference loads (`inference/generate.py --ckpt-path OUT` of
+/// DeepSeek-V3, whose `config_236B.json` / `config_16B.json` describe V2.5 / V2-Lite): one file per
+/// rank, `OUT/model{r}-mp{N}.safetensors`, DeepSeek's tensor names (`DeepSeekNaming`), routed
+/// experts whole on their rank (E/N each), every other tensor split or replicated by the same rules
+/// as the default layout; the tokenizer files copied, as its `convert.py` does. config.json (the
+/// source's, unchanged) is kept beside them for dsconv's readers; DeepSeek's code takes its own
+/// `--config`.
+public struct DeepSeekLayout: ReshardLayout {
+    public init() {}
+
+    public var name: String { "deepseek" }
+
+    public func rankDirectory(_ rank: Int, tp: Int) -> String { "." }
+
+    public var naming: any TensorNaming { DeepSeekNaming() }
+
+    public static func fileName(rank: Int, tp: Int) -> String { "model\(rank)-mp\(tp).safetensors" }
+
+    public func shardLayout(rank: Int, tp: Int, tensors: [TensorSpec], maxShardSize: Int) -> ShardLayout {
+        ShardLayout(tensors: tensors, singleFile: Self.fileName(rank: rank, tp: tp))
+    }
+
+    public func rankConfig(_ source: JSONObject, rank: Int, plan: ShardPlan) -> JSONObject? { source }
+
+    /// As convert.py, every file of the source whose name contains "token"; and the usual side
+    /// files (generation_config.json, README, LICENSE), so that merge restores them.
+    public func copiedFiles(from sourceDirectory: String) -> [String] {
+        let names = (try? listDirectory(sourceDirectory)) ?? []
+        let tokenFiles = names.filter { $0.contains("token") && !$0.hasPrefix(".") && !$0.hasSuffix(".safetensors") }
+        let side = Checkpoint.sideFiles.filter { $0 != "config.json" && names.contains($0) }
+        return Array(Set(tokenFiles + side)).sorted()
+    }
+
+    public func refusal(plan: ShardPlan, compressed: Bool) -> String? {
+        if compressed { return "--layout deepseek cannot be --compress'ed: DeepSeek's loader reads plain safetensors files (pack the output afterwards with dsconv pack if you only need to store it)" }
+        if plan.experts != .ep { return "--layout deepseek keeps routed experts whole on their rank (as DeepSeek's convert.py): use --experts ep" }
+        return nil
+    }
 }

@@ -1,3 +1,4 @@
+import Compression
 import JSON
 import SafeTensors
 
@@ -11,7 +12,21 @@ public struct ReshardManifest: Sendable {
     /// Rank directories `rank-NN/` of Hugging Face checkpoints (config, index, shards, side files).
     public static let layout = "hf"
     /// Layouts this dsconv reads.
-    public static let layouts: Set<String> = [layout]
+    public static var layouts: Set<String> { Set(ReshardLayouts.names) }
+
+    /// The layout the ranks were written in.
+    public var rankLayout: any ReshardLayout { ReshardLayouts.named(layout) ?? HuggingFaceRankLayout() }
+
+    /// A rank's tensors: a rank directory of its own (plain or packed), or exactly the rank's
+    /// files where ranks share the output directory.
+    public func store(rank r: Int, in directory: String, threads: Int) throws -> any TensorStore {
+        let rank = ranks[r]
+        let dir = directory + "/" + rank.directory
+        if rank.directory == "." {
+            return try ShardedCheckpoint(directory: directory, fileNames: rank.files.map(\.name).filter { $0.hasSuffix(".safetensors") })
+        }
+        return try TensorStores.open(dir, threads: threads)
+    }
 
     public struct Slice: Sendable, Equatable {
         public let rank: Int
@@ -21,7 +36,10 @@ public struct ReshardManifest: Sendable {
     }
 
     public struct Tensor: Sendable {
+        /// The source's name.
         public let name: String
+        /// Its name in the rank files (the layout's naming; the source's name in the `hf` layout).
+        public let storedAs: String
         public let dtype: DType
         public let shape: [Int]
         public let slices: [Slice]
@@ -55,12 +73,17 @@ public struct ReshardManifest: Sendable {
         return [
             "format": .string(Self.format), "version": JSONValue(Self.version), "layout": .string(layout), "tensor_parallel": .object(tp),
             "source": .string(source),
-            "tensors": .array(tensors.map { t in
-                ["name": .string(t.name), "dtype": .string(t.dtype.rawValue), "shape": JSONValue(t.shape),
-                 "slices": .array(t.slices.map { s in
-                     ["rank": JSONValue(s.rank), "dim": s.dim.map { JSONValue($0) } ?? .null,
-                      "offset": JSONValue(s.offset), "length": JSONValue(s.length)]
-                 })]
+            "tensors": .array(tensors.map { t -> JSONValue in
+                var o = JSONObject()
+                o["name"] = .string(t.name)
+                if t.storedAs != t.name { o["stored_as"] = .string(t.storedAs) }
+                o["dtype"] = .string(t.dtype.rawValue)
+                o["shape"] = JSONValue(t.shape)
+                o["slices"] = .array(t.slices.map { s in
+                    ["rank": JSONValue(s.rank), "dim": s.dim.map { JSONValue($0) } ?? .null,
+                     "offset": JSONValue(s.offset), "length": JSONValue(s.length)]
+                })
+                return .object(o)
             }),
             "ranks": .array(ranks.map { r in
                 ["rank": JSONValue(r.rank), "directory": .string(r.directory), "local_experts": JSONValue(r.localExperts),
@@ -112,12 +135,15 @@ public struct ReshardManifest: Sendable {
                 if let dim, dim < 0 || dim >= shape.count || Int(o + l) > shape[dim] { throw m.fail("tensor \(name): slice out of bounds") }
                 out.append(Slice(rank: Int(r), dim: dim, offset: Int(o), length: Int(l)))
             }
-            tensors.append(Tensor(name: name, dtype: dt, shape: shape, slices: out))
+            let storedAs = t["stored_as"]?.stringValue ?? name
+            tensors.append(Tensor(name: name, storedAs: storedAs, dtype: dt, shape: shape, slices: out))
         }
         self.tensors = tensors
         var ranks: [Rank] = []
         for r in json["ranks"]?.arrayValue ?? [] {
-            guard let rank = r["rank"]?.integerValue, let dir = r["directory"]?.stringValue, FileRecord.isPlainName(dir) else { throw m.fail("invalid rank entry") }
+            guard let rank = r["rank"]?.integerValue, let dir = r["directory"]?.stringValue, FileRecord.isPlainName(dir) || dir == "." else {
+                throw m.fail("invalid rank entry (a rank number and a plain directory name, or \".\", are required)")
+            }
             // Names are data, never paths: one plain name inside the rank directory.
             let files = try m.files(r["files"], field: "ranks[\(rank)].files")
             ranks.append(Rank(rank: Int(rank), directory: dir, localExperts: (r["local_experts"]?.arrayValue ?? []).compactMap { $0.integerValue.map(Int.init) }, files: files))

@@ -67,15 +67,20 @@ public struct Resharder {
         guard case .object(let configJSON) = (try? JSONParser.parse(configText)) ?? .null else {
             throw ModelError.badInput("\(source.directory)/config.json is not a JSON object")
         }
+        if let why = layout.refusal(plan: plan, compressed: compress != nil) { throw ModelError.badInput(why) }
         var outputs: [RankOutput] = []
+        var directories = Set<String>()
         for r in 0..<tp {
             let dir = layout.rankDirectory(r, tp: tp)
-            try out.makeSubdirectory(dir)
-            if let config = layout.rankConfig(configJSON, rank: r, plan: plan) {
-                try writeFileAtomically(out.path(dir + "/config.json"), JSONValue.object(config).serialized(pretty: true) + "\n")
-            }
-            for f in layout.copiedFiles where pathExists(source.directory + "/" + f) {
-                try copyFile(from: source.directory + "/" + f, to: out.path(dir + "/" + f))
+            // Side files once per directory (ranks of the deepseek layout share the output's).
+            if directories.insert(dir).inserted {
+                if dir != "." { try out.makeSubdirectory(dir) }
+                if let config = layout.rankConfig(configJSON, rank: r, plan: plan) {
+                    try writeFileAtomically(out.path(dir + "/config.json"), JSONValue.object(config).serialized(pretty: true) + "\n")
+                }
+                for f in layout.copiedFiles(from: source.directory) {
+                    try copyFile(from: source.directory + "/" + f, to: out.path(dir + "/" + f))
+                }
             }
             let specs = try plan.ranks[r].map { s in TensorSpec(name: outputName(s), dtype: try dtype(of: s.name), shape: s.shape) }
             let files = layout.shardLayout(rank: r, tp: tp, tensors: specs, maxShardSize: maxShardSize)
@@ -119,6 +124,8 @@ public struct Resharder {
         }
         // Checksums: shards from the running hashes, side files read back (small).
         var ranks: [ReshardManifest.Rank] = []
+        let allShards = Set(outputs.flatMap { $0.writer.writtenFiles.map(\.name) })
+        var hashedDirectories = Set<String>()
         for r in 0..<tp {
             let dir = layout.rankDirectory(r, tp: tp)
             var files: [FileRecord] = []
@@ -126,14 +133,18 @@ public struct Resharder {
                 var h = outputs[r].hashes[name] ?? SHA256()
                 files.append(.init(name: name, size: size, sha256: h.finalizeHex()))
             }
-            files += try FileRecord.hashAll(in: out.path(dir), except: Set(outputs[r].writer.writtenFiles.map(\.name)))
+            // Side files are recorded with the first rank of their directory.
+            if hashedDirectories.insert(dir).inserted {
+                files += try FileRecord.hashAll(in: out.path(dir), except: allShards.union([OutputDirectory.markerName, ReshardManifest.fileName]))
+            }
             ranks.append(.init(rank: r, directory: dir, localExperts: plan.localExperts[r], files: files))
         }
         var tensors: [ReshardManifest.Tensor] = []
         for name in order {
             let loc = try source.weights.require(name)
             let slices = (slicesOf[name] ?? []).map { ReshardManifest.Slice(rank: $0.rank, dim: $0.slice.dim, offset: $0.slice.offset, length: $0.slice.length) }
-            tensors.append(.init(name: name, dtype: loc.info.dtype, shape: loc.info.shape, slices: slices))
+            let stored = source.schema[name].map { layout.naming.name($0.role, $0.component) } ?? name
+            tensors.append(.init(name: name, storedAs: stored, dtype: loc.info.dtype, shape: loc.info.shape, slices: slices))
         }
         let manifest = ReshardManifest(tp: tp, experts: plan.experts, groupSize: plan.groupSize, layout: layout.name, source: source.directory,
                                        tensors: tensors, ranks: ranks)

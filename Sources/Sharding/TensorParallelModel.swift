@@ -12,10 +12,11 @@ public final class RankWeights: @unchecked Sendable {
     public let weights: StoreWeights
     private let expected: [String: PlannedSlice]
 
-    init(rank: Int, directory: String, plan: ShardPlan, schema: TensorSchema, threads: Int) throws {
+    /// `schema` names tensors as the rank files do (the manifest's layout).
+    init(rank: Int, store: any TensorStore, plan: ShardPlan, schema: TensorSchema) {
         self.rank = rank
-        expected = Dictionary(uniqueKeysWithValues: plan.ranks[rank].map { ($0.name, $0) })
-        store = try TensorStores.open(directory, threads: threads)
+        self.store = store
+        expected = Dictionary(uniqueKeysWithValues: plan.ranks[rank].map { (schema.name($0.role, $0.component), $0) })
         weights = StoreWeights(store: store, schema: schema, expectedShapes: expected.mapValues(\.shape))
     }
 
@@ -49,12 +50,12 @@ public final class TensorParallelModel: LanguageModel {
         let rank0 = directory + "/" + manifest.ranks[0].directory
         let config = try ModelConfig.load(path: rank0 + "/config.json")
         let plan = try ShardPlan(schema: TensorSchema(config: config), tp: manifest.tp, experts: manifest.experts, groupSize: manifest.groupSize)
+        let schema = TensorSchema(config: config, naming: manifest.rankLayout.naming)
         var weights: [RankWeights] = []
         var ranks: [Transformer] = []
         let rankConfig = plan.rankConfig()
-        let schema = TensorSchema(config: config)
         for r in 0..<manifest.tp {
-            let w = try RankWeights(rank: r, directory: directory + "/" + manifest.ranks[r].directory, plan: plan, schema: schema, threads: threads)
+            let w = RankWeights(rank: r, store: try manifest.store(rank: r, in: directory, threads: threads), plan: plan, schema: schema)
             weights.append(w)
             let local = plan.experts == .ep ? Set(plan.localExperts[r]) : nil
             ranks.append(Transformer(config: rankConfig, weights: w.weights, threads: threads, vocabRange: plan.vocabRange(rank: r), localExperts: local))

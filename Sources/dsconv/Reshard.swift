@@ -17,8 +17,11 @@ struct Reshard: ParsableCommand {
     @Option(help: "Tensor-parallel size.")
     var tp: Int
 
-    @Option(help: "Routed experts: tp (split each expert, the vLLM default) or ep (whole experts per rank).")
-    var experts: String = "tp"
+    @Option(help: "Routed experts: tp (split each expert, the vLLM default; the default with --layout hf) or ep (whole experts per rank; the default, and the only choice, with --layout deepseek).")
+    var experts: String?
+
+    @Option(help: "Output layout: hf (rank-NN/ Hugging Face directories, default) or deepseek (model{r}-mp{N}.safetensors with DeepSeek's tensor names, what DeepSeek-V3's inference/generate.py loads).")
+    var layout: String = "hf"
 
     @Option(help: "Output directory (rank-00 … rank-N-1 and dsconv-manifest.json).")
     var out: String?
@@ -47,7 +50,8 @@ struct Reshard: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        guard ExpertMode(rawValue: experts) != nil else { throw ValidationError("--experts must be tp or ep") }
+        if let experts, ExpertMode(rawValue: experts) == nil { throw ValidationError("--experts must be tp or ep") }
+        guard ReshardLayouts.named(layout) != nil else { throw ValidationError("--layout must be one of \(ReshardLayouts.names.joined(separator: ", "))") }
         guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
         if !dryRun && out == nil { throw ValidationError("--out is required (or --dry-run)") }
         if tp < 1 { throw ValidationError("--tp must be at least 1") }
@@ -59,14 +63,16 @@ struct Reshard: ParsableCommand {
             guard ckpt.config.quantization == nil else {
                 throw ModelError.unsupported("\(source): a quantized (compressed-tensors) checkpoint cannot be resharded yet: packed words and scales need their own slicing; reshard the BF16 source and quantize each rank, or serve it with vLLM --tensor-parallel-size N")
             }
-            let mode = ExpertMode(rawValue: experts) ?? .tp
+            let outputLayout = ReshardLayouts.named(layout) ?? HuggingFaceRankLayout()
+            let mode = experts.flatMap(ExpertMode.init(rawValue:)) ?? (outputLayout is DeepSeekLayout ? .ep : .tp)
             let plan: ShardPlan
             do { plan = try ShardPlan(schema: ckpt.schema, tp: tp, experts: mode, groupSize: groupSize) } catch let e as PlanError {
                 throw ModelError.badInput("\(source): \(e.message)")
             }
+            if let why = outputLayout.refusal(plan: plan, compressed: compress) { throw ModelError.badInput(why) }
             let bytes = plan.bytesPerRank(bytesPerElement: ckpt.expectedDType.size)
             if dryRun {
-                printPlan(plan, ckpt: ckpt, bytes: bytes)
+                printPlan(plan, ckpt: ckpt, bytes: bytes, layout: outputLayout)
                 return Exit.ok
             }
             try Resharder.preflight(ckpt)
@@ -75,7 +81,8 @@ struct Reshard: ParsableCommand {
             let start = Date()
             var options = PackOptions()
             options.level = level
-            let resharder = Resharder(source: ckpt, plan: plan, maxShardSize: shard, threads: threads.count, compress: compress ? options : nil)
+            let resharder = Resharder(source: ckpt, plan: plan, maxShardSize: shard, threads: threads.count, compress: compress ? options : nil,
+                                      layout: outputLayout)
             let manifest = try OutputDirectory.write(out, force: force, inputs: [source], producer: "dsconv reshard") { output in
                 try resharder.write(into: output) { i, n, name in progress.step(i, of: n, name) }
             }
@@ -83,14 +90,15 @@ struct Reshard: ParsableCommand {
             let total = bytes.reduce(0, +)
             note(String(format: "wrote %@: %d ranks, %@ in %.1f s (%.2f GB/s)", out, tp, formatBytes(total), seconds, Double(total) / seconds / 1e9))
             if json {
-                printJSON(["out": .string(out), "tp": JSONValue(tp), "experts": .string(mode.rawValue), "bytes_per_rank": JSONValue(bytes),
+                printJSON(["out": .string(out), "tp": JSONValue(tp), "experts": .string(mode.rawValue), "layout": .string(outputLayout.name),
+                           "bytes_per_rank": JSONValue(bytes),
                            "files": JSONValue(manifest.ranks.reduce(0) { $0 + $1.files.count }), "seconds": .number(seconds)])
             }
             return Exit.ok
         }
     }
 
-    func printPlan(_ plan: ShardPlan, ckpt: Checkpoint, bytes: [Int]) {
+    func printPlan(_ plan: ShardPlan, ckpt: Checkpoint, bytes: [Int], layout: any ReshardLayout) {
         // One line per kind of tensor: how it splits, and the per-rank slice of its first instance.
         var seen: [String: PlannedSlice] = [:]
         var order: [String] = []
@@ -101,16 +109,18 @@ struct Reshard: ParsableCommand {
         if json {
             printJSON(["tp": JSONValue(plan.tp), "experts": .string(plan.experts.rawValue), "bytes_per_rank": JSONValue(bytes),
                        "local_experts": .array(plan.localExperts.map { JSONValue($0) }),
+                       "layout": .string(layout.name),
                        "ranks": .array(plan.ranks.map { r in .array(r.map { s in
-                           ["name": .string(s.name), "dim": s.dim.map { JSONValue($0) } ?? .null, "offset": JSONValue(s.offset),
+                           ["name": .string(s.name), "stored_as": .string(layout.naming.name(s.role, s.component)), "dim": s.dim.map { JSONValue($0) } ?? .null, "offset": JSONValue(s.offset),
                             "length": JSONValue(s.length), "shape": JSONValue(s.shape)] }) })])
             return
         }
-        print("plan: \(ckpt.directory) → tp \(plan.tp), experts \(plan.experts.rawValue)\(plan.groupSize.map { ", group size \($0)" } ?? "")")
+        print("plan: \(ckpt.directory) → tp \(plan.tp), layout \(layout.name), experts \(plan.experts.rawValue)\(plan.groupSize.map { ", group size \($0)" } ?? "")")
         for key in order {
             let s = seen[key]!
             let how = s.dim == nil ? "replicated/whole" : "split dim \(s.dim!): \(s.sourceShape) → \(s.shape) per rank"
-            print("  \(key.padding(toLength: 24, withPad: " ", startingAt: 0)) e.g. \(s.name): \(how)")
+            let stored = layout.naming.name(s.role, s.component)
+            print("  \(key.padding(toLength: 24, withPad: " ", startingAt: 0)) e.g. \(s.name)\(stored == s.name ? "" : " (as \(stored))"): \(how)")
         }
         for (r, b) in bytes.enumerated() {
             print("  rank \(r): \(plan.ranks[r].count) tensors, \(formatBytes(b))\(plan.experts == .ep ? ", experts \(plan.localExperts[r].first ?? 0)…\(plan.localExperts[r].last ?? 0)" : "")")
