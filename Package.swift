@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["TestSupport", "SafeTensors", "JSON"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["TestSupport", "DeepSeek", "SafeTensors", "Kernels", "JSON"],
                     resources: []),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "JSON", "HDF5"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "JSON", "HDF5", "SafeTensors"]),
         .testTarget(name: "ShardingTests", dependencies: ["TestSupport", "Sharding", "DeepSeek", "SafeTensors", "Kernels", "JSON"]),
         .testTarget(name: "TokenizerTests", dependencies: ["TestSupport", "Tokenizer", "ChatTemplate", "JSON"]),
     ]

@@ -10,8 +10,10 @@ enum QuantizedWeights {
     /// `mapped`: the bytes are a view of a mapped file; otherwise they were decoded and cost memory.
     typealias Fetch = (TensorComponent) throws -> (info: TensorInfo, bytes: UnsafeRawBufferPointer, file: String, owner: AnyObject, mapped: Bool)
 
-    static func load(_ role: TensorRole, schema: TensorSchema, fetch: Fetch) throws -> PackedWeight {
-        guard let scheme = schema.quantizedRoles[role], let logical = schema.tensor(role, .weightPacked)?.logicalShape else {
+    /// `logicalShape` and `expectedShape` override the schema's (a tensor-parallel rank's slice).
+    static func load(_ role: TensorRole, schema: TensorSchema, logicalShape: [Int]? = nil,
+                     expectedShape: (TensorComponent) -> [Int]? = { _ in nil }, fetch: Fetch) throws -> PackedWeight {
+        guard let scheme = schema.quantizedRoles[role], let logical = logicalShape ?? schema.tensor(role, .weightPacked)?.logicalShape else {
             throw ModelError.badTensor(file: "config.json", tensor: role.name, message: "not a quantized module")
         }
         let (rows, cols) = (logical[0], logical[1])
@@ -21,9 +23,10 @@ enum QuantizedWeights {
             let part = try fetch(c)
             guard let expected = schema.tensor(role, c) else { continue }
             let dtype = expected.dtype ?? schema.config.expectedDType
-            guard part.info.shape == expected.shape, part.info.dtype == dtype else {
+            let shape = expectedShape(c) ?? expected.shape
+            guard part.info.shape == shape, part.info.dtype == dtype else {
                 throw ModelError.badTensor(file: part.file, tensor: part.info.name,
-                                           message: "\(part.info.dtype.rawValue) \(part.info.shape), expected \(dtype.rawValue) \(expected.shape) for \(scheme)")
+                                           message: "\(part.info.dtype.rawValue) \(part.info.shape), expected \(dtype.rawValue) \(shape) for \(scheme)")
             }
             parts[c] = part
         }

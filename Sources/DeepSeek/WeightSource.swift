@@ -31,12 +31,16 @@ public final class StoreWeights: WeightSource, @unchecked Sendable {
     public let schema: TensorSchema
     /// Shapes to check tensors against instead of the schema's (a tensor-parallel rank's slices).
     let expectedShapes: [String: [Int]]?
+    /// A quantized weight's logical [out, in] on this rank, where it is a slice.
+    let logicalShapes: [TensorRole: [Int]]?
     let cache: WeightCache
 
-    public init(store: any TensorStore, schema: TensorSchema, expectedShapes: [String: [Int]]? = nil, cache: WeightCache = WeightCache()) {
+    public init(store: any TensorStore, schema: TensorSchema, expectedShapes: [String: [Int]]? = nil,
+                logicalShapes: [TensorRole: [Int]]? = nil, cache: WeightCache = WeightCache()) {
         self.store = store
         self.schema = schema
         self.expectedShapes = expectedShapes
+        self.logicalShapes = logicalShapes
         self.cache = cache
     }
 
@@ -78,7 +82,8 @@ public final class StoreWeights: WeightSource, @unchecked Sendable {
     /// A compressed-tensors weight: its components read, checked and kept packed.
     func quantized(_ role: TensorRole) throws -> WeightMatrix {
         let packed = try cache.object(schema.name(role, .weightPacked), cost: { (p: PackedWeight) in p.cost }) {
-            try QuantizedWeights.load(role, schema: schema) { component in
+            try QuantizedWeights.load(role, schema: schema, logicalShape: logicalShapes?[role],
+                                      expectedShape: { expectedShapes?[schema.name(role, $0)] }) { component in
                 let name = schema.name(role, component)
                 guard let info = store.info(name) else { throw missing(name) }
                 let data = try store.bytes(name)

@@ -66,6 +66,14 @@ public struct Merger {
         var keep: [AnyObject] = []
         defer { keep.removeAll() }
         guard let first = t.slices.first else { throw ModelError.badTensor(file: directory, tensor: t.name, message: "no rank holds it") }
+        if let value = t.value {
+            // Each rank holds its own value (a quantized weight's weight_shape): the source's is in the manifest.
+            for s in t.slices where try slice(t, rank: s.rank, keep: &keep).count != value.count * 8 {
+                throw ModelError.badTensor(file: directory, tensor: t.name, message: "rank \(s.rank) holds a value of the wrong size")
+            }
+            try value.withUnsafeBytes { try w.write($0) }
+            return
+        }
         if first.dim == nil {
             let bytes = try slice(t, rank: first.rank, keep: &keep)
             guard bytes.count == t.shape.reduce(es, *) else {

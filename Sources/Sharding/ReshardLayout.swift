@@ -96,6 +96,9 @@ public struct DeepSeekLayout: ReshardLayout {
     }
 
     public func refusal(plan: ShardPlan, compressed: Bool) -> String? {
+        if plan.config.quantization != nil {
+            return "--layout deepseek: DeepSeek's loader reads BF16 (or its own FP8) weights, not compressed-tensors int4/int8; reshard the BF16 source, or serve the quantized directory with vLLM --tensor-parallel-size N"
+        }
         if compressed { return "--layout deepseek cannot be --compress'ed: DeepSeek's loader reads plain safetensors files (pack the output afterwards with dsconv pack if you only need to store it)" }
         if plan.experts != .ep { return "--layout deepseek keeps routed experts whole on their rank (as DeepSeek's convert.py): use --experts ep" }
         return nil

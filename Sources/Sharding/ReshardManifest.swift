@@ -43,6 +43,9 @@ public struct ReshardManifest: Sendable {
         public let dtype: DType
         public let shape: [Int]
         public let slices: [Slice]
+        /// The source's values of a tensor whose ranks hold values of their own (a quantized
+        /// weight's `weight_shape`); merge writes these back.
+        public var value: [Int64]? = nil
     }
 
     public typealias File = FileRecord
@@ -83,6 +86,7 @@ public struct ReshardManifest: Sendable {
                     ["rank": JSONValue(s.rank), "dim": s.dim.map { JSONValue($0) } ?? .null,
                      "offset": JSONValue(s.offset), "length": JSONValue(s.length)]
                 })
+                if let v = t.value { o["value"] = .array(v.map { JSONValue(Int($0)) }) }
                 return .object(o)
             }),
             "ranks": .array(ranks.map { r in
@@ -136,7 +140,13 @@ public struct ReshardManifest: Sendable {
                 out.append(Slice(rank: Int(r), dim: dim, offset: Int(o), length: Int(l)))
             }
             let storedAs = t["stored_as"]?.stringValue ?? name
-            tensors.append(Tensor(name: name, storedAs: storedAs, dtype: dt, shape: shape, slices: out))
+            var value: [Int64]? = nil
+            if let v = t["value"] {
+                guard dt == .i64, let list = v.arrayValue, list.count == shape.reduce(1, *) else { throw m.fail("tensor \(name): invalid \"value\"") }
+                value = list.compactMap(\.integerValue)
+                guard value?.count == list.count else { throw m.fail("tensor \(name): \"value\" must hold integers") }
+            }
+            tensors.append(Tensor(name: name, storedAs: storedAs, dtype: dt, shape: shape, slices: out, value: value))
         }
         self.tensors = tensors
         var ranks: [Rank] = []

@@ -144,7 +144,12 @@ public struct Resharder {
             let loc = try source.weights.require(name)
             let slices = (slicesOf[name] ?? []).map { ReshardManifest.Slice(rank: $0.rank, dim: $0.slice.dim, offset: $0.slice.offset, length: $0.slice.length) }
             let stored = source.schema[name].map { layout.naming.name($0.role, $0.component) } ?? name
-            tensors.append(.init(name: name, storedAs: stored, dtype: loc.info.dtype, shape: loc.info.shape, slices: slices))
+            // Tensors the ranks hold values of their own for keep the source's value in the manifest.
+            var value: [Int64]? = nil
+            if slicesOf[name]?.contains(where: { $0.slice.contents != nil }) == true, loc.info.dtype == .i64 {
+                value = (0..<loc.info.elementCount).map { loc.data.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self) }
+            }
+            tensors.append(.init(name: name, storedAs: stored, dtype: loc.info.dtype, shape: loc.info.shape, slices: slices, value: value))
         }
         let manifest = ReshardManifest(tp: tp, experts: plan.experts, groupSize: plan.groupSize, layout: layout.name, source: source.directory,
                                        tensors: tensors, ranks: ranks)
@@ -218,6 +223,14 @@ public struct Resharder {
     static func writeSlice(_ s: PlannedSlice, as name: String, of loc: TensorLocation, to writer: ShardedWriter) throws {
         let data = loc.data
         let es = loc.info.dtype.size
+        if let values = s.contents {
+            // A value of the rank's own (a quantized weight's weight_shape), little-endian int64.
+            guard loc.info.dtype == .i64, values.count == loc.info.elementCount else {
+                throw ModelError.badTensor(file: loc.file.path, tensor: loc.info.name, message: "\(loc.info.dtype.rawValue) \(loc.info.shape), expected I64 [\(values.count)]")
+            }
+            try values.withUnsafeBytes { b in try writer.write(name, from: .bytes(b)) }
+            return
+        }
         switch s.dim {
         case nil:
             try writeRange(0..<data.count, of: loc, name: name, to: writer)

@@ -22,6 +22,11 @@ public struct PlannedSlice: Sendable, Equatable {
     public let length: Int
     /// Shape of the source tensor and of the slice.
     public let sourceShape: [Int]
+    /// A quantized weight's component: the rank's logical [out, in] of the weight it belongs to.
+    public var logicalShape: [Int]? = nil
+    /// Values the rank stores instead of a piece of the source: a quantized weight's
+    /// `weight_shape`, which holds the rank's logical shape.
+    public var contents: [Int64]? = nil
     public var shape: [Int] {
         guard let dim else { return sourceShape }
         var s = sourceShape
@@ -71,6 +76,10 @@ public struct ShardPlan: Sendable {
         var rowParallelWidths: [(name: String, role: TensorRole, width: Int)] = []  // input columns per rank of dim-1 splits
         for t in schema.tensors {
             let name = t.name
+            if t.component != .weight {
+                try Self.planComponent(t, config: c, tp: tp, experts: experts, nExperts: nExperts, into: &ranks)
+                continue
+            }
             func split(_ dim: Int, unit: Int, what: String) throws(PlanError) {
                 try need(t.shape[dim], unit, what, name, dim)
                 let per = t.shape[dim] / tp
@@ -131,6 +140,94 @@ public struct ShardPlan: Sendable {
 
     static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 
+    /// How a role splits: along a dim in units of `unit` (whole heads), replicated, or whole on
+    /// the rank that owns a routed expert.
+    enum Rule {
+        case split(dim: Int, unit: Int, what: String)
+        case replicate
+        case owner(rank: Int)
+    }
+
+    static func rule(_ role: TensorRole, config c: ModelConfig, tp: Int, experts: ExpertMode, nExperts: Int) -> Rule {
+        switch role {
+        case .embedding, .lmHead: return .split(dim: 0, unit: 1, what: "vocabulary rows")
+        case .qA, .kvA, .router, .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: return .replicate
+        case .qB, .q: return .split(dim: 0, unit: c.qHeadDim, what: "heads")
+        case .kvB: return .split(dim: 0, unit: c.qkNopeHeadDim + c.vHeadDim, what: "heads")
+        case .o: return .split(dim: 1, unit: c.vHeadDim, what: "heads")
+        case .denseMLP(_, let p), .sharedExpert(_, let p): return .split(dim: p == .down ? 1 : 0, unit: 1, what: "features")
+        case .routedExpert(_, let e, let p):
+            switch experts {
+            case .tp: return .split(dim: p == .down ? 1 : 0, unit: 1, what: "features")
+            case .ep: return .owner(rank: e / (nExperts / tp))
+            }
+        }
+    }
+
+    /// A stored component of a quantized weight (compressed-tensors pack-quantized): the split is
+    /// decided on the weight's logical [out, in] and mapped to the component's own dims: packed
+    /// words along the input (b/32 words per column), scales and zero points per group, zero
+    /// points packed along the output (b/32 words per row). A split that would cut a word or a
+    /// group is refused; `weight_shape` is replicated with each rank's logical shape as its value.
+    static func planComponent(_ t: ExpectedTensor, config c: ModelConfig, tp: Int, experts: ExpertMode, nExperts: Int,
+                              into ranks: inout [[PlannedSlice]]) throws(PlanError) {
+        guard let logical = t.logicalShape, logical.count == 2, let scheme = t.scheme else {
+            throw PlanError(message: "\(t.name): a quantized component without its weight's logical shape and scheme")
+        }
+        func add(_ r: Int, dim: Int?, offset: Int, length: Int, rankLogical: [Int]) {
+            var s = PlannedSlice(name: t.name, role: t.role, component: t.component, dim: dim, offset: offset, length: length, sourceShape: t.shape)
+            s.logicalShape = rankLogical
+            if t.component == .weightShape { s.contents = rankLogical.map(Int64.init) }
+            ranks[r].append(s)
+        }
+        switch rule(t.role, config: c, tp: tp, experts: experts, nExperts: nExperts) {
+        case .replicate:
+            for r in 0..<tp { add(r, dim: nil, offset: 0, length: t.shape.first ?? 1, rankLogical: logical) }
+        case .owner(let r):
+            add(r, dim: nil, offset: 0, length: t.shape.first ?? 1, rankLogical: logical)
+        case .split(let dim, let unit, let what):
+            guard logical[dim] % (unit * tp) == 0 else {
+                throw PlanError(message: "\(t.name): the weight's dim \(dim) of size \(logical[dim]) (\(logical[dim] / unit) \(what)) does not split \(tp) ways")
+            }
+            let per = logical[dim] / tp
+            var rankLogical = logical
+            rankLogical[dim] = per
+            let gw = scheme.groupWidth(cols: logical[1])
+            // (physical dim, elements per rank) of this component, or nil: replicated.
+            var physical: (dim: Int, per: Int)?
+            switch (t.component, dim) {
+            case (.weightShape, _): physical = nil
+            case (.weightPacked, 0), (.weightScale, 0): physical = (0, per)
+            case (.weightPacked, _):
+                guard per * scheme.bits % 32 == 0 else {
+                    throw PlanError(message: "\(t.name): \(per) input columns per rank at \(scheme.bits) bits do not fill whole int32 words")
+                }
+                physical = (1, per * scheme.bits / 32)
+            case (.weightZeroPoint, 0):
+                guard per * scheme.bits % 32 == 0 else {
+                    throw PlanError(message: "\(t.name): \(per) output rows per rank at \(scheme.bits) bits do not fill whole int32 words of zero points")
+                }
+                physical = (0, per * scheme.bits / 32)
+            default:  // scales and zero points along the input: whole groups, or per channel (one scale per row: every rank needs it whole)
+                if scheme.groupSize == nil {
+                    physical = nil
+                } else {
+                    guard per % gw == 0 else {
+                        throw PlanError(message: "\(t.name): dim 1 splits \(tp) ways into \(per) input columns, not a multiple of its group size \(gw): a group would straddle two ranks (requantize with a smaller --group-size, or reshard --experts ep)")
+                    }
+                    physical = (1, per / gw)
+                }
+            }
+            for r in 0..<tp {
+                if let p = physical {
+                    add(r, dim: p.dim, offset: r * p.per, length: p.per, rankLogical: rankLogical)
+                } else {
+                    add(r, dim: nil, offset: 0, length: t.shape.first ?? 1, rankLogical: rankLogical)
+                }
+            }
+        }
+    }
+
     /// The config a rank's forward pass runs with: its share of the heads and (tp mode) of each
     /// expert's width. Shared-expert widths come from the weights themselves.
     public func rankConfig() -> ModelConfig {
@@ -150,6 +247,12 @@ public struct ShardPlan: Sendable {
 
     /// Bytes each rank receives at `bytesPerElement`.
     public func bytesPerRank(bytesPerElement: Int) -> [Int] {
-        ranks.map { $0.reduce(0) { $0 + $1.shape.reduce(bytesPerElement, *) } }
+        bytesPerRank { _ in bytesPerElement }
+    }
+
+    /// Bytes each rank receives, each slice at its own element size (a quantized checkpoint's
+    /// int32 words, BF16 scales, int64 shapes).
+    public func bytesPerRank(elementBytes: (PlannedSlice) -> Int) -> [Int] {
+        ranks.map { $0.reduce(0) { $0 + $1.shape.reduce(elementBytes($1), *) } }
     }
 }

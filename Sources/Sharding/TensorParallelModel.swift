@@ -17,7 +17,9 @@ public final class RankWeights: @unchecked Sendable {
         self.rank = rank
         self.store = store
         expected = Dictionary(uniqueKeysWithValues: plan.ranks[rank].map { (schema.name($0.role, $0.component), $0) })
-        weights = StoreWeights(store: store, schema: schema, expectedShapes: expected.mapValues(\.shape))
+        var logical: [TensorRole: [Int]] = [:]
+        for s in plan.ranks[rank] where s.component == .weightPacked { logical[s.role] = s.logicalShape }
+        weights = StoreWeights(store: store, schema: schema, expectedShapes: expected.mapValues(\.shape), logicalShapes: logical)
     }
 
     /// Tensors of this rank that differ from the plan: missing, unexpected, mis-shaped.

@@ -60,9 +60,6 @@ struct Reshard: ParsableCommand {
     func run() throws {
         try runCommand(json: json) {
             let ckpt = try OpenedCheckpoint.open(source, threads: threads.count).plain(for: "reshard")
-            guard ckpt.config.quantization == nil else {
-                throw ModelError.unsupported("\(source): a quantized (compressed-tensors) checkpoint cannot be resharded yet: packed words and scales need their own slicing; reshard the BF16 source and quantize each rank, or serve it with vLLM --tensor-parallel-size N")
-            }
             let outputLayout = ReshardLayouts.named(layout) ?? HuggingFaceRankLayout()
             let mode = experts.flatMap(ExpertMode.init(rawValue:)) ?? (outputLayout is DeepSeekLayout ? .ep : .tp)
             let plan: ShardPlan
@@ -70,7 +67,7 @@ struct Reshard: ParsableCommand {
                 throw ModelError.badInput("\(source): \(e.message)")
             }
             if let why = outputLayout.refusal(plan: plan, compressed: compress) { throw ModelError.badInput(why) }
-            let bytes = plan.bytesPerRank(bytesPerElement: ckpt.expectedDType.size)
+            let bytes = plan.bytesPerRank { ckpt.weights[$0.name]?.info.dtype.size ?? ckpt.expectedDType.size }
             if dryRun {
                 printPlan(plan, ckpt: ckpt, bytes: bytes, layout: outputLayout)
                 return Exit.ok
