@@ -66,6 +66,83 @@ final class ActivationSampler: LinearObserver {
     }
 }
 
+/// What AWQ's scale and clip searches measure their loss on: sampled calibration activations
+/// (`ActivationSampler`), or per-channel second moments from a statistics file (`MomentLoss`).
+protocol AWQLoss {
+    /// Mean |x| per channel over every token any of `roles` saw.
+    func meanAbs(_ roles: [TensorRole]) -> [Float]?
+    func covers(_ role: TensorRole) -> Bool
+    /// ‖X·Δᵀ‖² over the role's inputs, Δ [rows, cols].
+    func outputError(_ role: TensorRole, diff: [Float], rows: Int, cols: Int, threads: Int) -> Double
+    /// Per (row, group) of Δ: Σ over inputs of (Σ_{c∈group} x_c·Δ_rc)², the inputs divided by `inputScale`.
+    func groupErrors(_ role: TensorRole, diff: [Float], rows: Int, cols: Int, groupWidth: Int, inputScale: [Float]?) -> [Double]
+}
+
+extension ActivationSampler: AWQLoss {
+    func covers(_ role: TensorRole) -> Bool { sample(role) != nil }
+
+    func outputError(_ role: TensorRole, diff: [Float], rows: Int, cols: Int, threads: Int) -> Double {
+        guard let x = sample(role) else { return 0 }
+        let y = Linear.apply(x, WeightMatrix(f32: diff, rows: rows, cols: cols), threads: threads)
+        return y.data.reduce(0.0) { $0 + Double($1) * Double($1) }
+    }
+
+    func groupErrors(_ role: TensorRole, diff: [Float], rows: Int, cols: Int, groupWidth: Int, inputScale: [Float]?) -> [Double] {
+        guard var x = sample(role) else { return [Double](repeating: 0, count: rows * (cols / groupWidth)) }
+        if let s = inputScale { for r in 0..<x.rows { for c in 0..<x.cols { x.data[r * x.cols + c] /= s[c] } } }
+        var err = [Double](repeating: 0, count: rows * (cols / groupWidth))
+        x.data.withUnsafeBufferPointer { xb in
+            diff.withUnsafeBufferPointer { db in
+                err.withUnsafeMutableBufferPointer { dsk_group_output_error(xb.baseAddress!, x.rows, cols, db.baseAddress!, rows, groupWidth, $0.baseAddress!) }
+            }
+        }
+        return err
+    }
+}
+
+/// The AWQ losses from per-channel moments alone (`quantize --stats`): ‖X·Δᵀ‖² ≈ Σ_c E[x_c²]·Σ_r Δ_rc²,
+/// the diagonal of the input's second moment (cross-channel terms dropped), and E|x| for the scales.
+struct MomentLoss: AWQLoss {
+    let moments: CalibrationMoments
+
+    func meanAbs(_ roles: [TensorRole]) -> [Float]? {
+        var total: [Double]? = nil
+        var n = 0
+        for r in roles {
+            guard let m = moments.modules[r], m.tokens > 0 else { continue }
+            let weighted = m.meanAbs.map { Double($0) * Double(m.tokens) }
+            total = total.map { zip($0, weighted).map(+) } ?? weighted
+            n += m.tokens
+        }
+        guard let total, n > 0 else { return nil }
+        return total.map { Float($0 / Double(n)) }
+    }
+
+    func covers(_ role: TensorRole) -> Bool { (moments.modules[role]?.tokens ?? 0) > 0 }
+
+    func outputError(_ role: TensorRole, diff: [Float], rows: Int, cols: Int, threads: Int) -> Double {
+        guard let h = moments.modules[role]?.meanSquare, h.count == cols else { return 0 }
+        var e = 0.0
+        for r in 0..<rows { for c in 0..<cols { let d = Double(diff[r * cols + c]); e += Double(h[c]) * d * d } }
+        return e
+    }
+
+    func groupErrors(_ role: TensorRole, diff: [Float], rows: Int, cols: Int, groupWidth: Int, inputScale: [Float]?) -> [Double] {
+        let groups = cols / groupWidth
+        var err = [Double](repeating: 0, count: rows * groups)
+        guard let h = moments.modules[role]?.meanSquare, h.count == cols else { return err }
+        let w = (0..<cols).map { c -> Double in let s = Double(inputScale?[c] ?? 1); return Double(h[c]) / (s * s) }
+        for r in 0..<rows {
+            for g in 0..<groups {
+                var e = 0.0
+                for c in (g * groupWidth)..<((g + 1) * groupWidth) { let d = Double(diff[r * cols + c]); e += w[c] * d * d }
+                err[r * groups + g] = e
+            }
+        }
+        return err
+    }
+}
+
 /// AWQ (Lin et al.), as AutoAWQ searches it: per smoothing point, per-input-channel scales
 /// s = x̄^r / w̄^(1−r) over a 20-point grid minimizing the quantized outputs' error, folded into
 /// the preceding norm (or up_proj) and multiplied into the projections — and into the BF16 router
@@ -75,9 +152,20 @@ final class ActivationSampler: LinearObserver {
 public final class AWQProvider: LayerwiseCalibration {
     let sampleCap = 512
     let grid = 20
+    /// Set when the searches run on a statistics file's moments instead of calibration windows.
+    let moments: CalibrationMoments?
 
     public override init(source: Checkpoint, plan: QuantizePlan, sequences: [[Int]], threads: Int, log: ((String) -> Void)? = nil) throws {
+        moments = nil
         try super.init(source: source, plan: plan, sequences: sequences, threads: threads, log: log)
+    }
+
+    /// AWQ from `dsconv calibrate` statistics (`quantize --stats`): the same searches, folds and
+    /// clips, with the loss on each input's per-channel second moments; no forward pass, so the
+    /// layers are not sequential (every layer's moments come from the BF16 model).
+    public init(source: Checkpoint, plan: QuantizePlan, moments: CalibrationMoments, threads: Int, log: ((String) -> Void)? = nil) {
+        self.moments = moments
+        super.init(source: source, plan: plan, threads: threads, log: log)
     }
 
     // MARK: One layer
@@ -97,7 +185,7 @@ public final class AWQProvider: LayerwiseCalibration {
         let c = source.config
         let start = Date()
         let quantized = quantizedRoles(layer: l)
-        let (sampler, inputScale) = try searchAndFold(layer: l)
+        let (loss, inputScale) = try searchAndFold(layer: l)
 
         // Clipping search, then RTN with the clip, on the scaled weights.
         let overlay = OverlayWeights(base: source)
@@ -106,9 +194,8 @@ public final class AWQProvider: LayerwiseCalibration {
             let w = try weight(role)
             let bf = w.data.map(bf16Bits)
             var clip: [Float]? = nil
-            if !Self.skipsClip(role), var x = sampler.sample(role) {
-                if let s = inputScale[role] { for r in 0..<x.rows { for c in 0..<x.cols { x.data[r * x.cols + c] /= s[c] } } }
-                clip = searchClip(bf, rows: w.rows, cols: w.cols, scheme: scheme, x: x)
+            if !Self.skipsClip(role), loss.covers(role) {
+                clip = searchClip(bf, rows: w.rows, cols: w.cols, scheme: scheme, role: role, inputScale: inputScale[role], loss: loss)
             }
             let t = bf.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: w.rows, cols: w.cols, scheme: scheme, clip: clip) }
             results[role] = t
@@ -124,17 +211,24 @@ public final class AWQProvider: LayerwiseCalibration {
         work = [:]
     }
 
-    /// Runs layer `l` with the original weights, sampling every projection's inputs, then searches
-    /// and folds the scales of every smoothing point into `work` (f32 copies of the changed
-    /// weights). Returns the sampler and, per projection, the scale its input is divided by.
-    func searchAndFold(layer l: Int) throws -> (ActivationSampler, [TensorRole: [Float]]) {
+    /// Runs layer `l` with the original weights, sampling every projection's inputs (or takes
+    /// the statistics' moments), then searches and folds the scales of every smoothing point into
+    /// `work` (f32 copies of the changed weights). Returns the loss and, per projection, the scale
+    /// its input is divided by.
+    func searchAndFold(layer l: Int) throws -> (any AWQLoss, [TensorRole: [Float]]) {
         let c = source.config
         work = [:]
-        let sampler = ActivationSampler(wanted: Set(quantizedRoles(layer: l)), cap: sampleCap)
-        let model = Transformer(checkpoint: source, threads: threads)
-        model.linearObserver = sampler
-        model.allTokensThroughExperts = allTokensThroughExperts
-        _ = try runLayer(model, layer: l)
+        let sampler: any AWQLoss
+        if let moments {
+            sampler = MomentLoss(moments: moments)
+        } else {
+            let activations = ActivationSampler(wanted: Set(quantizedRoles(layer: l)), cap: sampleCap)
+            let model = Transformer(checkpoint: source, threads: threads)
+            model.linearObserver = activations
+            model.allTokensThroughExperts = allTokensThroughExperts
+            _ = try runLayer(model, layer: l)
+            sampler = activations
+        }
         // Smoothing points: (what is divided by s, the projections multiplied by s).
         var points: [(smooth: TensorRole, balance: [TensorRole], alsoScaled: [TensorRole])] = []
         if c.qLoraRank != nil {
@@ -157,7 +251,7 @@ public final class AWQProvider: LayerwiseCalibration {
 
         var inputScale: [TensorRole: [Float]] = [:]  // x is divided by this for the balance projection
         for p in points {
-            let balance = p.balance.filter { plan.scheme($0) != nil && sampler.sample($0) != nil }
+            let balance = p.balance.filter { plan.scheme($0) != nil && sampler.covers($0) }
             guard !balance.isEmpty, let xMean = sampler.meanAbs(balance) else { continue }
             let s = try searchScale(balance: balance, xMean: xMean, sampler: sampler)
             try fold(s, smooth: p.smooth, balance: p.balance, alsoScaled: p.alsoScaled)
@@ -189,7 +283,7 @@ public final class AWQProvider: LayerwiseCalibration {
 
     /// s = (x̄^r / (w̄^(1−r) + 1e−4)).clamp(1e−4), normalized by √(max·min), r = k/grid, minimizing
     /// Σ over the balance projections of ‖X·(Q(W·s)/s)ᵀ − X·Wᵀ‖².
-    func searchScale(balance: [TensorRole], xMean: [Float], sampler: ActivationSampler) throws -> [Float] {
+    func searchScale(balance: [TensorRole], xMean: [Float], sampler: any AWQLoss) throws -> [Float] {
         let cols = xMean.count
         // w̄: |W| normalized by its group's absmax, averaged over all rows of the balance projections.
         var wSum = [Double](repeating: 0, count: cols)
@@ -216,8 +310,8 @@ public final class AWQProvider: LayerwiseCalibration {
             s = s.map { let v = $0 / norm; return v.isFinite ? v : 1 }
             var loss = 0.0
             for b in balance {
-                guard let scheme = plan.scheme(b), let x = sampler.sample(b) else { continue }
-                loss += try outputError(b, scale: s, scheme: scheme, x: x)
+                guard let scheme = plan.scheme(b) else { continue }
+                loss += try outputError(b, scale: s, scheme: scheme, loss: sampler)
             }
             if loss < best.loss { best = (loss, s) }
         }
@@ -225,7 +319,7 @@ public final class AWQProvider: LayerwiseCalibration {
     }
 
     /// ‖X·(Q(W·s)/s)ᵀ − X·Wᵀ‖² for one projection.
-    func outputError(_ role: TensorRole, scale s: [Float], scheme: QuantScheme, x: Matrix) throws -> Double {
+    func outputError(_ role: TensorRole, scale s: [Float], scheme: QuantScheme, loss: any AWQLoss) throws -> Double {
         let w = try weight(role)
         var scaled = [UInt16](repeating: 0, count: w.data.count)
         for r in 0..<w.rows { for c in 0..<w.cols { scaled[r * w.cols + c] = bf16Bits(w.data[r * w.cols + c] * s[c]) } }
@@ -234,8 +328,7 @@ public final class AWQProvider: LayerwiseCalibration {
         for r in 0..<w.rows {
             for c in 0..<w.cols { diff[r * w.cols + c] = Float(bitPattern: UInt32(q[r * w.cols + c]) << 16) / s[c] - w.data[r * w.cols + c] }
         }
-        let y = Linear.apply(x, WeightMatrix(f32: diff, rows: w.rows, cols: w.cols), threads: threads)
-        return y.data.reduce(0.0) { $0 + Double($1) * Double($1) }
+        return loss.outputError(role, diff: diff, rows: w.rows, cols: w.cols, threads: threads)
     }
 
     /// Divides the smoothing tensor by s (a norm's weights, or up_proj's rows) and multiplies the
@@ -257,7 +350,8 @@ public final class AWQProvider: LayerwiseCalibration {
 
     /// Per (row, group), the range factor in {1, 0.95, …, 0.55} minimizing Σ over sampled tokens of
     /// (Σ_group x·(q(w) − w))².
-    func searchClip(_ w: [UInt16], rows: Int, cols: Int, scheme: QuantScheme, x: Matrix) -> [Float] {
+    func searchClip(_ w: [UInt16], rows: Int, cols: Int, scheme: QuantScheme, role: TensorRole, inputScale: [Float]?,
+                    loss: any AWQLoss) -> [Float] {
         let groups = scheme.groups(cols: cols), gw = scheme.groupWidth(cols: cols)
         var best = [Float](repeating: 1, count: rows * groups)
         var bestErr = [Double](repeating: .infinity, count: rows * groups)
@@ -268,12 +362,7 @@ public final class AWQProvider: LayerwiseCalibration {
             let q = w.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: rows, cols: cols, scheme: scheme, clip: clip) }.dequantized()
             var d = [Float](repeating: 0, count: rows * cols)
             for i in 0..<(rows * cols) { d[i] = Float(bitPattern: UInt32(q[i]) << 16) - wf[i] }
-            var err = [Double](repeating: 0, count: rows * groups)
-            x.data.withUnsafeBufferPointer { xb in
-                d.withUnsafeBufferPointer { db in
-                    err.withUnsafeMutableBufferPointer { dsk_group_output_error(xb.baseAddress!, x.rows, cols, db.baseAddress!, rows, gw, $0.baseAddress!) }
-                }
-            }
+            let err = loss.groupErrors(role, diff: d, rows: rows, cols: cols, groupWidth: gw, inputScale: inputScale)
             for i in 0..<(rows * groups) where err[i] < bestErr[i] {
                 bestErr[i] = err[i]
                 best[i] = factor

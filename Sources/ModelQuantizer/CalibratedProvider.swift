@@ -112,6 +112,16 @@ public class LayerwiseCalibration: QuantizedWeightProvider {
         hidden = try sequences.map { try model.embed($0) }
     }
 
+    /// Without calibration windows: a provider that works from statistics alone (no hidden
+    /// states are carried; every layer pass runs over nothing).
+    init(source: Checkpoint, plan: QuantizePlan, threads: Int, log: ((String) -> Void)?) {
+        self.source = source
+        self.plan = plan
+        self.threads = threads
+        self.log = log
+        hidden = []
+    }
+
     /// Quantizes layer `l`'s projections into `results` and advances `hidden` through it.
     func calibrate(layer l: Int) throws { fatalError("subclass") }
 

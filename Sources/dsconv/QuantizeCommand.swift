@@ -27,6 +27,9 @@ struct Quantize: ParsableCommand {
 
     @OptionGroup var calibration: CalibrationOptions
 
+    @Option(help: "With --method awq: search scales and clips on this `dsconv calibrate` statistics file instead of running calibration text (one calibration, many quantizations).")
+    var stats: String?
+
     @Flag(name: .customLong("no-act-order"), help: "GPTQ: process columns in their order instead of by descending Hessian diagonal.")
     var noActOrder = false
 
@@ -62,6 +65,13 @@ struct Quantize: ParsableCommand {
         guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
         if groupFallback && strictGroups { throw ValidationError("--group-fallback and --strict-groups exclude each other") }
         if let g = groupSize, g < 1 || g & (g - 1) != 0 { throw ValidationError("--group-size \(g): a power of two expected (32, 64, 128)") }
+        if stats != nil {
+            if method == "gptq" {
+                throw ValidationError("--stats with --method gptq: GPTQ needs each input's full second-moment matrix (its Hessian), which a statistics file does not hold; give --text (or nothing, for the builtin set)")
+            }
+            if method != "awq" { throw ValidationError("--stats is used by --method awq only (rtn needs no calibration)") }
+            if calibration.text != nil { throw ValidationError("give --stats or --text, not both") }
+        }
     }
 
     func run() throws {
@@ -80,6 +90,10 @@ struct Quantize: ParsableCommand {
             let plan = try QuantizePlan(schema: ckpt.schema, options: options)
             let provider: QuantizedWeightProvider
             switch options.method {
+            case .awq where stats != nil:
+                let moments = try CalibrationMoments.read(path: stats ?? "", schema: ckpt.schema)
+                note("awq: scales and clips searched on \(stats ?? "")'s per-channel moments (\(moments.modules.count) modules)")
+                provider = AWQProvider(source: ckpt, plan: plan, moments: moments, threads: threads.count) { note($0) }
             case .gptq, .awq:
                 let windows = try calibration.windows(source: source, config: ckpt.config)
                 let layerwise: LayerwiseCalibration
@@ -96,7 +110,7 @@ struct Quantize: ParsableCommand {
             let quantizer = try ModelQuantizer(source: ckpt, plan: plan, provider: provider)
             let progress = Progress("quantize")
             let start = Date()
-            let reports = try OutputDirectory.write(out, force: force, inputs: [source], producer: "dsconv quantize") { output in
+            let reports = try OutputDirectory.write(out, force: force, inputs: [source] + (stats.map { [$0] } ?? []), producer: "dsconv quantize") { output in
                 try quantizer.write(into: output) { i, n, report in
                     // The report: one line per tensor (not throttled); the bar on a TTY.
                     if let r = report { note(Self.line(r)) }
