@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .target(name: "Checkpoints", dependencies: ["DeepSeek", "SafeTensors", "Compression", "Sharding"]),
         .target(name: "Quantization", dependencies: ["CKernels", "COpenBLAS"]),
-        .target(name: "ModelQuantizer", dependencies: ["DeepSeek", "Quantization", "SafeTensors", "Kernels", "CKernels", "JSON", "HDF5"]),
+        .target(name: "ModelQuantizer", dependencies: ["DeepSeek", "Quantization", "SafeTensors", "Kernels", "CKernels", "JSON", "HDF5", "Compression"]),
         .target(name: "HDF5", dependencies: ["CHDF5"]),
         .target(name: "Tokenizer", dependencies: ["JSON"], swiftSettings: fastText),
         .target(name: "ChatTemplate", dependencies: ["JSON"]),

@@ -87,3 +87,32 @@ public final class PackingSink: ByteSink {
                                  packedSHA256: p.finalizeHex(), frames: jobs.count)
     }
 }
+
+extension ShardedWriter {
+    /// A sharded writer whose shards are packed as they are written (`NAME.safetensors.zst`, no
+    /// plain file in between); `onPackedBytes(fileName, bytes)` sees each file's packed bytes.
+    public static func packing(directory: String, layout: ShardLayout, options: PackOptions, metadata: [String: String] = [:],
+                               onPackedBytes: ((String, UnsafeRawBufferPointer) -> Void)? = nil) -> ShardedWriter {
+        ShardedWriter(directory: directory, layout: layout, metadata: metadata, fileSuffix: ".zst") { name in
+            { temp, header, specs in
+                try PackingSink(path: temp, headerBytes: header, tensors: specs, options: options) { onPackedBytes?(name, $0) }
+            }
+        }
+    }
+
+    /// The pack manifest of a directory this writer packed into: its shards as packed files,
+    /// every other file (config, index, tokenizer files) as copied; written last.
+    public func writePackManifest(options: PackOptions) throws -> PackManifest {
+        var files: [PackManifest.Packed] = []
+        for (name, sink) in finishedSinks {
+            guard let packed = sink as? PackingSink else { continue }
+            let s = packed.summary
+            files.append(.init(name: String(name.dropLast(".zst".count)), size: s.originalSize, sha256: s.originalSHA256, packed: name,
+                               packedSize: s.packedSize, packedSHA256: s.packedSHA256))
+        }
+        let copied = try FileRecord.hashAll(in: directory, except: Set(files.map(\.packed)).union([PackManifest.fileName]))
+        let manifest = PackManifest(level: Int(options.level), transform: options.bf16Transform, files: files, copied: copied)
+        try writeFileAtomically(directory + "/" + PackManifest.fileName, manifest.json.serialized(pretty: true) + "\n")
+        return manifest
+    }
+}

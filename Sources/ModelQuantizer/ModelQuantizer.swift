@@ -1,3 +1,4 @@
+import Compression
 import DeepSeek
 import Foundation
 import JSON
@@ -123,14 +124,19 @@ public final class ModelQuantizer {
         }
     }
 
-    public func write(into out: OutputDirectory, progress: ((Int, Int, TensorReport?) -> Void)? = nil) throws -> [TensorReport] {
+    /// `compress`: shards packed as they are written (seekable zstd, as `dsconv pack`), with a pack
+    /// manifest; `verify` and `eval` run the packed output, `unpack` restores the plain one.
+    public func write(into out: OutputDirectory, compress: PackOptions? = nil,
+                      progress: ((Int, Int, TensorReport?) -> Void)? = nil) throws -> [TensorReport] {
         try writeFileAtomically(out.path("config.json"), outputConfigText)
         for f in Checkpoint.sideFiles where f != "config.json" && pathExists(source.directory + "/" + f) {
             try copyFile(from: source.directory + "/" + f, to: out.path(f))
         }
         let specs = try specs()
-        let writer = ShardedWriter(directory: out.partialPath, tensors: specs, maxShardSize: plan.options.maxShardSize,
-                                   metadata: ["format": "pt", "producer": "dsconv quantize"])
+        let metadata = ["format": "pt", "producer": "dsconv quantize"]
+        let layout = ShardLayout(tensors: specs, maxShardSize: plan.options.maxShardSize)
+        let writer = compress.map { ShardedWriter.packing(directory: out.partialPath, layout: layout, options: $0, metadata: metadata) }
+            ?? ShardedWriter(directory: out.partialPath, layout: layout, metadata: metadata)
         var reports: [TensorReport] = []
         var current: (role: TensorRole, tensor: QuantizedTensor)?
         do {
@@ -176,6 +182,7 @@ public final class ModelQuantizer {
                 progress?(i + 1, outputSchema.tensors.count, report)
             }
             try writer.finish()
+            if let compress { _ = try writer.writePackManifest(options: compress) }
         } catch {
             writer.abort()
             throw error

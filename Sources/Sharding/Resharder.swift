@@ -47,11 +47,7 @@ public struct Resharder {
             weak var box: RankOutput? = nil
             let hash = { (file: String, bytes: UnsafeRawBufferPointer) -> Void in box?.hashes[file, default: SHA256()].update(bytes) }
             if let options = compress {
-                writer = ShardedWriter(directory: directory, layout: files, fileSuffix: ".zst") { name in
-                    { temp, header, specs in
-                        try PackingSink(path: temp, headerBytes: header, tensors: specs, options: options) { hash(name, $0) }
-                    }
-                }
+                writer = ShardedWriter.packing(directory: directory, layout: files, options: options, onPackedBytes: hash)
             } else {
                 writer = ShardedWriter(directory: directory, layout: files, onBytes: hash)
             }
@@ -120,7 +116,8 @@ public struct Resharder {
             throw error
         }
         if let options = compress {
-            for r in 0..<tp { try writePackManifest(rank: r, output: outputs[r], into: out, options: options) }
+            // Each packed rank directory gets its pack manifest, so that `dsconv unpack` restores it and readers find its tensors.
+            for o in outputs { _ = try o.writer.writePackManifest(options: options) }
         }
         // Checksums: shards from the running hashes, side files read back (small).
         var ranks: [ReshardManifest.Rank] = []
@@ -161,22 +158,6 @@ public struct Resharder {
 
     /// A slice's tensor name in the rank files.
     func outputName(_ s: PlannedSlice) -> String { layout.naming.name(s.role, s.component) }
-
-    /// A packed rank directory's `dsconv-pack-manifest.json`, so that `dsconv unpack` restores it
-    /// and readers find its tensors.
-    func writePackManifest(rank r: Int, output: RankOutput, into out: OutputDirectory, options: PackOptions) throws {
-        let dir = layout.rankDirectory(r, tp: plan.tp)
-        var files: [PackManifest.Packed] = []
-        for (name, sink) in output.writer.finishedSinks {
-            guard let packed = sink as? PackingSink else { continue }
-            let s = packed.summary
-            files.append(.init(name: String(name.dropLast(4)), size: s.originalSize, sha256: s.originalSHA256, packed: name,
-                               packedSize: s.packedSize, packedSHA256: s.packedSHA256))
-        }
-        let copied = try FileRecord.hashAll(in: out.path(dir), except: Set(files.map(\.packed)))
-        let manifest = PackManifest(level: Int(options.level), transform: options.bf16Transform, files: files, copied: copied)
-        try out.writeManifest(dir + "/" + PackManifest.fileName, manifest.json)
-    }
 
     /// Bytes read per step of a large tensor; pages are dropped from the process after each step,
     /// so the mapped (resident) part of the source stays at about this size per thread.

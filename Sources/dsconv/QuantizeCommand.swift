@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compression
 import DeepSeek
 import Foundation
 import JSON
@@ -48,6 +49,12 @@ struct Quantize: ParsableCommand {
     @Option(help: "Output directory.")
     var out: String
 
+    @Flag(help: "Write packed shards (seekable zstd, as dsconv pack) directly, in the same pass; verify and eval run them as they are, unpack restores the plain output.")
+    var compress = false
+
+    @Option(help: "With --compress: zstd level.")
+    var level: Int32 = 1
+
     @Option(name: .customLong("max-shard-size"), help: "Largest shard, e.g. 5GB (default).")
     var maxShardSize = "5GB"
 
@@ -63,6 +70,7 @@ struct Quantize: ParsableCommand {
         guard QuantScheme.supportedBits.contains(bits) else { throw ValidationError("--bits \(bits): 4 or 8 expected") }
         guard QuantizeOptions.Method(rawValue: method) != nil else { throw ValidationError("--method must be rtn, gptq or awq") }
         guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
+        if !(-7...22).contains(level) { throw ValidationError("--level must be in -7...22") }
         if groupFallback && strictGroups { throw ValidationError("--group-fallback and --strict-groups exclude each other") }
         if let g = groupSize, g < 1 || g & (g - 1) != 0 { throw ValidationError("--group-size \(g): a power of two expected (32, 64, 128)") }
         if stats != nil {
@@ -111,7 +119,10 @@ struct Quantize: ParsableCommand {
             let progress = Progress("quantize")
             let start = Date()
             let reports = try OutputDirectory.write(out, force: force, inputs: [source] + (stats.map { [$0] } ?? []), producer: "dsconv quantize") { output in
-                try quantizer.write(into: output) { i, n, report in
+                var pack = PackOptions()
+                pack.level = level
+                pack.threads = threads.count
+                return try quantizer.write(into: output, compress: compress ? pack : nil) { i, n, report in
                     // The report: one line per tensor (not throttled); the bar on a TTY.
                     if let r = report { note(Self.line(r)) }
                     progress.update(done: i, total: n)

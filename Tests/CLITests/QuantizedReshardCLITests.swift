@@ -60,3 +60,28 @@ import Testing
         #expect(!fm.fileExists(atPath: dir + "/r"))
     }
 }
+
+/// `quantize --compress`: packed shards written in the same pass, run as they are, and unpacked
+/// byte for byte into what the plain quantize writes.
+@Suite struct QuantizeCompressCLITests {
+    let fm = FileManager.default
+
+    @Test func packedQuantizedOutputRunsAndUnpacksToThePlainOne() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let trained = CLI.fixtures + "/trained-dsv2.5"
+        #expect(try CLI.run(["quantize", trained, "--bits", "4", "--group-size", "32", "--out", dir + "/q"]).code == 0)
+        let c = try CLI.run(["quantize", trained, "--bits", "4", "--group-size", "32", "--compress", "--out", dir + "/qc"])
+        #expect(c.code == 0, "\(c.stderr)")
+        let names = try fm.contentsOfDirectory(atPath: dir + "/qc")
+        #expect(names.contains("dsconv-pack-manifest.json") && names.contains { $0.hasSuffix(".safetensors.zst") })
+        #expect(!names.contains { $0.hasSuffix(".safetensors") })
+        let v = try CLI.run(["verify", dir + "/qc", "--prompt-ids", "100000,563,2128", "--max-new-tokens", "4", "--reference", dir + "/q", "--json"])
+        #expect(v.code == 0, "\(v.stderr)")
+        #expect(try JSONParser.parse(v.stdout)["reference"]?["kl_max"]?.doubleValue == 0)
+        #expect(try CLI.run(["unpack", dir + "/qc", "--out", dir + "/u"]).code == 0)
+        for name in try fm.contentsOfDirectory(atPath: dir + "/q") where !name.hasPrefix(".") {
+            #expect(fm.contentsEqual(atPath: dir + "/q/" + name, andPath: dir + "/u/" + name), "\(name) differs after unpack")
+        }
+    }
+}
