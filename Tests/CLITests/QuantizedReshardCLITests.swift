@@ -85,3 +85,28 @@ import Testing
         }
     }
 }
+
+/// Every method end to end on a V2-Lite-shaped model (q_proj, greedy routing), whose 10944-wide
+/// dense down_proj no power-of-two group of 128 divides: `--group-fallback` gives it g64.
+@Suite struct LiteQuantizeCLITests {
+    let fm = FileManager.default
+
+    @Test func everyMethodOnV2LiteWithTheGroupFallback() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let s = try CLI.run(["synth", "--like", "deepseek-v2-lite", "--layers", "2", "--experts", "8", "--hidden", "128", "--intermediate", "10944",
+                             "--moe-intermediate", "64", "--tokenizer", CLI.fixtures + "/tiny-dsv2.5", "--out", dir + "/lite"])
+        #expect(s.code == 0, "\(s.stderr)")
+        for method in ["rtn", "gptq", "awq"] {
+            let q = try CLI.run(["quantize", dir + "/lite", "--bits", "4", "--group-fallback", "--method", method, "--samples", "4", "--seq-len", "64",
+                                 "--out", dir + "/q-" + method, "--json"])
+            #expect(q.code == 0, "\(method): \(q.stderr)")
+            let tensors = try JSONParser.parse(q.stdout)["tensors"]?.arrayValue ?? []
+            let down = tensors.first { $0["name"]?.stringValue == "model.layers.0.mlp.down_proj.weight" }
+            #expect(down?["treatment"]?.stringValue == "int4 g64 sym", "\(method): \(down ?? .null)")
+            let v = try CLI.run(["verify", dir + "/q-" + method, "--prompt", "Hi", "--max-new-tokens", "4", "--reference", dir + "/lite",
+                                 "--min-top1", "0", "--max-kl", "1", "--json"])
+            #expect(v.code == 0, "\(method): \(v.stderr)")
+        }
+    }
+}
