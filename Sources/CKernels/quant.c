@@ -2,6 +2,7 @@
 #include "ckernels.h"
 #include <math.h>
 #include <string.h>
+#include <stdlib.h>
 
 /* One clone per instruction set, chosen at load time: the loops below are written to vectorize. */
 #define MULTIVERSION __attribute__((target_clones("avx512f", "avx2,fma", "default")))
@@ -338,6 +339,104 @@ __attribute__((target("avx2,fma"))) static void packed4_avx2(const float *X, siz
 }
 #endif
 
+#if defined(__x86_64__) && defined(__clang__)
+/* One input row (decode) against int4 rows, AVX-512, four weight rows at a time. The codes of a
+ * 32-column block are 16 bytes; byte j holds code 2j (low nibble) and 2j+1 (high nibble), so the
+ * bytes widened to 16 dwords give the even codes (& 15) and the odd codes (>> 4), and the input is
+ * split once into its even and odd columns to match. Each code is looked up in its group's
+ * 16-entry table, bf16(bf16(q − zp) · scale) exactly as compressed-tensors decompresses; eight
+ * accumulators (4 rows × even/odd) keep the FMA units busy. Groups must be multiples of 32. */
+__attribute__((target("avx512f"))) static void packed4_row_avx512(const float *x, const int32_t *W, size_t K, size_t group,
+                                                                  const uint16_t *scale, const int8_t *zp, size_t n0, size_t n1,
+                                                                  float *y, float *xe, float *xo) {
+    const size_t words = K / 8, groups = K / group;
+    for (size_t c = 0; c < K / 2; c++) { xe[c] = x[2 * c]; xo[c] = x[2 * c + 1]; }
+    const __m512 codes = _mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8);
+    const __m512i fifteen = _mm512_set1_epi32(15);
+    size_t n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        __m512 ae[4], ao[4];
+        for (int r = 0; r < 4; r++) { ae[r] = _mm512_setzero_ps(); ao[r] = _mm512_setzero_ps(); }
+        for (size_t g = 0; g < groups; g++) {
+            __m512 t[4];
+            for (int r = 0; r < 4; r++) {
+                const size_t i = (n + r) * groups + g;
+                const float z = zp ? (float)zp[i] : 0.0f;
+                t[r] = rb16(_mm512_mul_ps(rb16(_mm512_sub_ps(codes, _mm512_set1_ps(z))), _mm512_set1_ps(bf16_to_f32(scale[i]))));
+            }
+            for (size_t c = g * group; c < (g + 1) * group; c += 32) {
+                const __m512 ve = _mm512_loadu_ps(xe + c / 2), vo = _mm512_loadu_ps(xo + c / 2);
+                for (int r = 0; r < 4; r++) {
+                    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(W + (n + r) * words + c / 8)));
+                    ae[r] = _mm512_fmadd_ps(ve, _mm512_permutexvar_ps(_mm512_and_si512(b, fifteen), t[r]), ae[r]);
+                    ao[r] = _mm512_fmadd_ps(vo, _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), t[r]), ao[r]);
+                }
+            }
+        }
+        for (int r = 0; r < 4; r++) y[n + r - n0] = _mm512_reduce_add_ps(_mm512_add_ps(ae[r], ao[r]));
+    }
+    for (; n < n1; n++) {
+        __m512 ae = _mm512_setzero_ps(), ao = _mm512_setzero_ps();
+        for (size_t g = 0; g < groups; g++) {
+            const size_t i = n * groups + g;
+            const float z = zp ? (float)zp[i] : 0.0f;
+            const __m512 t = rb16(_mm512_mul_ps(rb16(_mm512_sub_ps(codes, _mm512_set1_ps(z))), _mm512_set1_ps(bf16_to_f32(scale[i]))));
+            for (size_t c = g * group; c < (g + 1) * group; c += 32) {
+                const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(W + n * words + c / 8)));
+                ae = _mm512_fmadd_ps(_mm512_loadu_ps(xe + c / 2), _mm512_permutexvar_ps(_mm512_and_si512(b, fifteen), t), ae);
+                ao = _mm512_fmadd_ps(_mm512_loadu_ps(xo + c / 2), _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), t), ao);
+            }
+        }
+        y[n - n0] = _mm512_reduce_add_ps(_mm512_add_ps(ae, ao));
+    }
+}
+
+/* One input row against int8 rows, AVX-512, four rows at a time: 16 codes (bytes, low first)
+ * widened to dwords, w = bf16((q − 128 − zp) · scale) computed in registers (q − zp is exact in
+ * bf16 for int8), four accumulators. Groups must be multiples of 16. */
+__attribute__((target("avx512f"))) static void packed8_row_avx512(const float *x, const int32_t *W, size_t K, size_t group,
+                                                                  const uint16_t *scale, const int8_t *zp, size_t n0, size_t n1,
+                                                                  float *y) {
+    const size_t words = K / 4, groups = K / group;
+    size_t n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        __m512 a[4];
+        for (int r = 0; r < 4; r++) a[r] = _mm512_setzero_ps();
+        for (size_t g = 0; g < groups; g++) {
+            __m512i off[4];
+            __m512 s[4];
+            for (int r = 0; r < 4; r++) {
+                const size_t i = (n + r) * groups + g;
+                off[r] = _mm512_set1_epi32(128 + (zp ? zp[i] : 0));
+                s[r] = _mm512_set1_ps(bf16_to_f32(scale[i]));
+            }
+            for (size_t c = g * group; c < (g + 1) * group; c += 16) {
+                const __m512 v = _mm512_loadu_ps(x + c);
+                for (int r = 0; r < 4; r++) {
+                    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(W + (n + r) * words + c / 4)));
+                    const __m512 w = rb16(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(b, off[r])), s[r]));
+                    a[r] = _mm512_fmadd_ps(v, w, a[r]);
+                }
+            }
+        }
+        for (int r = 0; r < 4; r++) y[n + r - n0] = _mm512_reduce_add_ps(a[r]);
+    }
+    for (; n < n1; n++) {
+        __m512 a = _mm512_setzero_ps();
+        for (size_t g = 0; g < groups; g++) {
+            const size_t i = n * groups + g;
+            const __m512i off = _mm512_set1_epi32(128 + (zp ? zp[i] : 0));
+            const __m512 s = _mm512_set1_ps(bf16_to_f32(scale[i]));
+            for (size_t c = g * group; c < (g + 1) * group; c += 16) {
+                const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(W + n * words + c / 4)));
+                a = _mm512_fmadd_ps(_mm512_loadu_ps(x + c), rb16(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(b, off)), s)), a);
+            }
+        }
+        y[n - n0] = _mm512_reduce_add_ps(a);
+    }
+}
+#endif
+
 MULTIVERSION
 void dsk_packed_generic(const float *X, size_t M, size_t ldx, const int32_t *W, size_t K, int bits, size_t group,
                         const uint16_t *scale, const int8_t *zp, size_t n0, size_t n1, float *Y, size_t ldy);
@@ -347,6 +446,23 @@ void dsk_matmul_xwT_packed(const float *X, size_t M, size_t ldx, const int32_t *
 #if defined(__x86_64__) && defined(__clang__)
     static int level = -1;  /* 2: AVX-512, 1: AVX2 + FMA, 0: neither */
     if (level < 0) level = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+    /* Few input rows (decode, small expert batches): the row kernels, once per input row. */
+    if (level == 2 && M <= 4 && K % group == 0) {
+        if (bits == 4 && group % 32 == 0) {
+            float *xe = (float *)malloc(K / 2 * sizeof(float)), *xo = (float *)malloc(K / 2 * sizeof(float));
+            if (xe && xo) {
+                for (size_t m = 0; m < M; m++) packed4_row_avx512(X + m * ldx, W, K, group, scale, zp, n0, n1, Y + m * ldy, xe, xo);
+                free(xe);
+                free(xo);
+                return;
+            }
+            free(xe);
+            free(xo);
+        } else if (bits == 8 && group % 16 == 0) {
+            for (size_t m = 0; m < M; m++) packed8_row_avx512(X + m * ldx, W, K, group, scale, zp, n0, n1, Y + m * ldy);
+            return;
+        }
+    }
     if (bits == 4 && group % 16 == 0 && K % group == 0 && level > 0) {
         if (level == 2) packed4_avx512(X, M, ldx, W, K, group, scale, zp, n0, n1, Y, ldy);
         else packed4_avx2(X, M, ldx, W, K, group, scale, zp, n0, n1, Y, ldy);

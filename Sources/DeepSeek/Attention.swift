@@ -142,16 +142,18 @@ struct MLA {
         let t = q.rows
         let s = start + t
         let w = rank + ropeDim
-        let wkv = kvb.toF32()  // [heads·(nope+v), rank]
         var out = Matrix(rows: t, cols: heads * vDim)
         let scale = rope.softmaxScale
         let qd = qDim, nope = nope, ropeDim = ropeDim, vDim = vDim, heads = heads, rank = rank
-        let qp = UnsafeSendable(q), lat = UnsafeSendable(latents), wp = UnsafeSendable(wkv)
+        let qp = UnsafeSendable(q), lat = UnsafeSendable(latents), wp = UnsafeSendable(kvb)
         let results = Locked([Int: [Float]]())
         parallelFor(heads, threads: threads) { h in
-            let q = qp.value, latents = lat.value, wkv = wp.value
-            let kRows = h * (nope + vDim)  // k_nope rows of head h in kv_b
-            let vRows = kRows + nope
+            let q = qp.value, latents = lat.value
+            // Head h's rows of kv_b in f32 (exact), converted by the thread that uses them: one
+            // head's block stays in cache, and no whole-matrix copy is made per token.
+            let wkv = wp.value.rowSlice(h * (nope + vDim), nope + vDim).toF32()  // [nope + v, rank]
+            let kRows = 0  // k_nope rows of head h in its block
+            let vRows = nope
             var o = [Float](repeating: 0, count: t * vDim)
             var qt = [Float](repeating: 0, count: rank)
             var scores = [Float](repeating: 0, count: s)

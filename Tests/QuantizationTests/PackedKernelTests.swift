@@ -12,7 +12,7 @@ import Testing
             seed = seed &* 6364136223846793005 &+ 1442695040888963407
             return Float(Int64(bitPattern: seed >> 11) % 2001 - 1000) / 1000
         }
-        let rows = 40, cols = group * 6
+        let rows = 42, cols = group * 6  // 42: four-row blocks and a tail
         let w: [UInt16] = (0..<(rows * cols)).map { _ in UInt16(truncatingIfNeeded: (Float(0.02) * next()).bitPattern >> 16) }
         let scheme = QuantScheme(bits: bits, groupSize: group, symmetric: symmetric)
         let q = w.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: rows, cols: cols, scheme: scheme) }
@@ -27,7 +27,7 @@ import Testing
                         let plain = WeightMatrix(bytes: d, format: .bf16, rows: rows, cols: cols, owner: nil)
                         #expect(packed.toF32() == plain.toF32(), "dequantization differs")
                         #expect(packed.rowSlice(7, 9).toF32() == plain.rowSlice(7, 9).toF32(), "row slices differ")
-                        for m in [1, 5, 40] {
+                        for m in [1, 3, 5, 40] {
                             let x = Matrix(rows: m, cols: cols, data: (0..<(m * cols)).map { _ in next() })
                             let a = Linear.apply(x, packed, threads: 2), b = Linear.apply(x, plain, threads: 2)
                             let worst = zip(a.data, b.data).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? 0
