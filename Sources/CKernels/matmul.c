@@ -127,3 +127,15 @@ void dsk_matmul_xwT_f32(const float *X, size_t M, size_t ldx, const float *W, si
         }
     }
 }
+
+/* out[c] = sum_d a[d] * W[d, c] for bf16 W [n, cols]: rows scaled and summed, in row order (the
+ * absorbed attention's query through k_nope's block of kv_b, without converting the block). */
+MULTIVERSION
+void dsk_rows_axpy_bf16(const float *a, size_t n, const uint16_t *W, size_t cols, float *out) {
+    for (size_t c = 0; c < cols; c++) out[c] = 0;
+    for (size_t d = 0; d < n; d++) {
+        const float s = a[d];
+        const uint16_t *w = W + d * cols;
+        for (size_t c = 0; c < cols; c++) out[c] += s * bf16f(w[c]);
+    }
+}

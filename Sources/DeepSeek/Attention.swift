@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Kernels
 
@@ -139,6 +140,7 @@ struct MLA {
     /// Attention in latent space: q̃_h = W_kb,hᵀ q_nope,h; score = q̃_h·c_kv + q_pe,h·k_pe;
     /// o_h = W_vb,h (Σ p · c_kv). Returns [T, heads·v].
     func absorbed(q: Matrix, start: Int, latents: [Float], kvb: WeightMatrix) -> Matrix {
+        if backend == .fast && kvb.format == .bf16 { return absorbedBF16(q: q, start: start, latents: latents, kvb: kvb) }
         let t = q.rows
         let s = start + t
         let w = rank + ropeDim
@@ -193,6 +195,51 @@ struct MLA {
                 let o = r[h]!
                 for i in 0..<t { for d in 0..<vDim { out.data[i * heads * vDim + h * vDim + d] = o[i * vDim + d] } }
             }
+        }
+        return out
+    }
+
+    /// The absorbed path on the stored BF16 kv_b (the fast backend): q through k_nope's block and
+    /// the latent output through v's block with the BF16 kernels, no f32 copy of kv_b.
+    func absorbedBF16(q: Matrix, start: Int, latents: [Float], kvb: WeightMatrix) -> Matrix {
+        let t = q.rows
+        let s = start + t
+        let w = rank + ropeDim
+        var out = Matrix(rows: t, cols: heads * vDim)
+        let scale = rope.softmaxScale
+        let qd = qDim, nope = nope, ropeDim = ropeDim, vDim = vDim, heads = heads, rank = rank
+        let qp = UnsafeSendable(q), lat = UnsafeSendable(latents)
+        let wkv = UnsafeSendable(kvb.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self))
+        out.data.withUnsafeMutableBufferPointer { ob in
+        let op = UnsafeSendable(ob.baseAddress!)
+        parallelFor(heads, threads: threads) { h in
+            let q = qp.value, latents = lat.value
+            let kBlock = wkv.value + h * (nope + vDim) * rank, vBlock = kBlock + nope * rank
+            var qt = [Float](repeating: 0, count: rank)
+            var scores = [Float](repeating: 0, count: s)
+            var latentOut = [Float](repeating: 0, count: rank)
+            for i in 0..<t {
+                let qrow = i * heads * qd + h * qd
+                q.data.withUnsafeBufferPointer { qb in qt.withUnsafeMutableBufferPointer { dsk_rows_axpy_bf16(qb.baseAddress! + qrow, nope, kBlock, rank, $0.baseAddress!) } }
+                let visible = start + i + 1
+                for j in 0..<visible {
+                    var dot: Float = 0
+                    for c in 0..<rank { dot += qt[c] * latents[j * w + c] }
+                    for d in 0..<ropeDim { dot += q.data[qrow + nope + d] * latents[j * w + rank + d] }
+                    scores[j] = dot * scale
+                }
+                scores.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, visible) }
+                for c in 0..<rank { latentOut[c] = 0 }
+                for j in 0..<visible {
+                    let p = scores[j]
+                    for c in 0..<rank { latentOut[c] += p * latents[j * w + c] }
+                }
+                // Each head writes its own columns of its own rows: no two threads share an element.
+                latentOut.withUnsafeBufferPointer {
+                    dsk_matmul_xwT_bf16($0.baseAddress!, 1, rank, vBlock, rank, 0, vDim, op.value + i * heads * vDim + h * vDim, vDim)
+                }
+            }
+        }
         }
         return out
     }

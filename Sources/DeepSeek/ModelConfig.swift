@@ -276,6 +276,24 @@ public struct ModelConfig: Codable, Sendable, Equatable {
                        (qkRopeHeadDim, "qk_rope_head_dim"), (vHeadDim, "v_head_dim"), (intermediateSize, "intermediate_size")] {
             try need(v > 0, n, "must be positive, got \(v)")
         }
+        // Sizes drive allocations (the schema, plans, caches) before any file is read: each must be
+        // far beyond any real model yet small enough that products of them cannot overflow.
+        let limits: [(Int?, String, Int)] = [
+            (vocabSize, "vocab_size", 1 << 24), (hiddenSize, "hidden_size", 1 << 20), (numHiddenLayers, "num_hidden_layers", 1 << 12),
+            (numAttentionHeads, "num_attention_heads", 1 << 14), (kvLoraRank, "kv_lora_rank", 1 << 20), (qkRopeHeadDim, "qk_rope_head_dim", 1 << 16),
+            (qkNopeHeadDim, "qk_nope_head_dim", 1 << 16), (vHeadDim, "v_head_dim", 1 << 16), (intermediateSize, "intermediate_size", 1 << 22),
+            (moeIntermediateSize, "moe_intermediate_size", 1 << 22), (qLoraRank, "q_lora_rank", 1 << 20),
+            (nRoutedExperts, "n_routed_experts", 1 << 16), (nSharedExperts, "n_shared_experts", 1 << 10),
+        ]
+        for (v, n, limit) in limits {
+            if let v { try need(v <= limit, n, "\(v) is beyond any model dsconv can handle (at most \(limit))") }
+        }
+        // The parameter count, in floating point: a config whose tensors could not exist is refused here.
+        let h = Double(hiddenSize), layers = Double(numHiddenLayers)
+        let perLayer = Double(numAttentionHeads) * Double(qkNopeHeadDim + qkRopeHeadDim + vHeadDim) * (h + Double(kvLoraRank + (qLoraRank ?? 0)))
+            + 3 * h * Double(max(intermediateSize, moeIntermediateSize * ((nRoutedExperts ?? 0) + (nSharedExperts ?? 0))))
+        let total = 2 * Double(vocabSize) * h + layers * perLayer
+        try need(total < 1e14, "num_hidden_layers", "the config describes \(String(format: "%.3g", total)) parameters: beyond any model dsconv can handle")
         try need(qkNopeHeadDim >= 0, "qk_nope_head_dim", "must not be negative")
         try need(qkRopeHeadDim % 2 == 0, "qk_rope_head_dim", "must be even (rope rotates pairs), got \(qkRopeHeadDim)")
         if let q = qLoraRank { try need(q > 0, "q_lora_rank", "must be positive or null, got \(q)") }

@@ -22,8 +22,11 @@ struct ThreadOptions: ParsableArguments {
 
     var count: Int { max(1, threads ?? availableCores) }
 
+    /// More threads than this only cost memory (each holds scratch) and thread creation.
+    static let maximum = 1024
+
     func validate() throws {
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if let t = threads, t < 1 || t > Self.maximum { throw ValidationError("--threads must be between 1 and \(Self.maximum)") }
     }
 }
 
@@ -86,17 +89,23 @@ func printJSON(_ value: JSONValue) {
     print(value.serialized(pretty: true))
 }
 
-/// "5GB", "200KB", "1.5GiB", "1048576" → bytes. Decimal units as Hugging Face uses them.
+/// "5GB", "200KB", "1.5GiB", "1048576" → bytes. Decimal units as Hugging Face uses them. At least
+/// one byte and at most 1 PB (`maximumSize`); anything else, NaN and overflow included, is nil.
 func parseSize(_ text: String) -> Int? {
     let t = text.trimmingCharacters(in: .whitespaces).uppercased()
-    let units: [(String, Double)] = [("GIB", 1_073_741_824), ("MIB", 1_048_576), ("KIB", 1024),
-                                     ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1)]
+    let units: [(String, Double)] = [("TIB", 1_099_511_627_776), ("GIB", 1_073_741_824), ("MIB", 1_048_576), ("KIB", 1024),
+                                     ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1)]
     for (u, m) in units where t.hasSuffix(u) {
-        guard let v = Double(t.dropLast(u.count)), v > 0 else { return nil }
-        return Int(v * m)
+        guard let v = Double(t.dropLast(u.count)), v.isFinite, v > 0 else { return nil }
+        let bytes = v * m
+        guard bytes >= 1, bytes <= Double(maximumSize) else { return nil }
+        return Int(bytes)
     }
-    return Int(t).flatMap { $0 > 0 ? $0 : nil }
+    return Int(t).flatMap { $0 > 0 && $0 <= maximumSize ? $0 : nil }
 }
+
+/// The largest size a flag accepts (1 PB): far above any checkpoint, far below Int overflow.
+let maximumSize = 1_000_000_000_000_000
 
 func formatBytes(_ n: Int) -> String {
     let d = Double(n)

@@ -22,7 +22,7 @@ struct Dequantize: ParsableCommand {
     var force = false
 
     func validate() throws {
-        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
+        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size between 1 byte and 1 PB") }
     }
 
     func run() throws {

@@ -69,7 +69,7 @@ struct Quantize: ParsableCommand {
     func validate() throws {
         guard QuantScheme.supportedBits.contains(bits) else { throw ValidationError("--bits \(bits): 4 or 8 expected") }
         guard QuantizeOptions.Method(rawValue: method) != nil else { throw ValidationError("--method must be rtn, gptq or awq") }
-        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
+        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size between 1 byte and 1 PB") }
         if !(-7...22).contains(level) { throw ValidationError("--level must be in -7...22") }
         if groupFallback && strictGroups { throw ValidationError("--group-fallback and --strict-groups exclude each other") }
         if let g = groupSize, g < 1 || g & (g - 1) != 0 { throw ValidationError("--group-size \(g): a power of two expected (32, 64, 128)") }

@@ -52,9 +52,11 @@ struct Reshard: ParsableCommand {
     func validate() throws {
         if let experts, ExpertMode(rawValue: experts) == nil { throw ValidationError("--experts must be tp or ep") }
         guard ReshardLayouts.named(layout) != nil else { throw ValidationError("--layout must be one of \(ReshardLayouts.names.joined(separator: ", "))") }
-        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
+        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size between 1 byte and 1 PB") }
         if !dryRun && out == nil { throw ValidationError("--out is required (or --dry-run)") }
-        if tp < 1 { throw ValidationError("--tp must be at least 1") }
+        // Beyond any real deployment, and bounded before anything is allocated per rank.
+        if tp < 1 || tp > 4096 { throw ValidationError("--tp must be between 1 and 4096") }
+        if let g = groupSize, g < 1 || g > 1 << 20 { throw ValidationError("--group-size must be between 1 and 1048576") }
     }
 
     func run() throws {
@@ -143,7 +145,7 @@ struct Merge: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size") }
+        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size between 1 byte and 1 PB") }
     }
 
     func run() throws {

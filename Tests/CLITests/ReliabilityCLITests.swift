@@ -22,6 +22,25 @@ import Testing
         return out
     }
 
+    /// Numeric flags are bounded before anything is allocated: exit 2 with a message, never a trap.
+    @Test func hugeNumericFlagsAreRefused() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let cases: [([String], String)] = [
+            (["reshard", Self.tiny, "--tp", "9223372036854775807", "--out", dir + "/x"], "--tp must be between 1 and 4096"),
+            (["reshard", Self.tiny, "--tp", "2", "--max-shard-size", "99999999999999999999GB", "--out", dir + "/x"], "between 1 byte and 1 PB"),
+            (["reshard", Self.tiny, "--tp", "2", "--max-shard-size", "nanGB", "--out", dir + "/x"], "is not a size"),
+            (["reshard", Self.tiny, "--tp", "2", "--group-size", "9223372036854775807", "--out", dir + "/x"], "--group-size"),
+            (["verify", Self.tiny, "--threads", "100000000"], "--threads must be between 1 and 1024"),
+            (["merge", Self.tiny, "--out", dir + "/x", "--max-shard-size", "1e400B"], "is not a size"),
+        ]
+        for (args, message) in cases {
+            let r = try CLI.run(args)
+            #expect(r.code == 2 && r.stderr.contains(message), "\(args): \(r.code) \(r.stderr)")
+        }
+        #expect(!fm.fileExists(atPath: dir + "/x"))
+    }
+
     @Test func aFIFOInPlaceOfAShardIsRefusedNotWaitedOn() throws {
         let dir = temporaryDirectory()
         defer { try? fm.removeItem(atPath: dir) }

@@ -46,6 +46,8 @@ void dsk_matmul_xwT_bf16(const float *X, size_t M, size_t ldx, const uint16_t *W
 /* The same for f32 W. */
 void dsk_matmul_xwT_f32(const float *X, size_t M, size_t ldx, const float *W, size_t K,
                         size_t n0, size_t n1, float *Y, size_t ldy);
+/* out[c] = sum_d a[d] * W[d, c] for bf16 W row-major [n, cols], rows in order. */
+void dsk_rows_axpy_bf16(const float *a, size_t n, const uint16_t *W, size_t cols, float *out);
 
 /* glibc: keep large freed blocks for reuse instead of unmapping them (no-op elsewhere). */
 void dsk_keep_freed_memory(void);
