@@ -42,23 +42,40 @@ enum Operators {
             switch (a, b) {
             case (.string(let x), .string(let y)): return .string(x + y)
             case (.list(let x), .list(let y)): return .list(x + y)
-            case (.int(let x), .int(let y)): return .int(x + y)
+            case (.int(let x), .int(let y)): return .int(try checked(x.addingReportingOverflow(y), op, loc))
             default: break
             }
         case "-", "*", "/", "//", "%", "**":
-            if op == "*", case .string(let s) = a, case .int(let n) = b { return .string(String(repeating: s, count: max(0, n))) }
-            if op == "*", case .list(let l) = a, case .int(let n) = b { return .list(Array(repeating: l, count: max(0, n)).flatMap { $0 }) }
+            if op == "*", case .string(let s) = a, case .int(let n) = b {
+                guard n <= 0 || s.utf8.count <= maxRepeatedBytes / n else {
+                    throw TemplateError("'\(s.prefix(20))' * \(n) would exceed \(maxRepeatedBytes >> 20) MiB (sandbox limit)", at: loc)
+                }
+                return .string(String(repeating: s, count: max(0, n)))
+            }
+            if op == "*", case .list(let l) = a, case .int(let n) = b {
+                guard n <= 0 || l.count <= maxRepeatedItems / n else {
+                    throw TemplateError("list * \(n) would exceed \(maxRepeatedItems) items (sandbox limit)", at: loc)
+                }
+                return .list(Array(repeating: l, count: max(0, n)).flatMap { $0 })
+            }
             if case .int(let x) = a, case .int(let y) = b {
                 switch op {
-                case "-": return .int(x - y)
-                case "*": return .int(x * y)
+                case "-": return .int(try checked(x.subtractingReportingOverflow(y), op, loc))
+                case "*": return .int(try checked(x.multipliedReportingOverflow(by: y), op, loc))
                 case "//":
                     guard y != 0 else { throw TemplateError("integer division by zero", at: loc) }
-                    return .int(Int((Double(x) / Double(y)).rounded(.down)))
+                    // Floor division in integers (Python's), Int.min // -1 overflowing.
+                    let (q, overflow) = x.dividedReportingOverflow(by: y)
+                    guard !overflow else { throw TemplateError("integer overflow in //", at: loc) }
+                    return .int((x % y != 0) && ((x < 0) != (y < 0)) ? q - 1 : q)
                 case "%":
                     guard y != 0 else { throw TemplateError("integer modulo by zero", at: loc) }
-                    return .int(((x % y) + y) % y)
-                case "**": return y >= 0 ? .int(Int(pow(Double(x), Double(y)))) : .double(pow(Double(x), Double(y)))
+                    let (r, overflow) = x.remainderReportingOverflow(dividingBy: y)
+                    guard !overflow else { return .int(0) }  // Int.min % -1
+                    return .int(r != 0 && ((r < 0) != (y < 0)) ? r + y : r)
+                case "**":
+                    guard y >= 0 else { return .double(pow(Double(x), Double(y))) }
+                    return .int(try power(x, y, loc))
                 default: break
                 }
             }
@@ -231,4 +248,26 @@ enum Methods {
         }
         throw TemplateError("unsupported method '\(name)' on \(v.typeName)", at: loc)
     }
+}
+
+/// Python strings and lists built by `*` are bounded (jinja2's sandbox bounds ranges; a
+/// template must not exhaust memory either way).
+let maxRepeatedBytes = 64 << 20
+let maxRepeatedItems = 1_000_000
+
+/// Python integers are unbounded; a template needing more than 64 bits is refused, not wrapped.
+func checked(_ r: (partialValue: Int, overflow: Bool), _ op: String, _ loc: Location) throws -> Int {
+    guard !r.overflow else { throw TemplateError("integer overflow in '\(op)' (values beyond 64 bits are not supported)", at: loc) }
+    return r.partialValue
+}
+
+/// x ** y for y ≥ 0 by squaring, every step checked.
+func power(_ x: Int, _ y: Int, _ loc: Location) throws -> Int {
+    var result = 1, base = x, e = y
+    while e > 0 {
+        if e & 1 == 1 { result = try checked(result.multipliedReportingOverflow(by: base), "**", loc) }
+        e >>= 1
+        if e > 0 { base = try checked(base.multipliedReportingOverflow(by: base), "**", loc) }
+    }
+    return result
 }

@@ -4,6 +4,18 @@ import Foundation
 final class Interpreter {
     private var scopes: [[String: Value]]
     private var output = ""
+    /// Sandbox limits (templates ship inside downloaded repositories): rendering stops with an
+    /// error, naming the limit, instead of exhausting the stack, the memory or the time.
+    enum Limits {
+        /// Nested macro calls (a recursive macro stops here; Python's recursion limit would stop jinja2).
+        static let macroDepth = 100
+        /// Loop iterations over the whole rendering.
+        static let iterations = 1_000_000
+        /// Bytes of output (any captured block or macro output included).
+        static let outputBytes = 64 << 20
+    }
+    private var macroDepth = 0
+    private var iterations = 0
 
     private enum Control: Error { case breakLoop, continueLoop }
 
@@ -35,13 +47,20 @@ final class Interpreter {
         for node in nodes { try execute(node) }
     }
 
+    private func emit(_ text: String) throws {
+        guard output.utf8.count + text.utf8.count <= Limits.outputBytes else {
+            throw TemplateError("the rendered text would exceed \(Limits.outputBytes >> 20) MiB (sandbox limit)", at: Location(line: 0, column: 0))
+        }
+        output += text
+    }
+
     private func execute(_ node: Node) throws {
         switch node {
         case .text(let t):
-            output += t
+            try emit(t)
         case .output(let e):
             let v = try evaluate(e)
-            output += v.printed
+            try emit(v.printed)
         case .ifBlock(let branches, let otherwise):
             for (condition, body) in branches where try evaluate(condition).truthy {
                 try execute(body)
@@ -57,6 +76,10 @@ final class Interpreter {
             }
             if items.isEmpty { try execute(otherwise); return }
             for (index, item) in items.enumerated() {
+                iterations += 1
+                guard iterations <= Limits.iterations else {
+                    throw TemplateError("more than \(Limits.iterations) loop iterations (sandbox limit)", at: loc)
+                }
                 var vars = try bind(targets, item, at: loc)
                 vars["loop"] = .dict([
                     ("index", .int(index + 1)), ("index0", .int(index)), ("first", .bool(index == 0)),
@@ -176,7 +199,7 @@ final class Interpreter {
             case "not": return .bool(!v.truthy)
             case "-":
                 switch v {
-                case .int(let n): return .int(-n)
+                case .int(let n): return .int(try checked((0).subtractingReportingOverflow(n), "-", loc))
                 case .double(let d): return .double(-d)
                 default: throw TemplateError("bad operand type for unary -: '\(v.typeName)'", at: loc)
                 }
@@ -238,6 +261,11 @@ final class Interpreter {
             if i < args.count { vars[name] = args[i] } else if let kw = kwargs.first(where: { $0.0 == name }) { vars[name] = kw.1 } else if let def {
                 vars[name] = try evaluate(def)
             } else { vars[name] = .undefined("macro argument '\(name)' missing") }
+        }
+        macroDepth += 1
+        defer { macroDepth -= 1 }
+        guard macroDepth <= Limits.macroDepth else {
+            throw TemplateError("macro '\(m.name)' calls nested deeper than \(Limits.macroDepth) (recursion; sandbox limit)", at: loc)
         }
         let saved = output
         output = ""

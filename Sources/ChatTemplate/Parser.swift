@@ -2,6 +2,9 @@
 struct Parser {
     private let pieces: [Piece]
     private var index = 0
+    /// Open blocks ({% if %}, {% for %}, {% macro %}, …): bounded, the parser recurses per block.
+    private var depth = 0
+    static let maxDepth = 100
 
     init(_ pieces: [Piece]) { self.pieces = pieces }
 
@@ -20,6 +23,11 @@ struct Parser {
     }
 
     mutating func parseBlock(until keywords: Set<String>) throws -> ([Node], EndTag?) {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maxDepth + 1 else {
+            throw TemplateError("blocks nested deeper than \(Self.maxDepth) levels (sandbox limit)", at: index < pieces.count ? pieces[index].location : Location(line: 1, column: 1))
+        }
         var nodes: [Node] = []
         while index < pieces.count {
             let piece = pieces[index]
@@ -150,6 +158,16 @@ struct Parser {
 struct ExpressionParser {
     private let tokens: [(Token, Location)]
     private var i = 0
+    /// Nested sub-expressions (parentheses, `not`, unary signs): bounded, the parser recurses.
+    private var depth = 0
+    static let maxDepth = 100
+
+    private mutating func enter() throws {
+        depth += 1
+        guard depth <= Self.maxDepth else {
+            throw TemplateError("expression nested deeper than \(Self.maxDepth) levels (sandbox limit)", at: location)
+        }
+    }
 
     init(_ tokens: [(Token, Location)]) { self.tokens = tokens }
 
@@ -202,6 +220,8 @@ struct ExpressionParser {
     }
 
     mutating func parseExpression(allowConditional: Bool = true) throws -> Expr {
+        try enter()
+        defer { depth -= 1 }
         let loc = location
         let value = try parseOr()
         guard allowConditional, acceptKeyword("if") else { return value }
@@ -229,6 +249,8 @@ struct ExpressionParser {
     }
 
     mutating func parseNot() throws -> Expr {
+        try enter()
+        defer { depth -= 1 }
         if case .name("not") = peek {
             let loc = location; i += 1
             return .unary("not", try parseNot(), loc)
@@ -296,6 +318,8 @@ struct ExpressionParser {
     }
 
     mutating func parseUnary() throws -> Expr {
+        try enter()
+        defer { depth -= 1 }
         if case .op(let o) = peek, o == "-" || o == "+" {
             let loc = location; i += 1
             return .unary(o, try parseUnary(), loc)

@@ -37,6 +37,9 @@ struct ScalarRegex: Sendable {
         guard p.atEnd else { throw ParseError(message: "unbalanced ')'", offset: p.pos) }
         var c = RegexCompiler()
         let main = c.compile(ast)
+        guard !c.tooLarge else {
+            throw ParseError(message: "the pattern expands to more than \(RegexCompiler.maxInstructions) instructions (counted repetitions nest too deep)", offset: 0)
+        }
         programs = [main] + c.subprograms
         sets = c.sets
         if let (items, nullable) = ScalarRegex.first(ast), !nullable {
@@ -50,7 +53,7 @@ struct ScalarRegex: Sendable {
     /// (anchors, lookaround: zero-width constructs whose effect is not a set of scalars).
     private static func first(_ node: RegexNode) -> ([ScalarSet.Item], Bool)? {
         switch node {
-        case .set(let items, let negated, let ci):
+        case .set(let items, let negated, let ci, _):
             let set = ScalarSet(items: items, negated: negated, caseInsensitive: ci)
             return ([.predicate({ set.contains($0) }, negated: false)], false)
         case .sequence(let parts):
@@ -97,6 +100,9 @@ struct ScalarRegex: Sendable {
         return out
     }
 
+    /// Backtracking steps from one start position after which states are remembered.
+    static let memoAfter = 4096
+
     /// Runs a program from `start` with a caller-owned backtracking stack (reused across calls).
     private func run(_ program: Int, _ s: [UInt32], _ start: Int, _ stack: inout [(Int, Int)]) -> Int? {
         let prog = programs[program]
@@ -104,13 +110,19 @@ struct ScalarRegex: Sendable {
         defer { stack.removeSubrange(base...) }
         stack.append((0, start))
         var steps = 0
+        // Past a few thousand steps (nested quantifiers backtracking, e.g. (a+)+$), every
+        // (instruction, position) is explored at most once: a state seen again either failed
+        // already or is a zero-progress cycle, so the search is bounded by program × text.
+        var seen: Set<Int>? = nil
+        let width = prog.count
         while stack.count > base {
             let (pc0, pos0) = stack.removeLast()
-            // A pattern that loops on empty matches gives up instead of spinning forever.
             steps += 1
             if steps > 10_000_000 { return nil }
+            if steps == Self.memoAfter { seen = Set() }
             var pc = pc0, pos = pos0
             thread: while true {
+                if seen != nil, !seen!.insert(pos &* width &+ pc).inserted { break thread }
                 switch prog[pc] {
                 case .set(let i):
                     guard pos < s.count, sets[i].contains(s[pos]) else { break thread }
@@ -282,7 +294,8 @@ final class ScalarSet: @unchecked Sendable {
 
 /// Pattern syntax tree.
 indirect enum RegexNode {
-    case set([ScalarSet.Item], negated: Bool, caseInsensitive: Bool)
+    /// `source`: where the atom starts in the pattern; copies of one atom (repetitions) share one set.
+    case set([ScalarSet.Item], negated: Bool, caseInsensitive: Bool, source: Int)
     case sequence([RegexNode])
     case alternation([RegexNode])
     case repetition(RegexNode, min: Int, max: Int?, mode: Mode)
@@ -297,6 +310,11 @@ indirect enum RegexNode {
 struct RegexParser {
     let s: [Unicode.Scalar]
     var pos = 0
+    /// Groups open around the current position (bounded: the parser recurses per group).
+    var depth = 0
+    static let maxDepth = 256
+    /// Oniguruma's ONIG_MAX_REPEAT_NUM.
+    static let maxRepeat = 100_000
 
     init(_ s: [Unicode.Scalar]) { self.s = s }
 
@@ -343,9 +361,14 @@ struct RegexParser {
                 if s[j] == "," { comma = true } else if ("0"..."9").contains(s[j]) { if comma { b.unicodeScalars.append(s[j]) } else { a.unicodeScalars.append(s[j]) } } else { return atom }
                 j += 1
             }
-            guard j < s.count, let lo = Int(a) else { return atom }  // a literal '{'
+            guard j < s.count, !a.isEmpty else { return atom }  // a literal '{'
+            guard a.count <= 6, b.count <= 6, let lo = Int(a), lo <= Self.maxRepeat else {
+                throw fail("repetition count {\(a)\(comma ? "," + b : "")} exceeds \(Self.maxRepeat)")
+            }
             min = lo
             max = comma ? (b.isEmpty ? nil : Int(b)) : lo
+            if let m = max, m > Self.maxRepeat { throw fail("repetition count {\(a),\(b)} exceeds \(Self.maxRepeat)") }
+            if let m = max, m < lo { throw fail("repetition {\(a),\(b)}: the maximum is below the minimum") }
             pos = j + 1
         default:
             return atom
@@ -360,6 +383,9 @@ struct RegexParser {
         switch c {
         case "(":
             pos += 1
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= Self.maxDepth else { throw fail("groups nested deeper than \(Self.maxDepth)") }
             if !atEnd && s[pos] == "?" {
                 pos += 1
                 guard !atEnd else { throw fail("unterminated group") }
@@ -389,7 +415,7 @@ struct RegexParser {
             return try parseClass(ci)
         case ".":
             pos += 1
-            return .set([.range(0x0A, 0x0A)], negated: true, caseInsensitive: false)
+            return .set([.range(0x0A, 0x0A)], negated: true, caseInsensitive: false, source: pos - 1)
         case "^": pos += 1; return .anchor(.lineStart)
         case "$": pos += 1; return .anchor(.lineEnd)
         case "\\":
@@ -403,14 +429,15 @@ struct RegexParser {
             case "b": pos += 1; return .anchor(.wordBoundary)
             case "B": pos += 1; return .anchor(.notWordBoundary)
             default:
+                let start = pos - 1
                 let items = try parseEscape()
-                return .set(items.items, negated: items.negated, caseInsensitive: ci)
+                return .set(items.items, negated: items.negated, caseInsensitive: ci, source: start)
             }
         case "*", "+", "?":
             throw fail("quantifier '\(Character(c))' with nothing to repeat")
         default:
             pos += 1
-            return .set([.range(c.value, c.value)], negated: false, caseInsensitive: ci)
+            return .set([.range(c.value, c.value)], negated: false, caseInsensitive: ci, source: pos - 1)
         }
     }
 
@@ -469,6 +496,7 @@ struct RegexParser {
     }
 
     mutating func parseClass(_ ci: Bool) throws -> RegexNode {
+        let start = pos
         pos += 1
         var negated = false
         if !atEnd && s[pos] == "^" { negated = true; pos += 1 }
@@ -523,13 +551,17 @@ struct RegexParser {
                 items.append(.range(lo, lo))
             }
         }
-        return .set(items, negated: negated, caseInsensitive: ci)
+        return .set(items, negated: negated, caseInsensitive: ci, source: start)
     }
 }
 
 struct RegexCompiler {
     fileprivate var sets: [ScalarSet] = []
     fileprivate var subprograms: [[ScalarRegex.Inst]] = []
+    /// Set when the program outgrew `maxInstructions` (emission stops; the pattern is refused).
+    fileprivate var tooLarge = false
+    static let maxInstructions = 1_000_000
+    private var emitted = 0
 
     fileprivate mutating func compile(_ node: RegexNode) -> [ScalarRegex.Inst] {
         var prog: [ScalarRegex.Inst] = []
@@ -545,10 +577,23 @@ struct RegexCompiler {
         return subprograms.count
     }
 
+    /// Distinct scalar sets a pattern may build (each holds a BMP bitmap).
+    static let maxSets = 4096
+    /// The set built for each atom of the pattern (by its offset): repeated copies reuse it.
+    private var setOfSource: [Int: Int] = [:]
+
     private mutating func emit(_ node: RegexNode, into p: inout [ScalarRegex.Inst]) {
+        emitted += 1
+        if emitted > Self.maxInstructions || sets.count > Self.maxSets { tooLarge = true }
+        if tooLarge { return }
         switch node {
-        case .set(let items, let negated, let ci):
+        case .set(let items, let negated, let ci, let source):
+            if let r = setOfSource[source] {
+                p.append(.set(r))
+                return
+            }
             sets.append(ScalarSet(items: items, negated: negated, caseInsensitive: ci))
+            setOfSource[source] = sets.count - 1
             p.append(.set(sets.count - 1))
         case .sequence(let items):
             for i in items { emit(i, into: &p) }

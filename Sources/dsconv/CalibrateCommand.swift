@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import DeepSeek
 import Foundation
 import ModelQuantizer
@@ -23,7 +24,7 @@ struct Calibrate: ParsableCommand {
 
     func run() throws {
         try runCommand {
-            let ckpt = try Checkpoint(directory: source)
+            let ckpt = try OpenedCheckpoint.open(source, threads: threads.count).plain(for: "calibrate")
             let windows = try calibration.windows(source: source, config: ckpt.config)
             let start = Date()
             let stats = try CalibrationStatistics.collect(source: ckpt, windows: windows, threads: threads.count,

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import DeepSeek
 import Foundation
 import JSON
@@ -27,7 +28,7 @@ struct Dequantize: ParsableCommand {
 
     func run() throws {
         try runCommand {
-            let ckpt = try Checkpoint(directory: source)
+            let ckpt = try OpenedCheckpoint.open(source, threads: 1).plain(for: "dequantize")
             guard ckpt.config.quantization != nil else {
                 throw ModelError.badInput("\(source): not quantized (config.json has no quantization_config)")
             }

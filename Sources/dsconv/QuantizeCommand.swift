@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import Compression
 import DeepSeek
 import Foundation
@@ -94,7 +95,7 @@ struct Quantize: ParsableCommand {
             options.groupMismatch = groupFallback ? .fallback : strictGroups ? .refuse : .keep
             options.threads = threads.count
             options.maxShardSize = parseSize(maxShardSize) ?? 5_000_000_000
-            let ckpt = try Checkpoint(directory: source)
+            let ckpt = try OpenedCheckpoint.open(source, threads: threads.count).plain(for: "quantize")
             let plan = try QuantizePlan(schema: ckpt.schema, options: options)
             let provider: QuantizedWeightProvider
             switch options.method {

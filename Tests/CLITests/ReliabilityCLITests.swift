@@ -63,6 +63,21 @@ import Testing
             ("rms_norm_eps -1", { c in
                 c = c.replacingOccurrences(of: #""rms_norm_eps": [0-9.e-]+"#, with: "\"rms_norm_eps\": -1", options: .regularExpression)
             }, "rms_norm_eps"),
+            // Sizes drive allocations before any file is read: bounded, never a trap or gigabytes.
+            ("num_hidden_layers 1e9", { c in
+                c = c.replacingOccurrences(of: #""num_hidden_layers": [0-9]+"#, with: "\"num_hidden_layers\": 1000000000", options: .regularExpression)
+            }, "num_hidden_layers"),
+            ("vocab_size 2^62", { c in
+                c = c.replacingOccurrences(of: #""vocab_size": [0-9]+"#, with: "\"vocab_size\": 4611686018427387904", options: .regularExpression)
+            }, "vocab_size"),
+            ("n_routed_experts 1e9", { c in
+                c = c.replacingOccurrences(of: #""n_routed_experts": [0-9]+"#, with: "\"n_routed_experts\": 1000000000", options: .regularExpression)
+            }, "n_routed_experts"),
+            ("parameters beyond any model", { c in
+                c = c.replacingOccurrences(of: #""hidden_size": [0-9]+"#, with: "\"hidden_size\": 1000000", options: .regularExpression)
+                c = c.replacingOccurrences(of: #""num_hidden_layers": [0-9]+"#, with: "\"num_hidden_layers\": 4000", options: .regularExpression)
+                c = c.replacingOccurrences(of: #""intermediate_size": [0-9]+"#, with: "\"intermediate_size\": 4000000", options: .regularExpression)
+            }, "parameters"),
         ]
         for (i, (what, edit, message)) in cases.enumerated() {
             let sub = dir + "/\(i)"
