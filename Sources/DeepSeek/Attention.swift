@@ -14,6 +14,9 @@ public enum AttentionPath: Sendable {
 
 /// Multi-head Latent Attention of one layer.
 struct MLA {
+    /// Query rows whose scores are held at once in the naive (prefill) path.
+    static let queryBlock = 256
+
     let config: ModelConfig
     let layer: Int
     let rope: RopeParameters
@@ -105,22 +108,30 @@ struct MLA {
                 for d in 0..<ropeDim { kh[j * qd + nope + d] = lat.value[j * w + rank + d] }
                 for d in 0..<vDim { vh[j * vDim + d] = kv.data[j * kvw + h * (nope + vDim) + nope + d] }
             }
-            // scores = scale · Q_h K_hᵀ [T, S]; causal softmax; o = P V_h [T, v].
-            var scores = [Float](repeating: 0, count: t * s)
+            // scores = scale · Q_h K_hᵀ; causal softmax; o = P V_h [T, v], a block of query rows at
+            // a time so that the scores never exceed queryBlock × S (memory linear in the prompt).
+            let block = Swift.max(1, Swift.min(t, MLA.queryBlock))
+            var scores = [Float](repeating: 0, count: block * s)
             var o = [Float](repeating: 0, count: t * vDim)
             qh.withUnsafeBufferPointer { qb in
                 kh.withUnsafeBufferPointer { kb in
                     scores.withUnsafeMutableBufferPointer { sb in
-                        Linear.sgemmABT(qb.baseAddress!, lda: qd, kb.baseAddress!, ldb: qd, sb.baseAddress!, ldc: s,
-                                        m: t, n: s, k: qd, alpha: scale)
-                        for i in 0..<t {
-                            let visible = start + i + 1  // causal
-                            Ops.softmax(sb.baseAddress! + i * s, visible)
-                            for j in visible..<s { sb[i * s + j] = 0 }
-                        }
                         vh.withUnsafeBufferPointer { vb in
                             o.withUnsafeMutableBufferPointer { ob in
-                                Linear.sgemmAB(sb.baseAddress!, lda: s, vb.baseAddress!, ldb: vDim, ob.baseAddress!, ldc: vDim, m: t, n: vDim, k: s)
+                                var i0 = 0
+                                while i0 < t {
+                                    let m = Swift.min(block, t - i0)
+                                    Linear.sgemmABT(qb.baseAddress! + i0 * qd, lda: qd, kb.baseAddress!, ldb: qd, sb.baseAddress!, ldc: s,
+                                                    m: m, n: s, k: qd, alpha: scale)
+                                    for i in 0..<m {
+                                        let visible = start + i0 + i + 1  // causal
+                                        Ops.softmax(sb.baseAddress! + i * s, visible)
+                                        for j in visible..<s { sb[i * s + j] = 0 }
+                                    }
+                                    Linear.sgemmAB(sb.baseAddress!, lda: s, vb.baseAddress!, ldb: vDim, ob.baseAddress! + i0 * vDim, ldc: vDim,
+                                                   m: m, n: vDim, k: s)
+                                    i0 += m
+                                }
                             }
                         }
                     }

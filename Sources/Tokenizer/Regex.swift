@@ -119,7 +119,7 @@ struct ScalarRegex: Sendable {
             let (pc0, pos0) = stack.removeLast()
             steps += 1
             if steps > 10_000_000 { return nil }
-            if steps == Self.memoAfter { seen = Set() }
+            if steps >= Self.memoAfter, seen == nil { seen = Set() }
             var pc = pc0, pos = pos0
             thread: while true {
                 if seen != nil, !seen!.insert(pos &* width &+ pc).inserted { break thread }
@@ -129,6 +129,11 @@ struct ScalarRegex: Sendable {
                     pc += 1
                     pos += 1
                 case .split(let a, let b):
+                    // Splits count as steps too: a loop over an empty match (`$+`) splits
+                    // forever without popping; the memo then sees the state again and stops it.
+                    steps += 1
+                    if steps > 10_000_000 { return nil }
+                    if steps >= Self.memoAfter, seen == nil { seen = Set() }
                     stack.append((b, pos))
                     pc = a
                 case .jmp(let a):

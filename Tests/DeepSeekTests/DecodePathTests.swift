@@ -73,6 +73,23 @@ import Testing
         #expect(cache.bytesPerToken == ckpt.config.numHiddenLayers * (ckpt.config.kvLoraRank + ckpt.config.qkRopeHeadDim) * 4)
     }
 
+    /// A prompt longer than the attention's query block (its scores are computed a block of rows
+    /// at a time, so memory stays linear in the prompt): the whole prompt at once and the same
+    /// prompt in two pieces through the cache give the same logits.
+    @Test func longPromptInQueryBlocksMatchesPiecewisePrefill() throws {
+        let (ckpt, dir) = try Self.model(like: .deepseekV25)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = Transformer(checkpoint: ckpt, threads: 2)
+        let vocab = min(ckpt.config.vocabSize, 1000)
+        let tokens = (0..<(2 * MLA.queryBlock + 37)).map { ($0 * 7919 + 11) % vocab }
+        let whole = try model.forward(tokens, cache: KVCache(config: ckpt.config), allLogits: true)
+        let cache = KVCache(config: ckpt.config)
+        let first = try model.forward(Array(tokens.prefix(300)), cache: cache, allLogits: true)
+        let second = try model.forward(Array(tokens.dropFirst(300)), cache: cache, allLogits: true)
+        let err = relativeL2(first.data + second.data, whole.data)
+        #expect(err <= 1e-5, "blocked vs piecewise prefill: relative L2 \(err)")
+    }
+
     @Test func outOfVocabularyTokenIsAnError() throws {
         let (ckpt, dir) = try Self.model(like: .deepseekV25)
         defer { try? FileManager.default.removeItem(atPath: dir) }
