@@ -27,6 +27,32 @@ static inline float rb(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 
 static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+/* min(0, group) and max(0, group) of bf16 values, 16 at a time. Operand order as the scalar
+ * loop's `v < mn ? v : mn`: vminps returns its second operand when the values are equal (±0)
+ * or either is NaN, so the result is bit-identical to the scalar loop. */
+__attribute__((target("avx512f"))) static void group_minmax_avx512(const uint16_t *p, size_t n, float *mn, float *mx) {
+    __m512 vmn = _mm512_setzero_ps(), vmx = _mm512_setzero_ps();
+    size_t c = 0;
+    for (; c + 16 <= n; c += 16) {
+        const __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p + c))), 16));
+        vmn = _mm512_min_ps(v, vmn);
+        vmx = _mm512_max_ps(v, vmx);
+    }
+    float a[16], b[16];
+    _mm512_storeu_ps(a, vmn);
+    _mm512_storeu_ps(b, vmx);
+    float lo = 0, hi = 0;
+    for (int i = 0; i < 16; i++) { if (a[i] < lo) lo = a[i]; if (b[i] > hi) hi = b[i]; }
+    for (; c < n; c++) { const float v = bf16_to_f32(p[c]); if (v < lo) lo = v; if (v > hi) hi = v; }
+    *mn = lo;
+    *mx = hi;
+}
+#endif
+
+static int minmax_level = -1; /* 1: AVX-512 */
+
 MULTIVERSION
 void dsk_quant_params(const uint16_t *W, size_t rows, size_t cols, size_t ld, size_t group, int bits, int symmetric,
                       const float *clip, uint16_t *scale, int8_t *zp) {
@@ -38,6 +64,12 @@ void dsk_quant_params(const uint16_t *W, size_t rows, size_t cols, size_t ld, si
         const uint16_t *row = W + r * ld;
         for (size_t g = 0; g < groups; g++) {
             float mn = 0, mx = 0; /* min clamped to <= 0, max to >= 0 */
+#if defined(__x86_64__) && defined(__clang__)
+            if (minmax_level < 0) minmax_level = __builtin_cpu_supports("avx512f") ? 1 : 0;
+            if (minmax_level == 1) {
+                group_minmax_avx512(row + g * group, group, &mn, &mx);
+            } else
+#endif
             for (size_t c = g * group; c < (g + 1) * group; c++) {
                 float v = bf16_to_f32(row[c]);
                 if (v < mn) mn = v;
