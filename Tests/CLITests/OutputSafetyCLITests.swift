@@ -179,6 +179,63 @@ import Testing
         #expect(try snapshot(out) == new)
     }
 
+    /// Every other writing command under SIGKILL at several moments of a --force replacement of
+    /// an output it wrote before from another source: OUT is always exactly the old or the new
+    /// complete output, and verify accepts it.
+    @Test func killDuringEveryWritingCommandLeavesOldOrNew() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let tok = ["--tokenizer", Self.tiny]
+        #expect(try synth(dir + "/a", seed: 1, extra: tok).code == 0)
+        #expect(try synth(dir + "/b", seed: 2, extra: tok).code == 0)
+        for s in ["a", "b"] {
+            #expect(try CLI.run(["reshard", dir + "/" + s, "--tp", "2", "--out", dir + "/r" + s]).code == 0)
+            #expect(try CLI.run(["pack", dir + "/" + s, "--out", dir + "/p" + s]).code == 0)
+        }
+        let commands: [(String, (String) -> [String])] = [
+            ("reshard", { ["reshard", dir + "/" + $0, "--tp", "2"] }),
+            ("pack", { ["pack", dir + "/" + $0] }),
+            ("quantize", { ["quantize", dir + "/" + $0, "--bits", "4", "--group-size", "32"] }),
+            ("merge", { ["merge", dir + "/r" + $0] }),
+            ("unpack", { ["unpack", dir + "/p" + $0] }),
+        ]
+        func contents(_ path: String) throws -> [String: Data] {
+            var s = try snapshot(path)
+            s[".dsconv-output"] = nil
+            return s
+        }
+        for (name, args) in commands {
+            let out = dir + "/out-" + name, keep = dir + "/old-" + name, fresh = dir + "/new-" + name
+            #expect(try CLI.run(args("a") + ["--out", keep]).code == 0)
+            #expect(try CLI.run(args("b") + ["--out", fresh]).code == 0)
+            let old = try contents(keep), new = try contents(fresh)
+            #expect(old != new)
+            try fm.copyItem(atPath: keep, toPath: out)
+            for delay in [0, 20_000, 60_000, 120_000, 250_000, 500_000] {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: CLI.binary)
+                p.arguments = args("b") + ["--out", out, "--force"]
+                p.standardError = FileHandle.nullDevice
+                p.standardOutput = FileHandle.nullDevice
+                try p.run()
+                usleep(useconds_t(delay))
+                kill(p.processIdentifier, SIGKILL)
+                p.waitUntilExit()
+                let now = try contents(out)
+                #expect(now == old || now == new, "\(name) killed at \(delay) µs: neither the old nor the new output (\(now.keys.sorted()))")
+                let v = try CLI.run(["verify", out])
+                #expect(v.code == 0, "\(name): verify after a kill at \(delay) µs: \(v.stderr)")
+                if now == new {
+                    try fm.removeItem(atPath: out)
+                    try fm.copyItem(atPath: keep, toPath: out)
+                }
+            }
+            let last = try CLI.run(args("b") + ["--out", out, "--force"])
+            #expect(last.code == 0, "\(name): a later run recovers from whatever the kills left: \(last.stderr)")
+            #expect(try contents(out) == new)
+        }
+    }
+
     @Test func logitsOutFollowsTheSameRules() throws {
         let dir = temporaryDirectory()
         defer { try? fm.removeItem(atPath: dir) }
