@@ -22,6 +22,15 @@ public struct Merger {
             throw PlanError(message: "\(directory): \(problems.count) file(s) differ from the manifest, refusing to merge: "
                             + problems.prefix(3).map(\.description).joined(separator: "; "))
         }
+        // The slices must be the plan config.json implies: an edited manifest would reassemble
+        // tensors from the wrong pieces.
+        let config = try ModelConfig.load(path: directory + "/" + manifest.ranks[0].directory + "/config.json")
+        let plan = try ShardPlan(schema: TensorSchema(config: config), tp: manifest.tp, experts: manifest.experts, groupSize: manifest.groupSize)
+        let planProblems = ReshardIntegrity.planProblems(manifest: manifest, plan: plan)
+        if !planProblems.isEmpty {
+            throw PlanError(message: "\(directory): the manifest's slices differ from the plan config.json implies, refusing to merge: "
+                            + planProblems.prefix(3).map(\.description).joined(separator: "; "))
+        }
         let m = manifest
         ranks = try (0..<m.tp).map { try m.store(rank: $0, in: directory, threads: threads) }
     }

@@ -59,6 +59,21 @@ import Testing
             ("an unknown version", { $0["version"] = 99 }, "version 99 is not supported"),
             ("no tensors", { $0["tensors"] = nil }, "missing or empty \"tensors\""),
         ]
+        // A manifest describing another split than config.json implies (two ranks' pieces of a
+        // row-split tensor swapped): verify reports it, merge refuses it.
+        try original.write(toFile: path, atomically: true, encoding: .utf8)
+        try edit(path) { o in
+            guard case .array(var tensors)? = o["tensors"], case .object(var t0) = tensors[0], case .array(var slices)? = t0["slices"],
+                  slices.count == 2, case .object(var s0) = slices[0], case .object(var s1) = slices[1] else { return }
+            let a = s0["offset"], b = s1["offset"]
+            s0["offset"] = b; s1["offset"] = a
+            slices = [.object(s0), .object(s1)]; t0["slices"] = .array(slices); tensors[0] = .object(t0); o["tensors"] = .array(tensors)
+        }
+        let swapped = try CLI.run(["verify", dir + "/r"])
+        #expect(swapped.code == 1 && swapped.stderr.contains("slices differ from the tp 2"), "\(swapped.stderr)")
+        let merged = try CLI.run(["merge", dir + "/r", "--out", dir + "/m"])
+        #expect(merged.code == 2 && merged.stderr.contains("refusing to merge"), "\(merged.stderr)")
+        #expect(!fm.fileExists(atPath: dir + "/m"))
         for (what, change, message) in cases {
             try original.write(toFile: path, atomically: true, encoding: .utf8)
             try edit(path, change)
