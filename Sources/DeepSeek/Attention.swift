@@ -233,17 +233,20 @@ struct MLA {
                 let qrow = i * heads * qd + h * qd
                 q.data.withUnsafeBufferPointer { qb in qt.withUnsafeMutableBufferPointer { dsk_rows_axpy_bf16(qb.baseAddress! + qrow, nope, kBlock, rank, $0.baseAddress!) } }
                 let visible = start + i + 1
-                for j in 0..<visible {
-                    var dot: Float = 0
-                    for c in 0..<rank { dot += qt[c] * latents[j * w + c] }
-                    for d in 0..<ropeDim { dot += q.data[qrow + nope + d] * latents[j * w + rank + d] }
-                    scores[j] = dot * scale
-                }
-                scores.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, visible) }
-                for c in 0..<rank { latentOut[c] = 0 }
-                for j in 0..<visible {
-                    let p = scores[j]
-                    for c in 0..<rank { latentOut[c] += p * latents[j * w + c] }
+                // scores = scale · [c_kv | k_pe] · [q̃ | q_pe] over the visible latents (one gemv
+                // over whole cache rows), softmax, then the latent output Σ p · c_kv (one gemvᵀ).
+                var qFull = qt
+                for d in 0..<ropeDim { qFull.append(q.data[qrow + nope + d]) }
+                latents.withUnsafeBufferPointer { lb in
+                    qFull.withUnsafeBufferPointer { qb in
+                        scores.withUnsafeMutableBufferPointer { sb in
+                            Linear.gemv(lb.baseAddress!, lda: w, m: visible, n: w, qb.baseAddress!, sb.baseAddress!, alpha: scale)
+                            Ops.softmax(sb.baseAddress!, visible)
+                            latentOut.withUnsafeMutableBufferPointer {
+                                Linear.gemv(lb.baseAddress!, lda: w, m: visible, n: rank, sb.baseAddress!, $0.baseAddress!, transposed: true)
+                            }
+                        }
+                    }
                 }
                 // Each head writes its own columns of its own rows: no two threads share an element.
                 latentOut.withUnsafeBufferPointer {

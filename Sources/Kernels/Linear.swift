@@ -182,6 +182,12 @@ public enum Linear {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
     }
 
+    /// y = A · x (A [m, n], row stride lda) — or Aᵀ · x with `transposed` (x has m entries, y n).
+    public static func gemv(_ a: UnsafePointer<Float>, lda: Int, m: Int, n: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                            transposed: Bool = false, alpha: Float = 1) {
+        cblas_sgemv(CblasRowMajor, transposed ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda), x, 1, 0, y, 1)
+    }
+
     /// OpenBLAS runs single-threaded: parallelism comes from our own tiles, so the two thread
     /// pools never compete for the cores.
     public static func configureBLAS() { openblas_set_num_threads(1) }
