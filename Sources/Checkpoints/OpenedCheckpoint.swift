@@ -68,20 +68,22 @@ public final class OpenedCheckpoint: @unchecked Sendable {
         case .plain:
             let c = try Checkpoint(directory: directory)
             config = c.config
+            schema = c.schema
             storage = .plain(c)
             textDirectory = directory
         case .packed:
             config = try ModelConfig.load(path: directory + "/config.json")
+            schema = TensorSchema(config: config)
             let store = try PackedStore(directory: directory, threads: threads)
-            storage = .packed(store, StoreWeights(store: store, schema: TensorSchema(config: config)))
+            storage = .packed(store, StoreWeights(store: store, schema: schema))
             textDirectory = directory
         case .reshard:
             let manifest = try ReshardManifest(directory: directory)
             textDirectory = directory + "/" + manifest.ranks[0].directory
             config = try ModelConfig.load(path: textDirectory + "/config.json")
+            schema = TensorSchema(config: config)
             storage = .reshard(manifest)
         }
-        schema = TensorSchema(config: config)
     }
 
     /// The plain checkpoint a command needs (reshard, pack, quantize read shards directly).

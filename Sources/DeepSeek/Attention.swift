@@ -226,17 +226,17 @@ struct MLA {
         parallelFor(heads, threads: threads) { h in
             let q = qp.value, latents = lat.value
             let kBlock = wkv.value + h * (nope + vDim) * rank, vBlock = kBlock + nope * rank
-            var qt = [Float](repeating: 0, count: rank)
+            // [q̃ | q_pe]: the query against a whole cache row [c_kv | k_pe].
+            var qFull = [Float](repeating: 0, count: w)
             var scores = [Float](repeating: 0, count: s)
             var latentOut = [Float](repeating: 0, count: rank)
             for i in 0..<t {
                 let qrow = i * heads * qd + h * qd
-                q.data.withUnsafeBufferPointer { qb in qt.withUnsafeMutableBufferPointer { dsk_rows_axpy_bf16(qb.baseAddress! + qrow, nope, kBlock, rank, $0.baseAddress!) } }
+                q.data.withUnsafeBufferPointer { qb in qFull.withUnsafeMutableBufferPointer { dsk_rows_axpy_bf16(qb.baseAddress! + qrow, nope, kBlock, rank, $0.baseAddress!) } }
+                for d in 0..<ropeDim { qFull[rank + d] = q.data[qrow + nope + d] }
                 let visible = start + i + 1
                 // scores = scale · [c_kv | k_pe] · [q̃ | q_pe] over the visible latents (one gemv
                 // over whole cache rows), softmax, then the latent output Σ p · c_kv (one gemvᵀ).
-                var qFull = qt
-                for d in 0..<ropeDim { qFull.append(q.data[qrow + nope + d]) }
                 latents.withUnsafeBufferPointer { lb in
                     qFull.withUnsafeBufferPointer { qb in
                         scores.withUnsafeMutableBufferPointer { sb in

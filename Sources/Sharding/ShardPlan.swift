@@ -95,22 +95,12 @@ public struct ShardPlan: Sendable {
                                                  length: t.shape.first ?? 1, sourceShape: t.shape))
                 }
             }
-            switch t.role {
-            case .embedding, .lmHead: try split(0, unit: 1, what: "vocabulary rows")
-            case .qA, .kvA, .router, .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: replicate()
-            case .qB, .q: try split(0, unit: c.qHeadDim, what: "heads")
-            case .kvB: try split(0, unit: c.qkNopeHeadDim + c.vHeadDim, what: "heads")
-            case .o: try split(1, unit: c.vHeadDim, what: "heads")
-            case .denseMLP(_, let p), .sharedExpert(_, let p):
-                try split(p == .down ? 1 : 0, unit: 1, what: "features")
-            case .routedExpert(_, let e, let p):
-                switch experts {
-                case .tp: try split(p == .down ? 1 : 0, unit: 1, what: "features")
-                case .ep:
-                    let r = e / (nExperts / tp)
-                    ranks[r].append(PlannedSlice(name: name, role: t.role, component: t.component, dim: nil, offset: 0, length: t.shape[0],
-                                                 sourceShape: t.shape))
-                }
+            switch Self.rule(t.role, config: c, tp: tp, experts: experts, nExperts: nExperts) {
+            case .split(let dim, let unit, let what): try split(dim, unit: unit, what: what)
+            case .replicate: replicate()
+            case .owner(let r):
+                ranks[r].append(PlannedSlice(name: name, role: t.role, component: t.component, dim: nil, offset: 0, length: t.shape[0],
+                                             sourceShape: t.shape))
             }
         }
         if let g = groupSize {

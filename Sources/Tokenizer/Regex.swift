@@ -115,11 +115,15 @@ struct ScalarRegex: Sendable {
         // already or is a zero-progress cycle, so the search is bounded by program × text.
         var seen: Set<Int>? = nil
         let width = prog.count
+        /// Counts a step (a pop or a split); false once the budget is spent.
+        func step() -> Bool {
+            steps += 1
+            if steps >= Self.memoAfter, seen == nil { seen = Set() }
+            return steps <= 10_000_000
+        }
         while stack.count > base {
             let (pc0, pos0) = stack.removeLast()
-            steps += 1
-            if steps > 10_000_000 { return nil }
-            if steps >= Self.memoAfter, seen == nil { seen = Set() }
+            guard step() else { return nil }
             var pc = pc0, pos = pos0
             thread: while true {
                 if seen != nil, !seen!.insert(pos &* width &+ pc).inserted { break thread }
@@ -131,9 +135,7 @@ struct ScalarRegex: Sendable {
                 case .split(let a, let b):
                     // Splits count as steps too: a loop over an empty match (`$+`) splits
                     // forever without popping; the memo then sees the state again and stops it.
-                    steps += 1
-                    if steps > 10_000_000 { return nil }
-                    if steps >= Self.memoAfter, seen == nil { seen = Set() }
+                    guard step() else { return nil }
                     stack.append((b, pos))
                     pc = a
                 case .jmp(let a):

@@ -54,6 +54,16 @@ enum CLI {
     }
 
     /// A small synthetic checkpoint (several shards) with the real tokenizer files.
+    /// Rewrites a JSON object file (a manifest, a config) through `change`.
+    static func editJSON(_ path: String, _ change: (inout JSONObject) -> Void) throws {
+        guard case .object(var o) = try JSONParser.parse(String(contentsOfFile: path, encoding: .utf8)) else {
+            Issue.record("\(path) is not a JSON object")
+            return
+        }
+        change(&o)
+        try JSONValue.object(o).serialized(pretty: true).write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
     static func smallCheckpoint(in dir: String) throws -> String {
         let out = dir + "/model"
         let r = try run(["synth", "--like", "deepseek-v2.5", "--layers", "2", "--hidden", "64", "--experts", "8",

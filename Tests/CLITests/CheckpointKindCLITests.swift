@@ -64,9 +64,7 @@ import Testing
         ]
         for (what, change, message) in cases {
             try original.write(toFile: path, atomically: true, encoding: .utf8)
-            guard case .object(var o) = try JSONParser.parse(try String(contentsOfFile: path, encoding: .utf8)) else { return }
-            change(&o)
-            try JSONValue.object(o).serialized(pretty: true).write(toFile: path, atomically: true, encoding: .utf8)
+            try CLI.editJSON(path, change)
             for args in [["verify", dir + "/p"], ["unpack", dir + "/p", "--out", dir + "/u"]] {
                 let r = try CLI.run(args)
                 #expect(r.code == 2 && r.stderr.contains(message), "\(what), \(args[0]): \(r.stderr)")

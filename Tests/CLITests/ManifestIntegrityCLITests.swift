@@ -10,11 +10,7 @@ import Testing
 
     func manifest(_ path: String) throws -> JSONValue { try JSONParser.parse(String(contentsOfFile: path, encoding: .utf8)) }
 
-    func edit(_ path: String, _ change: (inout JSONObject) -> Void) throws {
-        guard case .object(var o) = try manifest(path) else { Issue.record("not an object"); return }
-        change(&o)
-        try JSONValue.object(o).serialized(pretty: true).write(toFile: path, atomically: true, encoding: .utf8)
-    }
+    func edit(_ path: String, _ change: (inout JSONObject) -> Void) throws { try CLI.editJSON(path, change) }
 
     @Test func mergeRefusesFlippedBitsAndSwappedRankFiles() throws {
         let dir = temporaryDirectory()

@@ -140,6 +140,19 @@ import Testing
         #expect(!fm.fileExists(atPath: dir + "/m") && !fm.fileExists(atPath: dir + "/m.partial"))
     }
 
+    /// Starts dsconv with `args` and SIGKILLs it after `delay` µs.
+    func runKilled(_ args: [String], after delay: Int) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = args
+        p.standardError = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        usleep(useconds_t(delay))
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
     /// SIGKILL at many moments of a --force replacement: OUT always holds the old or the new
     /// output, complete, and verify accepts it.
     @Test func killDuringForcedReplacementLeavesOldOrNew() throws {
@@ -154,16 +167,8 @@ import Testing
         new[".dsconv-output"] = old[".dsconv-output"]
         var sawOld = false, sawNew = false
         for delay in stride(from: 0, through: 400_000, by: 25_000) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: CLI.binary)
-            p.arguments = ["synth", "--like", "deepseek-v2.5", "--layers", "1", "--hidden", "64", "--experts", "4", "--vocab", "256",
-                           "--seed", "2", "--tokenizer", Self.tiny, "--out", out, "--force"]
-            p.standardError = FileHandle.nullDevice
-            p.standardOutput = FileHandle.nullDevice
-            try p.run()
-            usleep(useconds_t(delay))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            try runKilled(["synth", "--like", "deepseek-v2.5", "--layers", "1", "--hidden", "64", "--experts", "4", "--vocab", "256",
+                           "--seed", "2", "--tokenizer", Self.tiny, "--out", out, "--force"], after: delay)
             let now = try snapshot(out)
             let isOld = now == old, isNew = now == new
             #expect(isOld || isNew, "after a kill at \(delay) µs the output is neither the old nor the new one: \(now.keys.sorted())")
@@ -212,15 +217,7 @@ import Testing
             #expect(old != new)
             try fm.copyItem(atPath: keep, toPath: out)
             for delay in [0, 20_000, 60_000, 120_000, 250_000, 500_000] {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: CLI.binary)
-                p.arguments = args("b") + ["--out", out, "--force"]
-                p.standardError = FileHandle.nullDevice
-                p.standardOutput = FileHandle.nullDevice
-                try p.run()
-                usleep(useconds_t(delay))
-                kill(p.processIdentifier, SIGKILL)
-                p.waitUntilExit()
+                try runKilled(args("b") + ["--out", out, "--force"], after: delay)
                 let now = try contents(out)
                 #expect(now == old || now == new, "\(name) killed at \(delay) µs: neither the old nor the new output (\(now.keys.sorted()))")
                 let v = try CLI.run(["verify", out])
