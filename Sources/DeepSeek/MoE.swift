@@ -63,6 +63,8 @@ struct MoELayer {
     /// Calibration: every token goes through every expert (each expert's inputs are observed for
     /// all tokens); only the routed outputs enter the layer output.
     var allTokensThroughExperts = false
+    /// Calibration passes over groups of routed experts leave the shared experts out.
+    var includeSharedExperts = true
 
     /// Returns (output [T, hidden], router logits [T, E], routing).
     func forward(_ x: Matrix, weights: WeightSource) throws -> (Matrix, Matrix, Routing) {
@@ -92,7 +94,7 @@ struct MoELayer {
                 }
             }
         }
-        if config.sharedExpertWidth > 0 {
+        if includeSharedExperts && config.sharedExpertWidth > 0 {
             out += try project.mlp(x) { .sharedExpert(layer: layer, $0) }
         }
         return (out, logits, routing)

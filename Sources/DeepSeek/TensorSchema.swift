@@ -79,6 +79,12 @@ public enum TensorRole: Hashable, Sendable {
         return false
     }
 
+    /// The routed expert the tensor belongs to, if any.
+    public var expert: Int? {
+        if case .routedExpert(_, let e, _) = self { return e }
+        return nil
+    }
+
     public var isNorm: Bool {
         switch self {
         case .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: return true

@@ -111,6 +111,18 @@ public final class Transformer {
         return try projector.mlp(hn) { .denseMLP(layer: l, $0) }
     }
 
+    /// Calibration: the router and this model's routed experts (`localExperts`) over `hn`, the MoE
+    /// input of layer `l` (RMSNorm(post_attention_layernorm) of the residual), for the linear
+    /// observer to see each expert's inputs; the shared experts do not run. Lets a calibration
+    /// visit a layer's experts group by group over stored inputs instead of all at once.
+    public func observeRoutedExperts(layer l: Int, normalizedInput hn: Matrix) throws {
+        guard config.isMoELayer(l) else { return }
+        var moe = MoELayer(config: config, layer: l, threads: threads, localExperts: localExperts, observer: linearObserver,
+                           backend: backend, allTokensThroughExperts: allTokensThroughExperts)
+        moe.includeSharedExperts = false
+        _ = try moe.forward(hn, weights: weights)
+    }
+
     /// One whole decoder layer over a sequence starting at position 0, with a cache of its own
     /// (calibration walks the model layer by layer): x + attn(x), then + mlp of that.
     public func decoderLayer(_ l: Int, _ x: Matrix, observer: ForwardObserver? = nil) throws -> Matrix {

@@ -4,29 +4,42 @@ import Kernels
 import Quantization
 import SafeTensors
 
-/// Weights of a layer replaced by their quantized (dequantized BF16) versions; the rest read
-/// from the base source. Runs a layer as the engine will, to calibrate the next one on it.
+/// Weights of a layer replaced by their quantized versions; the rest read from the base source.
+/// Runs a layer as the engine will, to calibrate the next one on it. Quantized weights stay
+/// packed (the kernels read them as stored: exactly the dequantized values), so a layer's
+/// overlay costs its int4/int8 size, not BF16's.
 final class OverlayWeights: WeightSource, @unchecked Sendable {
     let base: WeightSource
-    var overrides: [TensorRole: (bytes: OwnedBytes, rows: Int, cols: Int)] = [:]
+    var overrides: [TensorRole: WeightMatrix] = [:]
 
     init(base: WeightSource) { self.base = base }
 
     func matrix(_ role: TensorRole) throws -> WeightMatrix {
-        guard let o = overrides[role] else { return try base.matrix(role) }
-        return WeightMatrix(bytes: o.bytes.bytes, format: .bf16, rows: o.rows, cols: o.cols, owner: o.bytes)
+        try overrides[role] ?? base.matrix(role)
     }
 
     func setBF16(_ role: TensorRole, _ bits: [UInt16], rows: Int, cols: Int) {
         let b = OwnedBytes(byteCount: bits.count * 2)
         bits.withUnsafeBytes { b.mutableBytes.copyMemory(from: $0) }
-        overrides[role] = (b, rows, cols)
+        overrides[role] = WeightMatrix(bytes: b.bytes, format: .bf16, rows: rows, cols: cols, owner: b)
     }
 
     func set(_ role: TensorRole, _ t: QuantizedTensor) {
-        let b = OwnedBytes(byteCount: t.rows * t.cols * 2)
-        t.dequantize(into: b.mutableBytes.baseAddress!.assumingMemoryBound(to: UInt16.self))
-        overrides[role] = (b, t.rows, t.cols)
+        let storage = PackedCopy(t)
+        let layout = PackedLayout(bits: t.scheme.bits, groupSize: t.scheme.groupWidth(cols: t.cols),
+                                  scale: storage.scale.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self),
+                                  zeroPoint: storage.zeroPoint.map { $0.bytes.baseAddress!.assumingMemoryBound(to: Int8.self) })
+        overrides[role] = WeightMatrix(bytes: storage.packed.bytes, format: .packed, rows: t.rows, cols: t.cols, owner: storage, packing: layout)
+    }
+
+    /// A quantized tensor's arrays at stable addresses, owned by the matrix that views them.
+    private final class PackedCopy {
+        let packed: OwnedBytes, scale: OwnedBytes, zeroPoint: OwnedBytes?
+        init(_ t: QuantizedTensor) {
+            packed = t.packed.withUnsafeBytes { OwnedBytes(copying: $0) }
+            scale = t.scale.withUnsafeBytes { OwnedBytes(copying: $0) }
+            zeroPoint = t.zeroPoint.map { z in z.withUnsafeBytes { OwnedBytes(copying: $0) } }
+        }
     }
 }
 
@@ -37,7 +50,14 @@ final class HessianCollector: LinearObserver {
     private(set) var sums: [TensorRole: [Float]] = [:]
     private(set) var tokens: [TensorRole: Int] = [:]
 
+    /// Keeps the router's input (the MoE input) of every call, for passes over expert groups.
+    var keepsRouterInput = false
+    private(set) var routerInputs: [Matrix] = []
+
     init(wanted: Set<TensorRole>) { self.wanted = wanted }
+
+    /// Bytes a Hessian of `role`'s input takes (f32, cols²).
+    static func hessianBytes(inputWidth cols: Int) -> Int { cols * cols * 4 }
 
     static func key(_ role: TensorRole) -> TensorRole {
         switch role {
@@ -50,6 +70,7 @@ final class HessianCollector: LinearObserver {
     }
 
     func linearInput(_ role: TensorRole, _ x: Matrix) {
+        if keepsRouterInput, case .router = role { routerInputs.append(x) }
         guard wanted.contains(role) else { return }
         let k = Self.key(role)
         if k != role && wanted.contains(k) { return }  // the shared input is collected once, under its key
@@ -167,44 +188,106 @@ public class LayerwiseCalibration: QuantizedWeightProvider {
 /// the quantized layer's outputs for the next one.
 public final class GPTQProvider: LayerwiseCalibration {
     let actOrder: Bool
+    /// Most bytes of routed-expert Hessians held at once (experts are calibrated in groups).
+    let hessianMemory: Int
     /// Per role: GPTQ loss and calibration tokens, or why it fell back to RTN.
     public private(set) var notes: [TensorRole: String] = [:]
 
     public init(source: Checkpoint, plan: QuantizePlan, sequences: [[Int]], threads: Int, actOrder: Bool = true,
-                log: ((String) -> Void)? = nil) throws {
+                hessianMemory: Int = 4 << 30, log: ((String) -> Void)? = nil) throws {
         self.actOrder = actOrder
+        self.hessianMemory = hessianMemory
         try super.init(source: source, plan: plan, sequences: sequences, threads: threads, log: log)
     }
 
     override func calibrate(layer l: Int) throws {
         let roles = quantizedRoles(layer: l)
-        let collector = HessianCollector(wanted: Set(roles))
-        let model = Transformer(checkpoint: source, threads: threads)
-        model.linearObserver = collector
-        model.allTokensThroughExperts = allTokensThroughExperts
+        let routed = roles.filter(\.isRoutedExpert)
+        let others = roles.filter { !$0.isRoutedExpert }
         let start = Date()
-        _ = try runLayer(model, layer: l)
         let overlay = OverlayWeights(base: source)
+        // Pass 1: attention, shared experts and dense MLP, with the routed experts left out; the
+        // MoE input of every window is kept for the expert groups.
+        let collector = HessianCollector(wanted: Set(others))
+        collector.keepsRouterInput = !routed.isEmpty
+        let model = Transformer(config: source.config, weights: source, threads: threads, localExperts: routed.isEmpty ? nil : [])
+        model.linearObserver = collector
+        _ = try runLayer(model, layer: l)
+        try quantize(others, collector: collector, overlay: overlay)
+        // Routed experts, a group at a time: the group's Hessians from the stored MoE inputs, then
+        // GPTQ, then the Hessians go. Peak memory: one group's Hessians, not the layer's.
+        let groups = expertGroups(routed)
+        for group in groups {
+            let experts = Set(group.compactMap(\.expert))
+            let groupCollector = HessianCollector(wanted: Set(group))
+            let expertModel = Transformer(config: source.config, weights: source, threads: threads, localExperts: experts)
+            expertModel.linearObserver = groupCollector
+            expertModel.allTokensThroughExperts = allTokensThroughExperts
+            for hn in collector.routerInputs { try expertModel.observeRoutedExperts(layer: l, normalizedInput: hn) }
+            try quantize(group, collector: groupCollector, overlay: overlay)
+        }
+        if !routed.isEmpty {
+            log?(String(format: "layer %d: routed experts in %d group(s) of at most %d (Hessians ≤ %.2f GB at once)", l, groups.count,
+                        groups.map { Set($0.compactMap(\.expert)).count }.max() ?? 0, Double(groups.map(groupHessianBytes).max() ?? 0) / 1e9))
+        }
+        hidden = try runLayer(Transformer(config: source.config, weights: overlay, threads: threads), layer: l)
+        log?(String(format: "calibrated layer %d: %d projections in %.1f s", l, roles.count, Date().timeIntervalSince(start)))
+    }
+
+    /// GPTQ for `roles` on the collector's Hessians (RTN where none formed), into `results` and the overlay.
+    private func quantize(_ roles: [TensorRole], collector: HessianCollector, overlay: OverlayWeights) throws {
         for role in roles {
             guard let scheme = plan.scheme(role) else { continue }
             let w = try source.matrix(role)
             let base = w.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self)
+            let t: QuantizedTensor
             if let h = collector.hessian(role) {
                 do {
                     let r = try GPTQ.quantize(base, rows: w.rows, cols: w.cols, hessian: h, scheme: scheme, actOrder: actOrder)
-                    results[role] = r.tensor
+                    t = r.tensor
                     notes[role] = String(format: "GPTQ loss %.3g over %d tokens", r.loss, collector.tokenCount(role))
                 } catch {
-                    results[role] = try ParallelQuantize.rtn(w, scheme: scheme, threads: threads, name: role.name)
+                    t = try ParallelQuantize.rtn(w, scheme: scheme, threads: threads, name: role.name)
                     notes[role] = "RTN: \(error)"
                 }
             } else {
-                results[role] = try ParallelQuantize.rtn(w, scheme: scheme, threads: threads, name: role.name)
+                t = try ParallelQuantize.rtn(w, scheme: scheme, threads: threads, name: role.name)
                 notes[role] = "RTN: no calibration token reached it"
             }
-            overlay.set(role, results[role]!)
+            results[role] = t
+            overlay.set(role, t)
         }
-        hidden = try runLayer(Transformer(config: source.config, weights: overlay, threads: threads), layer: l)
-        log?(String(format: "calibrated layer %d: %d projections in %.1f s", l, roles.count, Date().timeIntervalSince(start)))
+    }
+
+    /// Bytes of the Hessians one group of expert projections accumulates (gate and up share one).
+    private func groupHessianBytes(_ group: [TensorRole]) -> Int {
+        group.reduce(0) { sum, role in
+            if case .routedExpert(_, _, .up) = role { return sum }
+            guard let w = try? source.tensor(role).info.shape.last else { return sum }
+            return sum + HessianCollector.hessianBytes(inputWidth: w)
+        }
+    }
+
+    /// The routed experts' projections cut into groups of whole experts whose Hessians fit
+    /// `hessianMemory` (at least one expert per group).
+    private func expertGroups(_ routed: [TensorRole]) -> [[TensorRole]] {
+        var byExpert: [(expert: Int, roles: [TensorRole])] = []
+        for role in routed {
+            guard let e = role.expert else { continue }
+            if byExpert.last?.expert == e { byExpert[byExpert.count - 1].roles.append(role) } else { byExpert.append((e, [role])) }
+        }
+        var groups: [[TensorRole]] = [], current: [TensorRole] = [], bytes = 0
+        for (_, roles) in byExpert {
+            let b = groupHessianBytes(roles)
+            if !current.isEmpty && bytes + b > hessianMemory {
+                groups.append(current)
+                current = []
+                bytes = 0
+            }
+            current += roles
+            bytes += b
+        }
+        if !current.isEmpty { groups.append(current) }
+        return groups
     }
 }

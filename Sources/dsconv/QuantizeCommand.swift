@@ -35,6 +35,9 @@ struct Quantize: ParsableCommand {
     @Flag(name: .customLong("no-act-order"), help: "GPTQ: process columns in their order instead of by descending Hessian diagonal.")
     var noActOrder = false
 
+    @Option(name: .customLong("hessian-memory"), help: "GPTQ: most memory for routed experts' Hessians at once, e.g. 4GB (default). A layer's experts are calibrated in groups that fit, each group one pass over the layer's stored MoE inputs; results do not depend on it.")
+    var hessianMemory = "4GB"
+
     @Option(help: "Keep modules whose name matches this regex in BF16 (repeatable).")
     var ignore: [String] = []
 
@@ -70,6 +73,7 @@ struct Quantize: ParsableCommand {
     func validate() throws {
         guard QuantScheme.supportedBits.contains(bits) else { throw ValidationError("--bits \(bits): 4 or 8 expected") }
         guard QuantizeOptions.Method(rawValue: method) != nil else { throw ValidationError("--method must be rtn, gptq or awq") }
+        guard parseSize(hessianMemory) != nil else { throw ValidationError("--hessian-memory \(hessianMemory) is not a size between 1 byte and 1 PB") }
         guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size between 1 byte and 1 PB") }
         if !(-7...22).contains(level) { throw ValidationError("--level must be in -7...22") }
         if groupFallback && strictGroups { throw ValidationError("--group-fallback and --strict-groups exclude each other") }
@@ -107,7 +111,8 @@ struct Quantize: ParsableCommand {
                 let windows = try calibration.windows(source: source, config: ckpt.config)
                 let layerwise: LayerwiseCalibration
                 if options.method == .gptq {
-                    layerwise = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder) { note($0) }
+                    layerwise = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder,
+                                                 hessianMemory: parseSize(hessianMemory) ?? 4 << 30) { note($0) }
                 } else {
                     layerwise = try AWQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count) { note($0) }
                 }
