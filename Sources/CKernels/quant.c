@@ -176,21 +176,34 @@ void dsk_unpack_int32_rows(const int32_t *in, size_t rows, size_t cols, int bits
     }
 }
 
+/* The dequantized value of every code of one (row, group): 16 entries for int4, 256 for int8. */
+static inline void group_table(int bits, uint16_t s, int z, float *table) {
+    const int n = 1 << bits, offset = 1 << (bits - 1);
+    const float sf = bf16_to_f32(s);
+    for (int u = 0; u < n; u++) table[u] = bf16_to_f32(f32_to_bf16(rb((float)(u - offset - z)) * sf));
+}
+
 /* Columns [c0, c0 + n) of one packed row, dequantized to f32 word by word; c0 is a multiple of
- * 32 / bits (a word boundary); `scale` and `zp` are the row's (indexed by absolute group). */
+ * 32 / bits (a word boundary); `scale` and `zp` are the row's (indexed by absolute group). Each
+ * group's values come from its table of every code (group_table: the same rounding per value). */
 static void dequant_cols(const int32_t *row, size_t c0, size_t n, int bits, size_t group, const uint16_t *scale,
                          const int8_t *zp, float *out) {
     const size_t per = 32 / (size_t)bits;
     const uint32_t mask = (1u << bits) - 1;
-    const int32_t offset = 1 << (bits - 1);
+    float table[256];
+    size_t g = c0 / group, left = group - c0 % group;
+    group_table(bits, scale[g], zp ? zp[g] : 0, table);
     size_t i = 0;
     for (size_t w = c0 / per; i < n; w++) {
         const uint32_t word = (uint32_t)row[w];
         for (size_t k = 0; k < per && i < n; k++, i++) {
-            const size_t g = (c0 + i) / group;
-            const int q = (int)((word >> (k * (size_t)bits)) & mask) - offset;
-            const int z = zp ? zp[g] : 0;
-            out[i] = bf16_to_f32(f32_to_bf16(rb((float)(q - z)) * bf16_to_f32(scale[g])));
+            if (left == 0) {
+                g++;
+                left = group;
+                group_table(bits, scale[g], zp ? zp[g] : 0, table);
+            }
+            out[i] = table[(word >> (k * (size_t)bits)) & mask];
+            left--;
         }
     }
 }
@@ -221,11 +234,21 @@ void dsk_quant_sq_error(const uint16_t *W, const int32_t *packed, size_t rows, s
         for (size_t c0 = 0; c0 < cols; c0 += DEQUANT_CHUNK) {
             const size_t n = cols - c0 < DEQUANT_CHUNK ? cols - c0 : DEQUANT_CHUNK;
             dequant_cols(packed + r * words, c0, n, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, tmp);
-            for (size_t c = 0; c < n; c++) {
-                const double w = bf16_to_f32(W[r * cols + c0 + c]), d = w - tmp[c];
-                e += d * d;
-                n2 += w * w;
+            /* 16 lanes of f32 partial sums per chunk (vectorizes without reassociation), then double. */
+            float ea[16] = {0}, na[16] = {0};
+            size_t c = 0;
+            for (; c + 16 <= n; c += 16)
+                for (int k = 0; k < 16; k++) {
+                    const float w = bf16_to_f32(W[r * cols + c0 + c + k]), d = w - tmp[c + k];
+                    ea[k] += d * d;
+                    na[k] += w * w;
+                }
+            for (; c < n; c++) {
+                const float w = bf16_to_f32(W[r * cols + c0 + c]), d = w - tmp[c];
+                ea[0] += d * d;
+                na[0] += w * w;
             }
+            for (int k = 0; k < 16; k++) { e += ea[k]; n2 += na[k]; }
         }
     }
     *err2 += e;
@@ -238,13 +261,6 @@ void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int
     const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
     for (size_t r = 0; r < rows; r++)
         dequant_cols(packed + r * words, 0, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, out + r * cols);
-}
-
-/* The dequantized value of every code of one (row, group): 16 entries for int4, 256 for int8. */
-static inline void group_table(int bits, uint16_t s, int z, float *table) {
-    const int n = 1 << bits, offset = 1 << (bits - 1);
-    const float sf = bf16_to_f32(s);
-    for (int u = 0; u < n; u++) table[u] = bf16_to_f32(f32_to_bf16(rb((float)(u - offset - z)) * sf));
 }
 
 #define PACKED_MAX_M 32

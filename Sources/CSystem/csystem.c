@@ -22,3 +22,21 @@ int csystem_rename_exchange(const char *a, const char *b) {
 int csystem_try_lock(int fd) {
     return flock(fd, LOCK_EX | LOCK_NB);
 }
+
+int csystem_create_direct(const char *path) {
+#ifdef O_DIRECT
+    return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+#else
+    errno = EINVAL;
+    return -1;
+#endif
+}
+
+int csystem_clear_direct(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+#ifdef O_DIRECT
+    flags &= ~O_DIRECT;
+#endif
+    return fcntl(fd, F_SETFL, flags);
+}

@@ -79,7 +79,7 @@ public enum Packer {
         let jobs = plan(file, options: options)
         let bytes = UnsafeSendable(file.mapped.bytes)
         var packedHash = SHA256()
-        let sink = try FileSink(path: destination + ".tmp") { packedHash.update($0) }
+        let sink = try FileSink(path: destination + ".tmp", direct: true) { packedHash.update($0) }
         var originalHash = SHA256()
         var entries: [SeekableFormat.Entry] = []
         do {
@@ -131,7 +131,7 @@ public enum Packer {
     public static func unpack(_ packed: PackedFile, to destination: String, threads: Int) throws -> String {
         keepFreedMemoryForReuse()
         var hash = SHA256()
-        let sink = try FileSink(path: destination + ".tmp") { hash.update($0) }
+        let sink = try FileSink(path: destination + ".tmp", direct: true) { hash.update($0) }
         let file = UnsafeSendable(packed.mapped.bytes)
         do {
             let frames = packed.frames

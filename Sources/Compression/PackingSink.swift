@@ -29,7 +29,7 @@ public final class PackingSink: ByteSink {
         jobs = Packer.plan(headerBytes: headerBytes, tensors: tensors.map { ($0.dtype, $0.byteCount) }, options: options)
         z = ZstdCompressor(level: options.level)
         var box: PackingSink? = nil
-        file = try FileSink(path: path) { bytes in
+        file = try FileSink(path: path, direct: true) { bytes in
             box?.packedHash.update(bytes)
             onPackedBytes?(bytes)
         }

@@ -28,18 +28,23 @@ public struct TensorReport: Sendable {
 /// weights when its first one is asked for (the writer goes in checkpoint order, layer by layer).
 public protocol QuantizedWeightProvider: AnyObject {
     func quantized(_ role: TensorRole, scheme: QuantScheme) throws -> QuantizedTensor
+    /// True when `quantized` may run on another thread while the writer writes (no shared
+    /// state between calls): the writer then quantizes the next tensor while it writes this one.
+    var quantizesIndependently: Bool { get }
     /// New bf16 values for an unquantized tensor (AWQ's folded norms and router); nil: the source's.
     func replacement(_ role: TensorRole) throws -> [UInt16]?
 }
 
 extension QuantizedWeightProvider {
     public func replacement(_ role: TensorRole) throws -> [UInt16]? { nil }
+    public var quantizesIndependently: Bool { false }
 }
 
 /// Round to nearest from the source weights, rows spread over threads.
-public final class RTNProvider: QuantizedWeightProvider {
+public final class RTNProvider: QuantizedWeightProvider, @unchecked Sendable {
     let source: Checkpoint
     let threads: Int
+    public var quantizesIndependently: Bool { true }
     public init(source: Checkpoint, threads: Int) {
         self.source = source
         self.threads = threads
@@ -57,21 +62,30 @@ enum ParallelQuantize {
             throw ModelError.unsupported("\(name): quantization reads BF16 weights; this one is \(w.format)")
         }
         let rows = w.rows, cols = w.cols
-        let base = w.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self)
+        let base = UnsafeSendable(w.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self))
         let chunk = max(1, min(256, (rows + threads - 1) / threads))
         let pieces = (rows + chunk - 1) / chunk
-        let results = Locked([Int: QuantizedTensor]())
-        let src = UnsafeSendable(base)
-        parallelFor(pieces, threads: threads) { p in
-            let r0 = p * chunk, n = min(chunk, rows - r0)
-            let t = RoundToNearest.quantize(src.value + r0 * cols, rows: n, cols: cols, scheme: scheme)
-            results.withLock { $0[p] = t }
+        let words = scheme.packedWords(cols: cols), groups = scheme.groups(cols: cols)
+        // Each piece of rows writes its own part of the three output arrays.
+        var scale: [UInt16] = [], zeroPoint: [Int8]? = nil
+        let packed = [Int32](unsafeUninitializedCapacity: rows * words) { p, count in
+            scale = [UInt16](unsafeUninitializedCapacity: rows * groups) { s, scount in
+                let z = scheme.symmetric ? nil : UnsafeMutablePointer<Int8>.allocate(capacity: rows * groups)
+                let out = UnsafeSendable((p.baseAddress!, s.baseAddress!, z))
+                parallelFor(pieces, threads: threads) { piece in
+                    let r0 = piece * chunk, n = min(chunk, rows - r0)
+                    RoundToNearest.quantizeRows(base.value + r0 * cols, rows: n, cols: cols, scheme: scheme, packed: out.value.0 + r0 * words,
+                                                scale: out.value.1 + r0 * groups, zeroPoint: out.value.2.map { $0 + r0 * groups })
+                }
+                if let z {
+                    zeroPoint = Array(UnsafeBufferPointer(start: z, count: rows * groups))
+                    z.deallocate()
+                }
+                scount = rows * groups
+            }
+            count = rows * words
         }
-        return results.withLock { r in
-            QuantizedTensor(rows: rows, cols: cols, scheme: scheme,
-                            packed: (0..<pieces).flatMap { r[$0]!.packed }, scale: (0..<pieces).flatMap { r[$0]!.scale },
-                            zeroPoint: scheme.symmetric ? nil : (0..<pieces).flatMap { r[$0]!.zeroPoint ?? [] })
-        }
+        return QuantizedTensor(rows: rows, cols: cols, scheme: scheme, packed: packed, scale: scale, zeroPoint: zeroPoint)
     }
 }
 
@@ -139,6 +153,9 @@ public final class ModelQuantizer {
             ?? ShardedWriter(directory: out.partialPath, layout: layout, metadata: metadata)
         var reports: [TensorReport] = []
         var current: (role: TensorRole, tensor: QuantizedTensor)?
+        let lookahead = provider.quantizesIndependently ? Lookahead(provider: provider, threads: plan.options.threads) : nil
+        defer { lookahead?.wait() }
+        let packedIndices = outputSchema.tensors.indices.filter { outputSchema.tensors[$0].component == .weightPacked }
         do {
             for (i, t) in outputSchema.tensors.enumerated() {
                 var report: TensorReport?
@@ -160,15 +177,21 @@ public final class ModelQuantizer {
                     }
                 case .weightPacked:
                     guard let scheme = t.scheme else { throw ModelError.unsupported("internal: \(t.name) has no scheme") }
-                    let q = try provider.quantized(t.role, scheme: scheme)
+                    let loc = try source.tensor(t.role)
+                    let (q, error) = try lookahead?.take(t.role, scheme: scheme, original: loc.data)
+                        ?? { let q = try provider.quantized(t.role, scheme: scheme)
+                             return (q, Self.relativeError(original: loc.data, quantized: q, threads: plan.options.threads)) }()
+                    // Quantize the next one while this one is written.
+                    if let lookahead, let next = packedIndices.first(where: { $0 > i }), let nextScheme = outputSchema.tensors[next].scheme {
+                        let role = outputSchema.tensors[next].role
+                        lookahead.start(role, scheme: nextScheme, original: try source.tensor(role).data)
+                    }
                     current = (t.role, q)
                     try q.packed.withUnsafeBytes { try writer.write(t.name, from: .bytes($0)) }
-                    let loc = try source.tensor(t.role)
                     let zeroPointWords = scheme.symmetric ? 0 : scheme.packedWords(cols: q.rows) * q.groups
                     let after = q.packed.count * 4 + q.scale.count * 2 + 16 + zeroPointWords * 4
                     report = TensorReport(name: t.role.name, shape: loc.info.shape, treatment: scheme.description,
-                                          bytesBefore: loc.info.byteCount, bytesAfter: after,
-                                          relativeError: Self.relativeError(original: loc.data, quantized: q, threads: plan.options.threads))
+                                          bytesBefore: loc.info.byteCount, bytesAfter: after, relativeError: error)
                     loc.file.mapped.adviseDone(loc.file.fileRange(loc.info))
                 case .weightScale, .weightShape, .weightZeroPoint:
                     guard let c = current, c.role == t.role else { throw ModelError.unsupported("internal: \(t.name) before its weight_packed") }
@@ -188,6 +211,46 @@ public final class ModelQuantizer {
             throw error
         }
         return reports
+    }
+
+    /// One quantization (and its error figure) running on another thread while the writer writes.
+    final class Lookahead: @unchecked Sendable {
+        let provider: QuantizedWeightProvider
+        let threads: Int
+        private let group = DispatchGroup()
+        private var role: TensorRole?
+        private var result: Result<(QuantizedTensor, Double), Error>?
+
+        init(provider: QuantizedWeightProvider, threads: Int) {
+            self.provider = provider
+            self.threads = threads
+        }
+
+        func start(_ role: TensorRole, scheme: QuantScheme, original: UnsafeRawBufferPointer) {
+            wait()
+            self.role = role
+            result = nil
+            let bytes = UnsafeSendable(original)
+            group.enter()
+            Thread.detachNewThread { [self] in
+                result = Result {
+                    let q = try provider.quantized(role, scheme: scheme)
+                    return (q, ModelQuantizer.relativeError(original: bytes.value, quantized: q, threads: threads))
+                }
+                group.leave()
+            }
+        }
+
+        /// The result for `role` if it was started; nil otherwise.
+        func take(_ role: TensorRole, scheme: QuantScheme, original: UnsafeRawBufferPointer) throws -> (QuantizedTensor, Double)? {
+            wait()
+            guard self.role == role, let r = result else { return nil }
+            self.role = nil
+            result = nil
+            return try r.get()
+        }
+
+        func wait() { group.wait() }
     }
 
     /// ‖W − dequant‖ / ‖W‖, rows spread over threads, straight from the packed words. Weights

@@ -38,6 +38,20 @@ public enum RoundToNearest {
         return q
     }
 
+    /// Rows of `w` quantized straight into their place in the output arrays: packed words
+    /// [rows, packedWords], scales and (asymmetric) zero points [rows, groups]. No intermediate
+    /// tensor is built; the integers pass through one scratch buffer of these rows.
+    public static func quantizeRows(_ w: UnsafePointer<UInt16>, rows: Int, cols: Int, scheme: QuantScheme,
+                                    packed: UnsafeMutablePointer<Int32>, scale: UnsafeMutablePointer<UInt16>,
+                                    zeroPoint: UnsafeMutablePointer<Int8>?) {
+        let gw = scheme.groupWidth(cols: cols), bits = Int32(scheme.bits)
+        dsk_quant_params(w, rows, cols, cols, gw, bits, scheme.symmetric ? 1 : 0, nil, scale, scheme.symmetric ? nil : zeroPoint)
+        let q = UnsafeMutablePointer<Int8>.allocate(capacity: rows * cols)
+        defer { q.deallocate() }
+        dsk_quant_apply(w, rows, cols, cols, gw, bits, scale, scheme.symmetric ? nil : zeroPoint, q)
+        dsk_pack_int32_rows(q, rows, cols, bits, packed)
+    }
+
     public static func quantize(_ w: UnsafePointer<UInt16>, rows: Int, cols: Int, scheme: QuantScheme, clip: [Float]? = nil) -> QuantizedTensor {
         let (scale, zp) = parameters(w, rows: rows, cols: cols, scheme: scheme, clip: clip)
         let q = integers(w, rows: rows, cols: cols, scheme: scheme, scale: scale, zeroPoint: zp)

@@ -71,7 +71,7 @@ public final class SafeTensorsWriter {
             throw SafeTensorsError.writeOutOfOrder(file: path, tensor: t.name, reason: "tensor name given twice")
         }
         let header = SafeTensorsWriter.headerBytes(tensors: tensors, metadata: metadata)
-        sink = try makeSink?(path + ".tmp", header.count, tensors) ?? FileSink(path: path + ".tmp", onBytes: onBytes)
+        sink = try makeSink?(path + ".tmp", header.count, tensors) ?? FileSink(path: path + ".tmp", direct: true, onBytes: onBytes)
         do {
             try header.withUnsafeBytes { try sink.write($0) }
         } catch {
