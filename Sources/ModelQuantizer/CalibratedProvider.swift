@@ -100,6 +100,11 @@ final class HessianCollector: LinearObserver {
         return h
     }
 
+    /// Frees the accumulated Hessians (the kept router inputs stay).
+    func dropHessians() {
+        sums = [:]
+    }
+
     func tokenCount(_ role: TensorRole) -> Int { tokens[wanted.contains(Self.key(role)) ? Self.key(role) : role] ?? 0 }
 }
 
@@ -194,7 +199,7 @@ public final class GPTQProvider: LayerwiseCalibration {
     public private(set) var notes: [TensorRole: String] = [:]
 
     public init(source: Checkpoint, plan: QuantizePlan, sequences: [[Int]], threads: Int, actOrder: Bool = true,
-                hessianMemory: Int = 4 << 30, log: ((String) -> Void)? = nil) throws {
+                hessianMemory: Int = 1 << 30, log: ((String) -> Void)? = nil) throws {
         self.actOrder = actOrder
         self.hessianMemory = hessianMemory
         try super.init(source: source, plan: plan, sequences: sequences, threads: threads, log: log)
@@ -214,6 +219,7 @@ public final class GPTQProvider: LayerwiseCalibration {
         model.linearObserver = collector
         _ = try runLayer(model, layer: l)
         try quantize(others, collector: collector, overlay: overlay)
+        collector.dropHessians()
         // Routed experts, a group at a time: the group's Hessians from the stored MoE inputs, then
         // GPTQ, then the Hessians go. Peak memory: one group's Hessians, not the layer's.
         let groups = expertGroups(routed)

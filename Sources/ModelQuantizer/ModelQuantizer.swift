@@ -162,6 +162,7 @@ public final class ModelQuantizer {
                 switch t.component {
                 case .weight:
                     let loc = try source.tensor(t.role)
+                    try Self.requireFinite(loc, name: t.name)
                     if let new = try provider.replacement(t.role) {
                         guard loc.info.dtype == .bf16, new.count == loc.info.elementCount else {
                             throw ModelError.unsupported("internal: \(t.name): replacement does not match \(loc.info.dtype.rawValue) \(loc.info.shape)")
@@ -178,6 +179,7 @@ public final class ModelQuantizer {
                 case .weightPacked:
                     guard let scheme = t.scheme else { throw ModelError.unsupported("internal: \(t.name) has no scheme") }
                     let loc = try source.tensor(t.role)
+                    try Self.requireFinite(loc, name: t.role.name + ".weight")
                     let (q, error) = try lookahead?.take(t.role, scheme: scheme, original: loc.data)
                         ?? { let q = try provider.quantized(t.role, scheme: scheme)
                              return (q, Self.relativeError(original: loc.data, quantized: q, threads: plan.options.threads)) }()
@@ -211,6 +213,17 @@ public final class ModelQuantizer {
             throw error
         }
         return reports
+    }
+
+    /// A NaN or Inf in the source would make scales (and every integer of its group) garbage:
+    /// refused, as reshard refuses it, naming the file and tensor.
+    static func requireFinite(_ loc: TensorLocation, name: String) throws {
+        guard let format = loc.info.dtype.scanFormat else { return }
+        let r = NonFiniteScan.count(loc.data, format: format)
+        guard r.count == 0 else {
+            throw ModelError.badTensor(file: loc.file.path, tensor: name,
+                                       message: "\(r.count) NaN/Inf value(s), first at flat index \(r.first ?? 0): the source fails its integrity checks")
+        }
     }
 
     /// One quantization (and its error figure) running on another thread while the writer writes.

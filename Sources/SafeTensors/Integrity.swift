@@ -57,7 +57,8 @@ public struct IntegrityReport: Sendable {
     public init() {}
 
     public var json: JSONValue {
-        ["ok": .bool(ok), "problems": .array(problems.map(\.json)),
+        // exit_code: verify's, 1 when anything is damaged (the same code every command gives it).
+        ["ok": .bool(ok), "exit_code": JSONValue(ok ? 0 : 1), "problems": .array(problems.map(\.json)),
          "tensors_checked": JSONValue(tensorsChecked), "bytes_scanned": JSONValue(bytesScanned)]
     }
 }

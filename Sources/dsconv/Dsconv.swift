@@ -6,7 +6,7 @@ struct Dsconv: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dsconv",
         abstract: "Verify, re-shard, quantize, compress and run DeepSeek-V2 / V2.5 checkpoints on a CPU host.",
-        discussion: "Exit codes: 0 ok · 1 verification found problems · 2 bad usage or bad input · 3 I/O failure.",
+        discussion: "Exit codes: 0 ok · 1 damaged checkpoint data (or verification below its thresholds) · 2 bad usage or input · 3 I/O failure.",
         subcommands: [Inspect.self, Verify.self, Reshard.self, Merge.self, Pack.self, Unpack.self, Calibrate.self, Quantize.self, Dequantize.self, Eval.self, Tokenize.self, Detokenize.self, Synth.self]
     )
 

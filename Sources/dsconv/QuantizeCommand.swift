@@ -35,8 +35,8 @@ struct Quantize: ParsableCommand {
     @Flag(name: .customLong("no-act-order"), help: "GPTQ: process columns in their order instead of by descending Hessian diagonal.")
     var noActOrder = false
 
-    @Option(name: .customLong("hessian-memory"), help: "GPTQ: most memory for routed experts' Hessians at once, e.g. 4GB (default). A layer's experts are calibrated in groups that fit, each group one pass over the layer's stored MoE inputs; results do not depend on it.")
-    var hessianMemory = "4GB"
+    @Option(name: .customLong("hessian-memory"), help: "GPTQ: most memory for routed experts' Hessians at once, e.g. 1GB (default). A layer's experts are calibrated in groups that fit, each group one pass over the layer's stored MoE inputs; results do not depend on it.")
+    var hessianMemory = "1GB"
 
     @Option(help: "Keep modules whose name matches this regex in BF16 (repeatable).")
     var ignore: [String] = []
@@ -112,7 +112,7 @@ struct Quantize: ParsableCommand {
                 let layerwise: LayerwiseCalibration
                 if options.method == .gptq {
                     layerwise = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder,
-                                                 hessianMemory: parseSize(hessianMemory) ?? 4 << 30) { note($0) }
+                                                 hessianMemory: parseSize(hessianMemory) ?? 1 << 30) { note($0) }
                 } else {
                     layerwise = try AWQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count) { note($0) }
                 }
