@@ -19,8 +19,10 @@ public struct Merger {
         // files would otherwise merge "successfully" into a wrong model.
         let problems = try manifest.ranks.flatMap { try ReshardIntegrity.checksumProblems(directory: directory, rank: $0) }
         if !problems.isEmpty {
-            throw PlanError(message: "\(directory): \(problems.count) file(s) differ from the manifest, refusing to merge: "
-                            + problems.prefix(3).map(\.description).joined(separator: "; "))
+            // Damaged data (exit 1, as verify reports it), not a usage error.
+            throw SafeTensorsError.manifestInvalid(file: directory + "/" + ReshardManifest.fileName,
+                                                   reason: "\(problems.count) file(s) differ from the manifest, refusing to merge: "
+                                                       + problems.prefix(3).map(\.description).joined(separator: "; "))
         }
         // The slices must be the plan config.json implies: an edited manifest would reassemble
         // tensors from the wrong pieces.
@@ -28,8 +30,9 @@ public struct Merger {
         let plan = try ShardPlan(schema: TensorSchema(config: config), tp: manifest.tp, experts: manifest.experts, groupSize: manifest.groupSize)
         let planProblems = ReshardIntegrity.planProblems(manifest: manifest, plan: plan)
         if !planProblems.isEmpty {
-            throw PlanError(message: "\(directory): the manifest's slices differ from the plan config.json implies, refusing to merge: "
-                            + planProblems.prefix(3).map(\.description).joined(separator: "; "))
+            throw SafeTensorsError.manifestInvalid(file: directory + "/" + ReshardManifest.fileName,
+                                                   reason: "the manifest's slices differ from the plan config.json implies, refusing to merge: "
+                                                       + planProblems.prefix(3).map(\.description).joined(separator: "; "))
         }
         let m = manifest
         ranks = try (0..<m.tp).map { try m.store(rank: $0, in: directory, threads: threads) }

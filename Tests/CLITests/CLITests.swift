@@ -136,7 +136,7 @@ enum CLI {
 /// Every bad input of the foundation issue: one clear line naming the file, exit code 2.
 @Suite struct BadInputCLITests {
     /// Damages one shard of a fresh small checkpoint, runs verify, and checks the error.
-    func expectBadInput(_ mutate: (String, inout [UInt8], inout String) throws -> Void, mentions: String,
+    func expectDamaged(_ mutate: (String, inout [UInt8], inout String) throws -> Void, mentions: String,
                         sourceLocation: SourceLocation = #_sourceLocation) throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -150,7 +150,8 @@ enum CLI {
         try index.write(toFile: model + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
         for command in [["verify", model], ["inspect", model], ["verify", model, "--json"]] {
             let r = try CLI.run(command)
-            #expect(r.code == 2, "\(command[0]): exit \(r.code), stderr: \(r.stderr)", sourceLocation: sourceLocation)
+            // Damaged checkpoint data: exit 1, as every command gives it (ExitCodeCLITests).
+            #expect(r.code == 1, "\(command[0]): exit \(r.code), stderr: \(r.stderr)", sourceLocation: sourceLocation)
             let lines = r.stderr.split(separator: "\n")
             #expect(lines.count == 1, "expected one line: \(r.stderr)", sourceLocation: sourceLocation)
             #expect(r.stderr.hasPrefix("error: "), sourceLocation: sourceLocation)
@@ -172,18 +173,18 @@ enum CLI {
     }
 
     @Test func truncatedShard() throws {
-        try expectBadInput({ _, b, _ in b.removeLast(100) }, mentions: "truncated")
+        try expectDamaged({ _, b, _ in b.removeLast(100) }, mentions: "truncated")
     }
 
     @Test func headerLengthLargerThanFile() throws {
-        try expectBadInput({ _, b, _ in
+        try expectDamaged({ _, b, _ in
             let big = UInt64(b.count + 10)
             for i in 0..<8 { b[i] = UInt8(truncatingIfNeeded: big >> (8 * UInt64(i))) }
         }, mentions: "past the end")
     }
 
     @Test func overlappingOffsets() throws {
-        try expectBadInput({ _, b, _ in
+        try expectDamaged({ _, b, _ in
             rewriteHeader(&b) { text in
                 // Shift the second tensor's begin back by 2 bytes and keep it in bounds.
                 guard let j = try? JSONParser.parse(text), let o = j.objectValue else { return text }
@@ -198,7 +199,7 @@ enum CLI {
     }
 
     @Test func gappedOffsets() throws {
-        try expectBadInput({ _, b, _ in
+        try expectDamaged({ _, b, _ in
             rewriteHeader(&b) { text in
                 guard let j = try? JSONParser.parse(text), let o = j.objectValue else { return text }
                 let first = o.pairs.first { $0.value["data_offsets"]?.arrayValue?[0] == 0 }!
@@ -210,15 +211,15 @@ enum CLI {
     }
 
     @Test func headerNotJSON() throws {
-        try expectBadInput({ _, b, _ in b[8] = UInt8(ascii: "x") }, mentions: "not valid JSON")
+        try expectDamaged({ _, b, _ in b[8] = UInt8(ascii: "x") }, mentions: "not valid JSON")
     }
 
     @Test func unknownDType() throws {
-        try expectBadInput({ _, b, _ in rewriteHeader(&b) { $0.replacingOccurrences(of: "\"BF16\"", with: "\"BF17\"") } }, mentions: "unknown dtype \"BF17\"")
+        try expectDamaged({ _, b, _ in rewriteHeader(&b) { $0.replacingOccurrences(of: "\"BF16\"", with: "\"BF17\"") } }, mentions: "unknown dtype \"BF17\"")
     }
 
     @Test func shapeByteCountOverflows() throws {
-        try expectBadInput({ _, b, _ in
+        try expectDamaged({ _, b, _ in
             rewriteHeader(&b) { text in
                 guard let r = text.range(of: "\"shape\":[") else { return text }
                 let end = text[r.upperBound...].firstIndex(of: "]")!
@@ -232,13 +233,13 @@ enum CLI {
     }
 
     @Test func indexNamesMissingFile() throws {
-        try expectBadInput({ _, _, index in
+        try expectDamaged({ _, _, index in
             index = index.replacingOccurrences(of: "\"model.norm.weight\": \"model-", with: "\"model.norm.weight\": \"gone-model-")
         }, mentions: "does not exist")
     }
 
     @Test func indexEntryInAnotherFile() throws {
-        try expectBadInput({ _, _, index in
+        try expectDamaged({ _, _, index in
             let j = try JSONParser.parse(index)
             let file = j["weight_map"]!["model.norm.weight"]!.stringValue!
             let other = j["weight_map"]!["model.embed_tokens.weight"]!.stringValue!
