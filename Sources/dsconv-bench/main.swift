@@ -10,6 +10,7 @@ import SafeTensors
 // Kernel and model measurements for Scripts/bench. Prints one JSON object per case.
 //   dsconv-bench sgemm [--threads N]                 OpenBLAS sgemm peak (GFLOP/s)
 //   dsconv-bench memcpy                              memcpy bandwidth (GB/s)
+//   dsconv-bench read [--threads N]                  read bandwidth of a 2 GB buffer (GB/s), no writes
 //   dsconv-bench prefill DIR [--tokens T] [--threads N]
 //   dsconv-bench decode DIR [--tokens T] [--threads N]
 
@@ -81,6 +82,27 @@ case "memcpy":
     if check < 0 { print(check) }
     // Copy bandwidth counts bytes read (the decode kernels read weights).
     print("{\"case\":\"memcpy\",\"bytes\":\(size),\"threads\":\(threads),\"gb_per_s\":\(best)}")
+case "read":
+    // Read bandwidth of a large buffer over all threads (what decode is bound by), no writes.
+    let size = 2 << 30
+    let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+    memset(buf, 1, size)
+    var best = 0.0
+    let part = size / threads / 64 * 64
+    let sinks = Locked(UInt64(0))
+    for _ in 0..<4 {
+        let secs = Locked([Double]())
+        let p = UnsafeSendable(buf)
+        parallelFor(threads, threads: threads) { j in
+            var sink: UInt64 = 0
+            let t = dsk_timed_read(p.value + j * part, part, &sink)
+            secs.withLock { $0.append(t) }
+            sinks.withLock { $0 ^= sink }
+        }
+        best = max(best, Double(part * threads) / (secs.withLock { $0.max() ?? 1 }) / 1e9)
+    }
+    if sinks.withLock({ $0 }) == 42 { print("") }
+    print("{\"case\":\"read\",\"bytes\":\(size),\"threads\":\(threads),\"gb_per_s\":\(best)}")
 case "prefill", "decode":
     guard args.count >= 3 else { print("need a model directory"); exit(2) }
     let ckpt = try Checkpoint(directory: args[2])

@@ -54,6 +54,8 @@ void dsk_keep_freed_memory(void);
 
 /* Bandwidth probe for benchmarks: copies n bytes and returns the seconds taken (CLOCK_MONOTONIC). */
 double dsk_timed_copy(void *dst, const void *src, size_t n);
+/* Read bandwidth probe: reads n bytes, xors them into *sink; returns seconds. */
+double dsk_timed_read(const void *src, size_t n, uint64_t *sink);
 
 /* BF16 exponent coding (the "bf16-exp-rans" transform of Formats/packed.md): the 8-bit exponent
  * field of n bf16 values is entropy-coded with a static order-0 rANS (4 interleaved states,
