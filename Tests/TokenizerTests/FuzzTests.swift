@@ -38,6 +38,41 @@ import Testing
         print("fuzz: regex \(Int(rate)) execs/s over \(patterns.count) seed patterns")
     }
 
+    /// tokenizer.json itself: a small file cut from the real one (its normalizer, pre-tokenizer,
+    /// decoder, added tokens; the first 400 vocabulary entries and the merges among them), so
+    /// that a mutation parses in microseconds rather than the 4.6 MB original's tens of ms.
+    @Test func tokenizerFileSurvivesMutations() throws {
+        guard case .object(var root) = Self.tokenizer, case .object(var model)? = root["model"],
+              case .object(let vocab)? = model["vocab"], case .array(let merges)? = model["merges"] else {
+            Issue.record("the fixture tokenizer.json has no BPE model")
+            return
+        }
+        var small = JSONObject()
+        var kept = Set<String>()
+        for (token, id) in vocab.pairs where (id.integerValue ?? .max) < 400 {
+            small[token] = id
+            kept.insert(token)
+        }
+        let smallMerges = merges.filter { m in
+            let parts = m.stringValue.map { $0.split(separator: " ").map(String.init) } ?? m.arrayValue?.compactMap(\.stringValue) ?? []
+            return parts.count == 2 && kept.contains(parts[0]) && kept.contains(parts[1]) && kept.contains(parts[0] + parts[1])
+        }
+        model["vocab"] = .object(small)
+        model["merges"] = .array(smallMerges)
+        root["model"] = .object(model)
+        let seed = Array(JSONValue.object(root).serialized(pretty: false).utf8)
+        let config = Self.readFile(Fixtures.tokenizer + "/tokenizer_config.json")
+        let original = try Tokenizer(tokenizerJSON: seed, configJSON: config)
+        #expect(!original.encode("Hello, world! 数字 🙂").isEmpty)
+        var m = Mutator(seed: 5)
+        let rate = m.run(seeds: [seed], iterations: 150) { bytes in
+            guard let t = try? Tokenizer(tokenizerJSON: bytes, configJSON: config) else { return }
+            let ids = t.encode("Hello, world! 123 数字 \n\t emoji 🙂 x=42;")
+            _ = t.decode(ids)
+        }
+        print("fuzz: tokenizer.json \(Int(rate)) execs/s (\(seed.count) bytes, \(smallMerges.count) merges)")
+    }
+
     @Test func chatTemplateSurvivesMutations() throws {
         let template = try #require(Self.config["chat_template"]?.stringValue)
         let messages: JSONValue = [["role": "system", "content": "Be brief."], ["role": "user", "content": "hi"],
