@@ -439,6 +439,87 @@ __attribute__((target("avx512f"))) static void packed4_row_avx512(const float *x
     }
 }
 
+#endif
+
+/* Decode with int8 activations (llama.cpp's Q8 trick; not exact): input rows quantized per
+ * 64-column block to int8 with a block scale (max |x| / 127, round to nearest), each block's
+ * columns split into even then odd to match the packed nibbles, and 8 · Σ of the block kept. */
+void dsk_q8act_quantize(const float *x, size_t K, int8_t *xq, float *xs, int32_t *xsum) {
+    for (size_t b = 0; b < K / 64; b++) {
+        float m = 0;
+        for (int j = 0; j < 64; j++) { const float a = fabsf(x[b * 64 + j]); m = a > m ? a : m; }
+        const float inv = m > 0 ? 127.0f / m : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            const int e = (int)lrintf(x[b * 64 + 2 * j] * inv), o = (int)lrintf(x[b * 64 + 2 * j + 1] * inv);
+            xq[b * 64 + j] = (int8_t)e;
+            xq[b * 64 + 32 + j] = (int8_t)o;
+            sum += e + o;
+        }
+        xs[b] = m / 127.0f;
+        xsum[b] = 8 * sum;
+    }
+}
+
+#if defined(__x86_64__) && defined(__clang__)
+/* One quantized input row against symmetric int4 rows (groups multiples of 64), a row at a
+ * time: each block's dot product is integer (vpdpbusd: the unsigned code u = q + 8 times the
+ * signed input), minus 8 · Σ input, then scaled by the block's and the group's scales in f32.
+ * Weights are taken as q · scale (not rounded to bf16). */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void packed4_row_q8act(
+    const int8_t *xq, const float *xs, const int32_t *xsum, const int32_t *W, size_t K, size_t group, const uint16_t *scale,
+    size_t n0, size_t n1, float *y) {
+    const size_t words = K / 8, groups = K / group, per = group / 64;
+    const __m256i low = _mm256_set1_epi8(15);
+    for (size_t n = n0; n < n1; n++) {
+        const int32_t *row = W + n * words;
+        __m256 acc = _mm256_setzero_ps();
+        float correction = 0;
+        for (size_t g = 0; g < groups; g++) {
+            const float s = bf16_to_f32(scale[n * groups + g]);
+            for (size_t k = 0; k < per; k++) {
+                const size_t b = g * per + k;
+                const __m256i codes = _mm256_loadu_si256((const __m256i *)(row + b * 8));
+                const __m256i even = _mm256_and_si256(codes, low), odd = _mm256_and_si256(_mm256_srli_epi16(codes, 4), low);
+                __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), even, _mm256_loadu_si256((const __m256i *)(xq + b * 64)));
+                dot = _mm256_dpbusd_epi32(dot, odd, _mm256_loadu_si256((const __m256i *)(xq + b * 64 + 32)));
+                const float f = s * xs[b];
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(f), acc);
+                correction += f * (float)xsum[b];
+            }
+        }
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+        y[n - n0] = _mm_cvtss_f32(h) - correction;
+    }
+}
+#endif
+
+int dsk_q8act_supported(int bits, size_t K, size_t group, int asymmetric) {
+#if defined(__x86_64__) && defined(__clang__)
+    static int vnni = -1;
+    if (vnni < 0)
+        vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512vnni");
+    return vnni && bits == 4 && !asymmetric && K % group == 0 && group % 64 == 0;
+#else
+    (void)bits; (void)K; (void)group; (void)asymmetric;
+    return 0;
+#endif
+}
+
+void dsk_matmul_q8act_packed4(const int8_t *xq, const float *xs, const int32_t *xsum, size_t M, size_t K, const int32_t *W,
+                              size_t group, const uint16_t *scale, size_t n0, size_t n1, float *Y, size_t ldy) {
+#if defined(__x86_64__) && defined(__clang__)
+    for (size_t m = 0; m < M; m++)
+        packed4_row_q8act(xq + m * K, xs + m * (K / 64), xsum + m * (K / 64), W, K, group, scale, n0, n1, Y + m * ldy);
+#else
+    (void)xq; (void)xs; (void)xsum; (void)M; (void)K; (void)W; (void)group; (void)scale; (void)n0; (void)n1; (void)Y; (void)ldy;
+#endif
+}
+
+#if defined(__x86_64__) && defined(__clang__)
 /* One input row against int8 rows, AVX-512, four rows at a time: 16 codes (bytes, low first)
  * widened to dwords, w = bf16((q − 128 − zp) · scale) computed in registers (q − zp is exact in
  * bf16 for int8), four accumulators. Groups must be multiples of 16. */

@@ -1,5 +1,6 @@
 import Compression
 import DeepSeek
+import Kernels
 import SafeTensors
 import Sharding
 
@@ -144,12 +145,23 @@ public final class OpenedCheckpoint: @unchecked Sendable {
         }
     }
 
-    /// The model that runs it: one `Transformer`, or the reshard output's ranks reduced.
-    public func model() throws -> any LanguageModel {
+    /// The model that runs it: one `Transformer`, or the reshard output's ranks reduced, on the
+    /// given kernel backend.
+    public func model(backend: LinearBackend = .fast) throws -> any LanguageModel {
+        let transformers: [Transformer]
+        let model: any LanguageModel
         switch storage {
-        case .plain(let c): return Transformer(checkpoint: c, threads: threads)
-        case .packed(_, let w): return Transformer(config: config, weights: w, threads: threads)
-        case .reshard: return try TensorParallelModel(directory: directory, threads: threads)
+        case .plain(let c):
+            let t = Transformer(checkpoint: c, threads: threads)
+            (transformers, model) = ([t], t)
+        case .packed(_, let w):
+            let t = Transformer(config: config, weights: w, threads: threads)
+            (transformers, model) = ([t], t)
+        case .reshard:
+            let tp = try TensorParallelModel(directory: directory, threads: threads)
+            (transformers, model) = (tp.ranks, tp)
         }
+        for t in transformers { t.backend = backend }
+        return model
     }
 }

@@ -151,7 +151,7 @@ struct MLA {
     /// Attention in latent space: q̃_h = W_kb,hᵀ q_nope,h; score = q̃_h·c_kv + q_pe,h·k_pe;
     /// o_h = W_vb,h (Σ p · c_kv). Returns [T, heads·v].
     func absorbed(q: Matrix, start: Int, latents: [Float], kvb: WeightMatrix) -> Matrix {
-        if backend == .fast && kvb.format == .bf16 { return absorbedBF16(q: q, start: start, latents: latents, kvb: kvb) }
+        if backend != .reference && kvb.format == .bf16 { return absorbedBF16(q: q, start: start, latents: latents, kvb: kvb) }
         let t = q.rows
         let s = start + t
         let w = rank + ropeDim

@@ -40,6 +40,19 @@ extension LanguageModel {
     public func allLogits(_ sequence: [Int]) throws -> Matrix {
         try forward(sequence, caches: makeCaches(), allLogits: true)
     }
+
+    /// Logits at every position, one token at a time through the caches (the decode path).
+    public func stepwiseLogits(_ sequence: [Int]) throws -> Matrix {
+        let caches = makeCaches()
+        var rows: [Float] = []
+        var cols = 0
+        for token in sequence {
+            let l = try forward([token], caches: caches, allLogits: false)
+            rows += l.data
+            cols = l.cols
+        }
+        return Matrix(rows: sequence.count, cols: cols, data: rows)
+    }
 }
 
 extension Transformer: LanguageModel {

@@ -99,8 +99,8 @@ public struct WeightMatrix: @unchecked Sendable {
 }
 
 /// Which kernels compute y = x · Wᵀ. Chosen in one place (a `Transformer`'s `backend`, through
-/// its `Projector`) and pinnable by tests. Both accumulate in f32 from exactly converted weights;
-/// they differ in summation order only.
+/// its `Projector`) and pinnable by tests. `reference` and `fast` accumulate in f32 from exactly
+/// converted weights and differ in summation order only; `fastInt8Activations` is not exact.
 public enum LinearBackend: Sendable {
     /// Every product as f32 sgemm over weights converted tile by tile (BF16, F16, packed int4/int8
     /// dequantized exactly): the path forward-parity tests pin against transformers' float32.
@@ -108,6 +108,11 @@ public enum LinearBackend: Sendable {
     /// Few rows (decode, small expert batches) on direct kernels that read the stored BF16 or
     /// packed int4/int8 weight once; many rows as `reference`.
     case fast
+    /// As `fast`, except that symmetric int4 weights (groups of 64 or more) meet 1–4 input rows
+    /// quantized to int8 per 64 columns, multiplied with integer dot products (AVX-512 VNNI; the
+    /// Q8 activations llama.cpp uses). Not exact: about 4e-3 relative error per product, which
+    /// `verify --reference` reports as KL. Where the CPU or weight does not qualify: `fast`.
+    case fastInt8Activations
 }
 
 /// y = x · Wᵀ, the linear layer. Few rows (decode, small expert batches) run a bf16 kernel that
@@ -150,6 +155,23 @@ public enum Linear {
                 }
                 let chunk = max(16, (n + threads * 8 - 1) / (threads * 8))
                 let pieces = (n + chunk - 1) / chunk
+                if backend == .fastInt8Activations, let p = w.packing, x.rows <= 4,
+                   dsk_q8act_supported(Int32(p.bits), w.cols, p.groupSize, p.zeroPoint == nil ? 0 : 1) != 0 {
+                    // The input rows quantized once, then every piece of weight rows reads them.
+                    let k = w.cols, blocks = k / 64
+                    let xq = UnsafeMutablePointer<Int8>.allocate(capacity: x.rows * k)
+                    let xs = UnsafeMutablePointer<Float>.allocate(capacity: x.rows * blocks)
+                    let xsum = UnsafeMutablePointer<Int32>.allocate(capacity: x.rows * blocks)
+                    defer { xq.deallocate(); xs.deallocate(); xsum.deallocate() }
+                    for r in 0..<x.rows { dsk_q8act_quantize(xp.value + r * k, k, xq + r * k, xs + r * blocks, xsum + r * blocks) }
+                    let q = UnsafeSendable((UnsafePointer(xq), UnsafePointer(xs), UnsafePointer(xsum)))
+                    parallelFor(pieces, threads: threads) { piece in
+                        let n0 = piece * chunk, n1 = min(n, n0 + chunk)
+                        dsk_matmul_q8act_packed4(q.value.0, q.value.1, q.value.2, x.rows, k, w.bytes.baseAddress!.assumingMemoryBound(to: Int32.self),
+                                                 p.groupSize, p.scale, n0, n1, yp.value + n0, n)
+                    }
+                    return
+                }
                 parallelFor(pieces, threads: threads) { p in
                     let n0 = p * chunk, n1 = min(n, n0 + chunk)
                     switch w.format {

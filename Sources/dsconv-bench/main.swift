@@ -12,7 +12,7 @@ import SafeTensors
 //   dsconv-bench memcpy                              memcpy bandwidth (GB/s)
 //   dsconv-bench read [--threads N]                  read bandwidth of a 2 GB buffer (GB/s), no writes
 //   dsconv-bench prefill DIR [--tokens T] [--threads N]
-//   dsconv-bench decode DIR [--tokens T] [--threads N]
+//   dsconv-bench decode DIR [--tokens T] [--threads N] [--int8-activations]
 
 func arg(_ name: String, _ def: Int) -> Int {
     let a = CommandLine.arguments
@@ -108,6 +108,7 @@ case "prefill", "decode":
     let ckpt = try Checkpoint(directory: args[2])
     let c = ckpt.config
     let model = Transformer(checkpoint: ckpt, threads: threads)
+    if CommandLine.arguments.contains("--int8-activations") { model.backend = .fastInt8Activations }
     let schema = ckpt.schema
     // Parameters one token multiplies through, without the embedding lookup (and lm_head apart).
     let perToken = Double(schema.activeParameters - c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2))

@@ -28,6 +28,9 @@ struct Verify: ParsableCommand {
     @Option(name: .customLong("prompt-ids"), help: "Generate from these token ids (comma-separated), as they are.")
     var promptIDs: String?
 
+    @Flag(name: .customLong("int8-activations"), help: "Decode symmetric int4 weights (groups of 64 or more) with the activations quantized to int8 per 64 columns and integer dot products (AVX-512 VNNI), as llama.cpp's Q4_0 does: faster, not exact. With --reference, our logits are then taken token by token through the decode path, so the KL is what it costs.")
+    var int8Activations = false
+
     @Flag(help: "Tokenize --prompt as it is (BOS added), without the chat template.")
     var raw = false
 
@@ -130,7 +133,7 @@ struct Verify: ParsableCommand {
     func generate(_ checkpoint: OpenedCheckpoint, integrity: IntegrityReport) throws -> Int32 {
         let ids = try promptTokens(checkpoint.textDirectory)
         let sampling: Sampling = temperature.map { .random(temperature: $0, topP: topP, seed: seed) } ?? .greedy
-        let model = try checkpoint.model()
+        let model = try checkpoint.model(backend: int8Activations ? .fastInt8Activations : .fast)
         let result = try Generator(model: model).generate(prompt: ids, maxNewTokens: maxNewTokens, sampling: sampling)
         let prefillRate = Double(ids.count) / max(result.prefillSeconds, 1e-9)
         let decodeSteps = max(result.tokens.count - 1, 0)
@@ -154,7 +157,8 @@ struct Verify: ParsableCommand {
                 throw ModelError.badInput("--reference \(reference) fails its schema check (\(refProblems.count) problem(s)): \(refProblems.prefix(3).map(\.description).joined(separator: "; "))")
             }
             let sequence = ids + result.tokens
-            let ours = try model.allLogits(sequence)
+            // The approximate decode kernels run for few rows: compare the logits each decode step gives.
+            let ours = int8Activations ? try model.stepwiseLogits(sequence) : try model.allLogits(sequence)
             let refModel = Transformer(checkpoint: source, threads: threads.count)
             let theirs = try refModel.forward(sequence, cache: KVCache(config: source.config), allLogits: true)
             guard ours.cols == theirs.cols else {

@@ -63,6 +63,25 @@ import Testing
         #expect((try JSONParser.parse(p.stdout)["reference"]?["kl_mean"]?.doubleValue ?? 1) < 0.05)
     }
 
+    /// `verify --int8-activations`: int4 decode with int8-quantized activations, compared token by
+    /// token through the decode path against the BF16 source.
+    @Test func int8ActivationDecodeStaysCloseToTheSource() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let q = try CLI.run(["quantize", Self.trained, "--bits", "4", "--group-size", "64", "--out", dir + "/q4"])
+        #expect(q.code == 0, "\(q.stderr)")
+        var kl: [Double] = []
+        for extra in [[], ["--int8-activations"]] {
+            let r = try CLI.run(["verify", dir + "/q4", "--prompt", "The history of the city", "--max-new-tokens", "12",
+                                 "--reference", Self.trained, "--json"] + extra)
+            #expect(r.code == 0, "\(extra): \(r.stderr)")
+            let doc = try JSONParser.parse(r.stdout)
+            kl.append(doc["reference"]?["kl_mean"]?.doubleValue ?? 1)
+        }
+        // Weight quantization dominates; int8 activations add little on top of it.
+        #expect(kl[0] < 0.02 && kl[1] < 0.02 && kl[1] < 2 * kl[0] + 1e-3, "KL exact \(kl[0]), int8 activations \(kl[1])")
+    }
+
     @Test func badInputIsRefusedAndNothingIsWritten() throws {
         let dir = temporaryDirectory()
         defer { try? fm.removeItem(atPath: dir) }

@@ -1,3 +1,4 @@
+import CKernels
 import Kernels
 import Quantization
 import Testing
@@ -32,6 +33,47 @@ import Testing
                             let a = Linear.apply(x, packed, threads: 2), b = Linear.apply(x, plain, threads: 2)
                             let worst = zip(a.data, b.data).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? 0
                             #expect(worst < 1e-4, "bits \(bits) g\(group) m \(m): relative difference \(worst)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The int8-activation decode path (`fastInt8Activations`): close to the exact kernels, not equal;
+/// weights it does not take (asymmetric, int8, groups under 64) and many rows run the exact path.
+@Suite struct Int8ActivationKernelTests {
+    @Test(arguments: [(4, 64, true), (4, 128, true), (4, 128, false), (4, 32, true), (8, 64, true)])
+    func int8ActivationsStayCloseOrFallBack(bits: Int, group: Int, symmetric: Bool) {
+        var seed: UInt64 = 23
+        func next() -> Float {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: seed >> 11) % 2001 - 1000) / 1000
+        }
+        let rows = 37, cols = group * 4
+        let w: [UInt16] = (0..<(rows * cols)).map { _ in UInt16(truncatingIfNeeded: (Float(0.02) * next()).bitPattern >> 16) }
+        let scheme = QuantScheme(bits: bits, groupSize: group, symmetric: symmetric)
+        let q = w.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: rows, cols: cols, scheme: scheme) }
+        let zp = q.zeroPoint ?? []
+        let takes = bits == 4 && symmetric && group % 64 == 0 && dsk_q8act_supported(4, cols, group, 0) != 0
+        q.packed.withUnsafeBytes { p in
+            q.scale.withUnsafeBufferPointer { s in
+                zp.withUnsafeBufferPointer { z in
+                    let layout = PackedLayout(bits: bits, groupSize: group, scale: s.baseAddress!, zeroPoint: symmetric ? nil : z.baseAddress)
+                    let packed = WeightMatrix(bytes: p, format: .packed, rows: rows, cols: cols, owner: nil, packing: layout)
+                    for m in [1, 3, 4, 5, 40] {
+                        // Activations with an outlier column, as real hidden states have.
+                        let x = Matrix(rows: m, cols: cols, data: (0..<(m * cols)).map { i in i % cols == 5 ? 20 * next() : next() })
+                        let exact = Linear.apply(x, packed, threads: 2, backend: .fast)
+                        let fast = Linear.apply(x, packed, threads: 2, backend: .fastInt8Activations)
+                        let err = zip(exact.data, fast.data).reduce(0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
+                        let norm = exact.data.reduce(0) { $0 + Double($1 * $1) }
+                        let rel = (err / max(norm, 1e-30)).squareRoot()
+                        if takes && m <= 4 {
+                            #expect(rel > 0 && rel < 2e-2, "bits \(bits) g\(group) m \(m): relative L2 \(rel)")
+                        } else {
+                            #expect(rel == 0, "bits \(bits) g\(group) sym \(symmetric) m \(m): should run the exact path, relative L2 \(rel)")
                         }
                     }
                 }
