@@ -122,6 +122,12 @@ public enum Linear {
     /// Row count from which converting the weight and calling sgemm beats the direct kernel.
     public static let gemmThreshold = 32
 
+    /// Whether `fastInt8Activations` can run for an int4 weight with these groups on this CPU
+    /// (AVX-512 VNNI; symmetric; groups a multiple of 64).
+    public static func int8ActivationsApply(bits: Int, groupSize: Int, symmetric: Bool) -> Bool {
+        dsk_q8act_supported(Int32(bits), groupSize, groupSize, symmetric ? 0 : 1) != 0
+    }
+
     /// Weight rows converted and multiplied per sgemm tile (≈ 5 MB of f32 at K = 5120).
     public static let tileRows = 256
 

@@ -133,6 +133,16 @@ struct Verify: ParsableCommand {
     func generate(_ checkpoint: OpenedCheckpoint, integrity: IntegrityReport) throws -> Int32 {
         let ids = try promptTokens(checkpoint.textDirectory)
         let sampling: Sampling = temperature.map { .random(temperature: $0, topP: topP, seed: seed) } ?? .greedy
+        if int8Activations {
+            // Say when the flag changes nothing: no int4 weight qualifies, or the CPU lacks VNNI.
+            let schemes = Array(checkpoint.schema.quantizedRoles.values)
+            let taking = schemes.filter { s in
+                s.groupSize.map { Linear.int8ActivationsApply(bits: s.bits, groupSize: $0, symmetric: s.symmetric) } ?? false
+            }.count
+            note(taking > 0
+                 ? "int8 activations: \(taking) of \(schemes.count) quantized projections decode with int8-quantized inputs (not exact)"
+                 : "int8 activations: no projection qualifies (symmetric int4 with groups of 64 or more, on a CPU with AVX-512 VNNI); decoding exactly")
+        }
         let model = try checkpoint.model(backend: int8Activations ? .fastInt8Activations : .fast)
         let result = try Generator(model: model).generate(prompt: ids, maxNewTokens: maxNewTokens, sampling: sampling)
         let prefillRate = Double(ids.count) / max(result.prefillSeconds, 1e-9)

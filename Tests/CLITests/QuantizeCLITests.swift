@@ -75,6 +75,8 @@ import Testing
             let r = try CLI.run(["verify", dir + "/q4", "--prompt", "The history of the city", "--max-new-tokens", "12",
                                  "--reference", Self.trained, "--json"] + extra)
             #expect(r.code == 0, "\(extra): \(r.stderr)")
+            // The flag says what it does: how many projections take it, or that none qualifies.
+            #expect(r.stderr.contains("int8 activations:") == !extra.isEmpty, "\(r.stderr)")
             let doc = try JSONParser.parse(r.stdout)
             kl.append(doc["reference"]?["kl_mean"]?.doubleValue ?? 1)
         }
