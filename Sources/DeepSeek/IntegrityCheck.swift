@@ -83,3 +83,31 @@ public enum IntegrityCheck {
         return problems
     }
 }
+
+extension IntegrityCheck {
+    /// Refuses a source tensor holding NaN/Inf, naming its file and tensor: a writer (reshard,
+    /// quantize) must not turn a damaged source into an output that looks valid. Scans 64 MiB at
+    /// a time; `releasingPages` drops each window's pages after it (for callers that read the
+    /// tensor again piecewise, so the resident part of the source stays small).
+    public static func requireFinite(_ loc: TensorLocation, name: String, releasingPages: Bool = false) throws {
+        guard let format = loc.info.dtype.scanFormat else { return }
+        let es = loc.info.dtype.size
+        let step = (64 << 20) / es * es
+        let data = loc.data
+        let base = loc.file.fileRange(loc.info).lowerBound
+        var count = 0, first: Int?
+        var offset = 0
+        while offset < data.count {
+            let end = min(data.count, offset + step)
+            let r = NonFiniteScan.count(UnsafeRawBufferPointer(rebasing: data[offset..<end]), format: format)
+            if let f = r.first, first == nil { first = offset / es + f }
+            count += r.count
+            if releasingPages { loc.file.mapped.adviseDone((base + offset)..<(base + end)) }
+            offset = end
+        }
+        guard count == 0 else {
+            throw ModelError.badTensor(file: loc.file.path, tensor: name,
+                                       message: "\(count) NaN/Inf value(s), first at flat index \(first ?? 0): the source fails its integrity checks")
+        }
+    }
+}

@@ -265,11 +265,11 @@ public final class GPTQProvider: LayerwiseCalibration {
         }
     }
 
-    /// Bytes of the Hessians one group of expert projections accumulates (gate and up share one).
+    /// Bytes of the Hessians one group of expert projections accumulates: one per distinct
+    /// collector key (gate and up share one).
     private func groupHessianBytes(_ group: [TensorRole]) -> Int {
-        group.reduce(0) { sum, role in
-            if case .routedExpert(_, _, .up) = role { return sum }
-            guard let w = try? source.tensor(role).info.shape.last else { return sum }
+        Set(group.map(HessianCollector.key)).reduce(0) { sum, key in
+            guard let w = try? source.tensor(key).info.shape.last else { return sum }
             return sum + HessianCollector.hessianBytes(inputWidth: w)
         }
     }

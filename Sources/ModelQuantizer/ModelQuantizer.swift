@@ -162,7 +162,7 @@ public final class ModelQuantizer {
                 switch t.component {
                 case .weight:
                     let loc = try source.tensor(t.role)
-                    try Self.requireFinite(loc, name: t.name)
+                    try IntegrityCheck.requireFinite(loc, name: t.name)
                     if let new = try provider.replacement(t.role) {
                         guard loc.info.dtype == .bf16, new.count == loc.info.elementCount else {
                             throw ModelError.unsupported("internal: \(t.name): replacement does not match \(loc.info.dtype.rawValue) \(loc.info.shape)")
@@ -179,8 +179,8 @@ public final class ModelQuantizer {
                 case .weightPacked:
                     guard let scheme = t.scheme else { throw ModelError.unsupported("internal: \(t.name) has no scheme") }
                     let loc = try source.tensor(t.role)
-                    try Self.requireFinite(loc, name: t.role.name + ".weight")
-                    let (q, error) = try lookahead?.take(t.role, scheme: scheme, original: loc.data)
+                    try IntegrityCheck.requireFinite(loc, name: t.role.name + ".weight")
+                    let (q, error) = try lookahead?.take(t.role)
                         ?? { let q = try provider.quantized(t.role, scheme: scheme)
                              return (q, Self.relativeError(original: loc.data, quantized: q, threads: plan.options.threads)) }()
                     // Quantize the next one while this one is written.
@@ -215,17 +215,6 @@ public final class ModelQuantizer {
         return reports
     }
 
-    /// A NaN or Inf in the source would make scales (and every integer of its group) garbage:
-    /// refused, as reshard refuses it, naming the file and tensor.
-    static func requireFinite(_ loc: TensorLocation, name: String) throws {
-        guard let format = loc.info.dtype.scanFormat else { return }
-        let r = NonFiniteScan.count(loc.data, format: format)
-        guard r.count == 0 else {
-            throw ModelError.badTensor(file: loc.file.path, tensor: name,
-                                       message: "\(r.count) NaN/Inf value(s), first at flat index \(r.first ?? 0): the source fails its integrity checks")
-        }
-    }
-
     /// One quantization (and its error figure) running on another thread while the writer writes.
     final class Lookahead: @unchecked Sendable {
         let provider: QuantizedWeightProvider
@@ -255,7 +244,7 @@ public final class ModelQuantizer {
         }
 
         /// The result for `role` if it was started; nil otherwise.
-        func take(_ role: TensorRole, scheme: QuantScheme, original: UnsafeRawBufferPointer) throws -> (QuantizedTensor, Double)? {
+        func take(_ role: TensorRole) throws -> (QuantizedTensor, Double)? {
             wait()
             guard self.role == role, let r = result else { return nil }
             self.role = nil

@@ -28,10 +28,11 @@ public final class FileSink {
     public private(set) var bytesWritten = 0
     private var onBytes: ((UnsafeRawBufferPointer) -> Void)?
 
-    /// Direct mode: the second buffer, the file offset of the next block, and the writer thread.
+    /// The file offset of the next write.
+    private var fileOffset = 0
+    /// Direct mode: the second buffer and the writer thread.
     private let direct: Bool
     private var spare: UnsafeMutableRawBufferPointer?
-    private var fileOffset = 0
     private let inFlight = DispatchGroup()
     private let queue = DispatchQueue(label: "dsconv.filesink")
     private let failure = Locked<SafeTensorsError?>(nil)
@@ -127,16 +128,10 @@ public final class FileSink {
         if let e = failure.withLock({ $0 }) { throw e }
     }
 
+    /// Buffered mode: writes at the file's end, on this thread.
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(SafeTensorsError) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + offset, min(bytes.count - offset, 1 << 30))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .io(file: path, operation: "write", errno: errno)
-            }
-            offset += n
-        }
+        if let e = Self.writeAll(fd: fd, path: path, bytes, at: fileOffset) { throw e }
+        fileOffset += bytes.count
     }
 
     /// pwrite of a whole block at `at`; a file system that refuses a direct write (EINVAL) gets

@@ -18,22 +18,18 @@ public struct Merger {
         // Every rank file must be the one the manifest recorded: a flipped bit or two swapped rank
         // files would otherwise merge "successfully" into a wrong model.
         let problems = try manifest.ranks.flatMap { try ReshardIntegrity.checksumProblems(directory: directory, rank: $0) }
-        if !problems.isEmpty {
-            // Damaged data (exit 1, as verify reports it), not a usage error.
-            throw SafeTensorsError.manifestInvalid(file: directory + "/" + ReshardManifest.fileName,
-                                                   reason: "\(problems.count) file(s) differ from the manifest, refusing to merge: "
-                                                       + problems.prefix(3).map(\.description).joined(separator: "; "))
+        // Either is damaged data (exit 1, as verify reports it), not a usage error.
+        func refuse(_ what: String, _ problems: [Problem]) -> SafeTensorsError {
+            .manifestInvalid(file: directory + "/" + ReshardManifest.fileName,
+                             reason: "\(what), refusing to merge: " + problems.prefix(3).map(\.description).joined(separator: "; "))
         }
+        if !problems.isEmpty { throw refuse("\(problems.count) file(s) differ from the manifest", problems) }
         // The slices must be the plan config.json implies: an edited manifest would reassemble
         // tensors from the wrong pieces.
         let config = try ModelConfig.load(path: directory + "/" + manifest.ranks[0].directory + "/config.json")
         let plan = try ShardPlan(schema: TensorSchema(config: config), tp: manifest.tp, experts: manifest.experts, groupSize: manifest.groupSize)
         let planProblems = ReshardIntegrity.planProblems(manifest: manifest, plan: plan)
-        if !planProblems.isEmpty {
-            throw SafeTensorsError.manifestInvalid(file: directory + "/" + ReshardManifest.fileName,
-                                                   reason: "the manifest's slices differ from the plan config.json implies, refusing to merge: "
-                                                       + planProblems.prefix(3).map(\.description).joined(separator: "; "))
-        }
+        if !planProblems.isEmpty { throw refuse("the manifest's slices differ from the plan config.json implies", planProblems) }
         let m = manifest
         ranks = try (0..<m.tp).map { try m.store(rank: $0, in: directory, threads: threads) }
     }

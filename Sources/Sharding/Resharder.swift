@@ -89,13 +89,7 @@ public struct Resharder {
         do {
             for (i, name) in order.enumerated() {
                 let loc = try source.weights.require(name)
-                if loc.info.dtype.isFloatingPoint {
-                    let (bad, first) = Self.scan(loc)
-                    if bad > 0 {
-                        throw ModelError.badTensor(file: loc.file.path, tensor: name,
-                                                   message: "\(bad) NaN/Inf value(s), first at flat index \(first ?? 0): the source fails its integrity checks")
-                    }
-                }
+                try IntegrityCheck.requireFinite(loc, name: name, releasingPages: true)
                 let work = UnsafeSendable(((slicesOf[name] ?? []).map { ($0.rank, $0.slice, outputName($0.slice)) }, outputs, loc))
                 let failure = Locked<Error?>(nil)
                 parallelFor(work.value.0.count, threads: threads) { k in
@@ -162,27 +156,6 @@ public struct Resharder {
     /// Bytes read per step of a large tensor; pages are dropped from the process after each step,
     /// so the mapped (resident) part of the source stays at about this size per thread.
     static let window = 64 << 20
-
-    /// NaN/Inf count and first index, window by window.
-    static func scan(_ loc: TensorLocation) -> (Int, Int?) {
-        guard let format = loc.info.dtype.scanFormat else { return (0, nil) }
-        let es = loc.info.dtype.size
-        let step = window / es * es
-        var count = 0
-        var first: Int? = nil
-        var offset = 0
-        let data = loc.data
-        let base = loc.file.fileRange(loc.info).lowerBound
-        while offset < data.count {
-            let end = min(data.count, offset + step)
-            let r = NonFiniteScan.count(UnsafeRawBufferPointer(rebasing: data[offset..<end]), format: format)
-            if let f = r.first, first == nil { first = offset / es + f }
-            count += r.count
-            loc.file.mapped.adviseDone((base + offset)..<(base + end))
-            offset = end
-        }
-        return (count, first)
-    }
 
     /// Writes a contiguous byte range of the source window by window, dropping each window's pages.
     static func writeRange(_ range: Range<Int>, of loc: TensorLocation, name: String, to writer: ShardedWriter) throws {

@@ -52,9 +52,9 @@ enum FailureKind: String {
 
     init(_ error: Error) {
         switch error {
+        case let e as SafeTensorsError where e.isIOFailure: self = .io
         case let e as SafeTensorsError:
             switch e {
-            case .io: self = .io
             case .noSafetensorsFiles, .writeOutOfOrder, .outputExists, .unsafeOutput, .outputNotOurs, .outputLocked: self = .input
             default: self = .damaged
             }
