@@ -84,6 +84,9 @@ struct MoELayer {
                     for c in 0..<x.cols { out.data[t * x.cols + c] += w * y.data[t * x.cols + c] }
                 }
             }
+        } else if observer == nil {
+            let experts = tokensOf.keys.sorted().filter { localExperts?.contains($0) ?? true }
+            try routedExperts(experts, tokensOf, x, weights: weights, into: &out)
         } else {
             for e in tokensOf.keys.sorted() where localExperts?.contains(e) ?? true {
                 let list = tokensOf[e]!
@@ -98,5 +101,39 @@ struct MoELayer {
             out += try project.mlp(x) { .sharedExpert(layer: layer, $0) }
         }
         return (out, logits, routing)
+    }
+
+    /// Expert weights in flight at once (decoded copies stay alive while their products run).
+    static let expertBatchBytes = 1 << 30
+
+    /// The routed experts in batches: every expert's gate and up products, then every down
+    /// product, run as one pool of experts × row pieces (`Linear.applyMany`), so that all cores
+    /// stay busy however few tokens each expert has. Outputs are added in expert order, as the
+    /// one-at-a-time path does (identical sums).
+    private func routedExperts(_ experts: [Int], _ tokensOf: [Int: [(token: Int, weight: Float)]], _ x: Matrix,
+                               weights: WeightSource, into out: inout Matrix) throws {
+        var start = 0
+        while start < experts.count {
+            var batch: [(expert: Int, gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix)] = []
+            var bytes = 0
+            while start + batch.count < experts.count && (batch.isEmpty || bytes < Self.expertBatchBytes) {
+                let e = experts[start + batch.count]
+                let ws = try [MLPProjection.gate, .up, .down].map { try weights.matrix(.routedExpert(layer: layer, expert: e, $0)) }
+                bytes += ws.reduce(0) { $0 + $1.bytes.count }
+                batch.append((e, ws[0], ws[1], ws[2]))
+            }
+            start += batch.count
+            let inputs = batch.map { x.gatherRows(tokensOf[$0.expert, default: []].map(\.token)) }
+            let gateUp = Linear.applyMany(batch.indices.flatMap { [(inputs[$0], batch[$0].gate), (inputs[$0], batch[$0].up)] },
+                                          threads: threads, backend: backend)
+            let down = Linear.applyMany(batch.indices.map { (Ops.siluMul(gateUp[2 * $0], gateUp[2 * $0 + 1]), batch[$0].down) },
+                                        threads: threads, backend: backend)
+            for (i, b) in batch.enumerated() {
+                let y = down[i]
+                for (r, (t, w)) in tokensOf[b.expert, default: []].enumerated() {
+                    for c in 0..<x.cols { out.data[t * x.cols + c] += w * y.data[r * x.cols + c] }
+                }
+            }
+        }
     }
 }

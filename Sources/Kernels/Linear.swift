@@ -100,10 +100,12 @@ public struct WeightMatrix: @unchecked Sendable {
 
 /// Which kernels compute y = x · Wᵀ. Chosen in one place (a `Transformer`'s `backend`, through
 /// its `Projector`) and pinnable by tests. `reference` and `fast` accumulate in f32 from exactly
-/// converted weights and differ in summation order only; `fastInt8Activations` is not exact.
+/// converted weights and differ in summation order only; `fastInt8Activations` and
+/// `bf16Activations` are not exact.
 public enum LinearBackend: Sendable {
-    /// Every product as f32 sgemm over weights converted tile by tile (BF16, F16, packed int4/int8
-    /// dequantized exactly): the path forward-parity tests pin against transformers' float32.
+    /// Every product on the many-rows GEMM (`Linear.exactGemm`: our AVX-512 tiles, or BLAS sgemm)
+    /// over exactly converted weights (BF16, F16, packed int4/int8 dequantized exactly): the path
+    /// forward-parity tests pin against transformers' float32.
     case reference
     /// Few rows (decode, small expert batches) on direct kernels that read the stored BF16 or
     /// packed int4/int8 weight once; many rows as `reference`.
@@ -113,14 +115,53 @@ public enum LinearBackend: Sendable {
     /// Q8 activations llama.cpp uses). Not exact: about 4e-3 relative error per product, which
     /// `verify --reference` reports as KL. Where the CPU or weight does not qualify: `fast`.
     case fastInt8Activations
+    /// Prefill and calibration speed: from `Linear.bf16GemmThreshold` rows on, inputs rounded to
+    /// bf16 meet BF16 weights (and packed int4/int8 ones, whose values are bf16) on AMX-BF16 or
+    /// AVX-512 BF16 tiles with f32 accumulation (`Linear.bf16Kind`); where this CPU has neither
+    /// faster than f32 FMAs, the rounded inputs take the exact kernels. Not exact: the rounding
+    /// of activations (2⁻⁹ relative), reported by the bench as KL against the exact path. Fewer
+    /// rows, and F16/F32 weights: `fast`.
+    case bf16Activations
 }
 
-/// y = x · Wᵀ, the linear layer. Few rows (decode, small expert batches) run a bf16 kernel that
-/// reads the weight once, threaded over output features; many rows convert the weight to f32 and
-/// call OpenBLAS sgemm.
+/// y = x · Wᵀ, the linear layer. Few rows (decode, small expert batches) run a kernel that reads
+/// the stored weight once, threaded over output features; many rows run a GEMM (see
+/// `LinearProduct`). Several independent products can share one pool of work (`applyMany`).
 public enum Linear {
-    /// Row count from which converting the weight and calling sgemm beats the direct kernel.
+    /// Row count from which the exact GEMM beats the direct kernels.
     public static let gemmThreshold = 32
+    /// Row count from which `bf16Activations` takes the bf16 GEMM (AMX pads rows to 32, and still
+    /// beats the direct kernels from a few rows on).
+    public static let bf16GemmThreshold = 8
+
+    /// Which many-rows GEMM the exact path runs.
+    public enum ExactGemm: Sendable {
+        /// Our AVX-512F register tiles (`dsk_gemm_xwT`), weights converted as they are packed.
+        case tiles
+        /// OpenBLAS sgemm over weight tiles converted to f32.
+        case blas
+    }
+
+    /// Our tiles where the CPU has AVX-512F, else BLAS; `DSCONV_GEMM=blas` (or `tiles`) forces
+    /// one (BLAS may be the faster one on a machine where its kernel suits the CPU).
+    public static let exactGemm: ExactGemm = {
+        let forced = getenv("DSCONV_GEMM").map { String(cString: $0) }
+        if forced == "blas" { return .blas }
+        return dsk_gemm_supported(Int32(DSK_GEMM_F32)) != 0 ? .tiles : .blas
+    }()
+
+    /// The bf16 GEMM this CPU runs for `bf16Activations`: DSK_GEMM_AMX, DSK_GEMM_AVX512BF16, or
+    /// DSK_GEMM_F32 when neither beats f32 FMAs here (measured once, at first use).
+    public static var bf16Kind: Int32 { dsk_gemm_bf16_kind() }
+
+    /// A name for `bf16Kind` (benchmarks, verify's notes).
+    public static var bf16KindName: String {
+        switch bf16Kind {
+        case Int32(DSK_GEMM_AMX): return "AMX-BF16 tiles"
+        case Int32(DSK_GEMM_AVX512BF16): return "AVX-512 BF16 dot products"
+        default: return exactGemm == .tiles ? "f32 AVX-512 tiles over bf16-rounded inputs" : "BLAS sgemm over bf16-rounded inputs"
+        }
+    }
 
     /// Whether `fastInt8Activations` can run for an int4 weight with these groups on this CPU
     /// (AVX-512 VNNI; symmetric; groups a multiple of 64).
@@ -128,74 +169,36 @@ public enum Linear {
         dsk_q8act_supported(Int32(bits), groupSize, groupSize, symmetric ? 0 : 1) != 0
     }
 
-    /// Weight rows converted and multiplied per sgemm tile (≈ 5 MB of f32 at K = 5120).
+    /// Weight rows converted per piece where a weight must be converted first (packed, F16; ≈ 5 MB
+    /// of f32 at K = 5120).
     public static let tileRows = 256
 
     public static func apply(_ x: Matrix, _ w: WeightMatrix, threads: Int, backend: LinearBackend = .fast) -> Matrix {
-        precondition(x.cols == w.cols, "linear: input has \(x.cols) features, weight expects \(w.cols)")
-        var y = Matrix(rows: x.rows, cols: w.rows)
-        guard x.rows > 0 else { return y }
-        let n = w.rows
-        x.data.withUnsafeBufferPointer { xb in
-            y.data.withUnsafeMutableBufferPointer { yb in
-                let xp = UnsafeSendable(xb.baseAddress!)
-                let yp = UnsafeSendable(yb.baseAddress!)
-                if backend == .reference || x.rows >= gemmThreshold || w.format == .f16 {
-                    // Tiles of weight rows: convert to f32 (per-thread scratch), then single-threaded
-                    // sgemm into the tile's output columns. Tile bounds do not depend on `threads`.
-                    let tiles = (n + tileRows - 1) / tileRows
-                    parallelFor(tiles, threads: threads) { t in
-                        let n0 = t * tileRows, rows = min(tileRows, n - n0)
-                        let tile = w.rowSlice(n0, rows)
-                        if w.format == .f32 {
-                            sgemmABT(xp.value, lda: x.cols, tile.bytes.baseAddress!.assumingMemoryBound(to: Float.self), ldb: w.cols,
-                                     yp.value + n0, ldc: n, m: x.rows, n: rows, k: w.cols)
-                            return
-                        }
-                        let buf = UnsafeMutablePointer<Float>.allocate(capacity: rows * w.cols)
-                        defer { buf.deallocate() }
-                        tile.convert(into: buf)
-                        sgemmABT(xp.value, lda: x.cols, buf, ldb: w.cols, yp.value + n0, ldc: n, m: x.rows, n: rows, k: w.cols)
-                    }
-                    return
-                }
-                let chunk = max(16, (n + threads * 8 - 1) / (threads * 8))
-                let pieces = (n + chunk - 1) / chunk
-                if backend == .fastInt8Activations, let p = w.packing, x.rows <= 4,
-                   dsk_q8act_supported(Int32(p.bits), w.cols, p.groupSize, p.zeroPoint == nil ? 0 : 1) != 0 {
-                    // The input rows quantized once, then every piece of weight rows reads them.
-                    let k = w.cols, blocks = k / 64
-                    let xq = UnsafeMutablePointer<Int8>.allocate(capacity: x.rows * k)
-                    let xs = UnsafeMutablePointer<Float>.allocate(capacity: x.rows * blocks)
-                    let xsum = UnsafeMutablePointer<Int32>.allocate(capacity: x.rows * blocks)
-                    defer { xq.deallocate(); xs.deallocate(); xsum.deallocate() }
-                    for r in 0..<x.rows { dsk_q8act_quantize(xp.value + r * k, k, xq + r * k, xs + r * blocks, xsum + r * blocks) }
-                    let q = UnsafeSendable((UnsafePointer(xq), UnsafePointer(xs), UnsafePointer(xsum)))
-                    parallelFor(pieces, threads: threads) { piece in
-                        let n0 = piece * chunk, n1 = min(n, n0 + chunk)
-                        dsk_matmul_q8act_packed4(q.value.0, q.value.1, q.value.2, x.rows, k, w.bytes.baseAddress!.assumingMemoryBound(to: Int32.self),
-                                                 p.groupSize, p.scale, n0, n1, yp.value + n0, n)
-                    }
-                    return
-                }
-                parallelFor(pieces, threads: threads) { p in
-                    let n0 = p * chunk, n1 = min(n, n0 + chunk)
-                    switch w.format {
-                    case .bf16:
-                        dsk_matmul_xwT_bf16(xp.value, x.rows, x.cols, w.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self),
-                                            w.cols, n0, n1, yp.value + n0, n)
-                    case .packed:
-                        guard let p = w.packing else { return }
-                        dsk_matmul_xwT_packed(xp.value, x.rows, x.cols, w.bytes.baseAddress!.assumingMemoryBound(to: Int32.self), w.cols,
-                                              Int32(p.bits), p.groupSize, p.scale, p.zeroPoint, n0, n1, yp.value + n0, n)
-                    default:
-                        dsk_matmul_xwT_f32(xp.value, x.rows, x.cols, w.bytes.baseAddress!.assumingMemoryBound(to: Float.self),
-                                           w.cols, n0, n1, yp.value + n0, n)
-                    }
-                }
+        applyMany([(x, w)], threads: threads, backend: backend)[0]
+    }
+
+    /// Independent products as one pool of pieces (a MoE layer's experts × their row tiles): each
+    /// input is prepared once, then any thread takes any product's next piece, so many small
+    /// products keep all cores busy where one at a time would not. Results equal `apply`'s.
+    public static func applyMany(_ products: [(Matrix, WeightMatrix)], threads: Int, backend: LinearBackend = .fast) -> [Matrix] {
+        let outputs = products.map { OutputBox(Matrix(rows: $0.0.rows, cols: $0.1.rows)) }
+        withOutputPointers(outputs, 0, []) { pointers in
+            let plans = products.indices.map { i in
+                LinearProduct(x: products[i].0, w: products[i].1, output: pointers[i], threads: threads, backend: backend)
             }
+            let work = plans.enumerated().flatMap { p, plan in (0..<plan.pieces).map { (plan: p, piece: $0) } }
+            parallelFor(work.count, threads: threads) { i in plans[work[i].plan].run(work[i].piece) }
         }
-        return y
+        return outputs.map(\.matrix)
+    }
+
+    /// Each output's storage pinned for the whole run (nested scopes, one per product).
+    private static func withOutputPointers(_ boxes: [OutputBox], _ i: Int, _ pointers: [UnsafeMutablePointer<Float>?],
+                                           _ body: ([UnsafeMutablePointer<Float>?]) -> Void) {
+        if i == boxes.count { return body(pointers) }
+        boxes[i].matrix.data.withUnsafeMutableBufferPointer { b in
+            withOutputPointers(boxes, i + 1, pointers + [b.baseAddress], body)
+        }
     }
 
     /// C = A · Bᵀ (A [m, k], B [n, k], C [m, n]) for raw pointers with leading dimensions.

@@ -11,7 +11,8 @@ import SafeTensors
 //   dsconv-bench sgemm [--threads N]                 OpenBLAS sgemm peak (GFLOP/s)
 //   dsconv-bench memcpy                              memcpy bandwidth (GB/s)
 //   dsconv-bench read [--threads N]                  read bandwidth of a 2 GB buffer (GB/s), no writes
-//   dsconv-bench prefill DIR [--tokens T] [--threads N]
+//   dsconv-bench gemm [--threads N]                  our GEMM tiles (f32 exact, bf16 kind) at 512 × 5120 × 5120 (GFLOP/s)
+//   dsconv-bench prefill DIR [--tokens T] [--threads N] [--bf16-activations]
 //   dsconv-bench decode DIR [--tokens T] [--threads N] [--int8-activations]
 
 func arg(_ name: String, _ def: Int) -> Int {
@@ -58,6 +59,25 @@ case "sgemm":
         best = max(best, 2.0 * Double(m * n * k) / s / 1e9)
     }
     print("{\"case\":\"sgemm\",\"m\":\(m),\"n\":\(n),\"k\":\(k),\"gflops\":\(best)}")
+case "gemm":
+    // Our own tiles on the sgemm case's shape, through Linear (X packed once, threads over rows).
+    let m = 512, n = 5120, k = 5120
+    var x = Matrix(rows: m, cols: k)
+    for i in 0..<x.data.count { x.data[i] = Float(i % 97) / 97 - 0.5 }
+    let wbytes = UnsafeMutableRawBufferPointer.allocate(byteCount: n * k * 2, alignment: 64)
+    for i in 0..<(n * k) { wbytes.storeBytes(of: UInt16(0x3c00 + (i % 255)), toByteOffset: i * 2, as: UInt16.self) }
+    let w = WeightMatrix(bytes: UnsafeRawBufferPointer(wbytes), format: .bf16, rows: n, cols: k, owner: nil)
+    var result: [String: Double] = [:]
+    for (name, backend) in [("f32_tiles", LinearBackend.reference), ("bf16", LinearBackend.bf16Activations)] {
+        if name == "f32_tiles" && Linear.exactGemm != .tiles { continue }
+        var best = 0.0
+        for _ in 0..<3 {
+            let s = time { _ = Linear.apply(x, w, threads: threads, backend: backend) }
+            best = max(best, 2.0 * Double(m * n * k) / s / 1e9)
+        }
+        result[name] = best
+    }
+    print("{\"case\":\"gemm\",\"threads\":\(threads),\"bf16_kind\":\"\(Linear.bf16KindName)\",\"f32_tiles_gflops\":\(result["f32_tiles"] ?? 0),\"bf16_gflops\":\(result["bf16"] ?? 0)}")
 case "memcpy":
     let size = 1 << 30
     let src = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
@@ -109,6 +129,7 @@ case "prefill", "decode":
     let c = ckpt.config
     let model = Transformer(checkpoint: ckpt, threads: threads)
     if CommandLine.arguments.contains("--int8-activations") { model.backend = .fastInt8Activations }
+    if CommandLine.arguments.contains("--bf16-activations") { model.backend = .bf16Activations }
     let schema = ckpt.schema
     // Parameters one token multiplies through, without the embedding lookup (and lm_head apart).
     let perToken = Double(schema.activeParameters - c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2))
@@ -122,7 +143,8 @@ case "prefill", "decode":
         let attention = Double(c.numHiddenLayers) * Double(c.numAttentionHeads) * Double(tokens * (tokens + 1) / 2)
             * 2 * Double(c.qHeadDim + c.vHeadDim)
         let flops = 2 * perToken * Double(tokens) + 2 * head + attention
-        print("{\"case\":\"prefill\",\"tokens\":\(tokens),\"seconds\":\(s),\"tokens_per_second\":\(Double(tokens) / s),\"gflops\":\(flops / s / 1e9),\"peak_rss_mb\":\(peakRSSMB()),\"rss_anon_mb\":\(statusMB("RssAnon"))}")
+        let kernels = model.backend == .bf16Activations ? Linear.bf16KindName : (Linear.exactGemm == .tiles ? "f32 AVX-512 tiles" : "BLAS sgemm")
+        print("{\"case\":\"prefill\",\"kernels\":\"\(kernels)\",\"tokens\":\(tokens),\"seconds\":\(s),\"tokens_per_second\":\(Double(tokens) / s),\"gflops\":\(flops / s / 1e9),\"peak_rss_mb\":\(peakRSSMB()),\"rss_anon_mb\":\(statusMB("RssAnon"))}")
     } else {
         let cache = KVCache(config: c)
         _ = try model.forward(Array(prompt.prefix(16)), cache: cache)

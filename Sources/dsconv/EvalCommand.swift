@@ -3,6 +3,7 @@ import Checkpoints
 import DeepSeek
 import Foundation
 import JSON
+import Kernels
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,6 +24,9 @@ struct Eval: ParsableCommand {
     @Option(help: "Windows to score (at most; default: the whole text).")
     var windows: Int?
 
+    @Flag(name: .customLong("bf16-activations"), help: "Run the evaluated model's prefill products with the activations rounded to bf16 on AMX-BF16 or AVX-512 BF16 tiles (f32 accumulation): faster, not exact; the reference keeps the exact path, so the KL is what the rounding costs.")
+    var bf16Activations = false
+
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
@@ -37,7 +41,8 @@ struct Eval: ParsableCommand {
         try runCommand(json: json) {
             let oursCheckpoint = try OpenedCheckpoint.open(directory, threads: threads.count)
             let refCheckpoint = try OpenedCheckpoint.open(reference, threads: threads.count)
-            let ours = try oursCheckpoint.model(), ref = try refCheckpoint.model()
+            let ours = try oursCheckpoint.model(backend: bf16Activations ? .bf16Activations : .fast), ref = try refCheckpoint.model()
+            if bf16Activations { note("--bf16-activations: products of \(Linear.bf16GemmThreshold) rows or more on \(Linear.bf16KindName)") }
             guard ours.config.vocabSize == ref.config.vocabSize else {
                 throw ModelError.badInput("--reference \(reference): vocabulary \(ref.config.vocabSize) differs from \(ours.config.vocabSize)")
             }

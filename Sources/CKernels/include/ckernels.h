@@ -140,4 +140,22 @@ void dsk_matmul_xwT_packed(const float *X, size_t M, size_t ldx, const int32_t *
 void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
                             const uint16_t *scale, const int8_t *zp, float *out);
 
+/* Prefill GEMMs (gemm.c): Y[m, n - n0] (stride ldy) = sum_k X[m, k] * W[n, k] for W [N, K] row-major.
+ * X is packed once per product (dsk_gemm_pack_x into dsk_gemm_packed_x_count elements: floats
+ * for DSK_GEMM_F32, uint16 for the bf16 kinds); threads then share it, each over its own rows
+ * [n0, n1) of W. DSK_GEMM_F32 is exact (f32 activations, f32 or bf16 weights, AVX-512F); the bf16
+ * kinds round X to bf16 and accumulate in f32 (AVX-512 BF16 dot products, or AMX-BF16 tiles).
+ * dsk_gemm_supported(kind): this CPU runs it; dsk_gemm_bf16_kind(): the fastest bf16 kind here,
+ * or DSK_GEMM_F32 where none beats f32 FMAs. */
+enum { DSK_GEMM_F32 = 0, DSK_GEMM_AVX512BF16 = 1, DSK_GEMM_AMX = 2 };
+int dsk_gemm_supported(int kind);
+int dsk_gemm_bf16_kind(void);
+size_t dsk_gemm_packed_x_count(size_t M, size_t K, int kind);
+void dsk_gemm_pack_x(const float *X, size_t M, size_t ldx, size_t K, int kind, void *out);
+void dsk_gemm_xwT(const void *xp, size_t M, size_t K, const void *W, int w_is_bf16, size_t n0, size_t n1, float *Y,
+                  size_t ldy, int kind);
+/* x rounded to the nearest bf16 (ties to even), kept as f32 / stored as bf16. */
+void dsk_round_bf16_f32(const float *x, size_t n, float *out);
+void dsk_round_bf16(const float *x, size_t n, uint16_t *out);
+
 #endif

@@ -1,0 +1,405 @@
+#include "ckernels.h"
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Prefill GEMMs, Y = X · Wᵀ, W [N, K] row-major as the checkpoint stores it (K contiguous). The
+ * caller packs X once per product (dsk_gemm_pack_x) and threads share it, each multiplying its own
+ * range of W rows (dsk_gemm_xwT). Kinds:
+ *   DSK_GEMM_F32        the exact path: f32 X, f32 or bf16 W (converted exactly as it is packed),
+ *                       f32 FMAs in 4 × 6 register tiles (AVX-512F). Without AVX-512F the
+ *                       caller uses BLAS.
+ *   DSK_GEMM_AVX512BF16 X rounded to bf16; vdpbf16ps in the same register tiles.
+ *   DSK_GEMM_AMX        X rounded to bf16; AMX-BF16 tile products, 32 W rows × 32 X rows per
+ *                       2 × 2 tile block, W rows loaded as tiles straight from the checkpoint.
+ * The bf16 kinds accumulate in f32; X is rounded to bf16 (nearest even) once, when packed.
+ * dsk_gemm_bf16_kind() names the fastest bf16 kind this CPU has, or DSK_GEMM_F32 where a
+ * bf16 kind would not beat f32 FMAs (then the caller rounds X itself and takes the exact path). */
+
+
+
+#define KC_BF16 2048 /* K block: an X panel of M × KC stays in L2, 6 W rows of KC in L1 */
+#define KC_F32 1024
+#define RM 4
+#define RN 6
+
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+
+/* ---------- kind detection ---------- */
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+static int detected_kind = -1;
+static pthread_once_t kind_once = PTHREAD_ONCE_INIT;
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Throughput of vdpbf16ps against f32 FMA, in flops, on 12 independent accumulators: some cores
+ * (seen: a Xeon with AMX) run vdpbf16ps at half the FMA rate, so its 2× flops per instruction buy
+ * nothing; others (Zen 4/5) run both at full rate. Best of three short runs each. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static double bf16_dot_advantage(void) {
+    double best[2] = {1e9, 1e9};
+    for (int rep = 0; rep < 3; rep++)
+        for (int kind = 0; kind < 2; kind++) {
+            __m512 a[12];
+            for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i * 1e-3f);
+            __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-3f);
+            __m512bh bx = (__m512bh)_mm512_set1_epi16(0x3f7f);
+            double t0 = seconds();
+            for (int it = 0; it < 20000; it++) {
+                for (int i = 0; i < 12; i++) a[i] = kind ? _mm512_dpbf16_ps(a[i], bx, bx) : _mm512_fmadd_ps(a[i], x, y);
+                __asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]), "+v"(a[6]),
+                                 "+v"(a[7]), "+v"(a[8]), "+v"(a[9]), "+v"(a[10]), "+v"(a[11]));
+            }
+            double dt = seconds() - t0;
+            if (dt < best[kind]) best[kind] = dt;
+        }
+    /* flops per instruction: 32 for the FMA, 64 for the bf16 pair dot product */
+    return (64.0 / best[1]) / (32.0 / best[0]);
+}
+
+static void detect_kind(void) {
+    __builtin_cpu_init();
+    int avx512bf16 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                     __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+    int amx = avx512bf16 && __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16");
+    /* Linux hands out the 8 KB tile state only on request (per process, kernel 5.16+). */
+    if (amx && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) amx = 0;
+    if (amx) detected_kind = DSK_GEMM_AMX;
+    else if (avx512bf16 && bf16_dot_advantage() > 1.25) detected_kind = DSK_GEMM_AVX512BF16;
+    else detected_kind = DSK_GEMM_F32;
+}
+
+int dsk_gemm_bf16_kind(void) {
+    pthread_once(&kind_once, detect_kind);
+    return detected_kind;
+}
+
+int dsk_gemm_supported(int kind) {
+    __builtin_cpu_init();
+    switch (kind) {
+    case DSK_GEMM_F32: return __builtin_cpu_supports("avx512f");
+    case DSK_GEMM_AVX512BF16:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512bf16");
+    case DSK_GEMM_AMX: return dsk_gemm_bf16_kind() == DSK_GEMM_AMX;
+    default: return 0;
+    }
+}
+
+/* ---------- dot-product register tiles (AVX-512 BF16 tier and the f32 path) ----------
+ * Both operands are packed per K block so that the inner loop reads two contiguous streams: X as
+ * [M/4][kc/L][4][L] and W as [kc/L][6][L] (L elements per 64-byte vector), zero-padded in M, N
+ * and K. A 4 × 6 tile of 16-lane accumulators runs over the block, then each is reduced. */
+
+#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define AVX512F __attribute__((target("avx512f")))
+
+static void *scratch(size_t bytes) {
+    void *p = aligned_alloc(64, round_up(bytes, 64));
+    if (!p) abort();
+    return p;
+}
+
+/* Y tile (rm × rn valid of 4 × 6) stored or added. */
+AVX512F static inline __attribute__((always_inline)) void store_tile(__m512 acc[RM][RN], int rm, int rn, float *Y, size_t ldy,
+                                                                      int add) {
+    for (int i = 0; i < rm; i++)
+        for (int j = 0; j < rn; j++) {
+            float s = _mm512_reduce_add_ps(acc[i][j]);
+            Y[i * ldy + j] = add ? Y[i * ldy + j] + s : s;
+        }
+}
+
+AVX512BF16 static void tile_bf16(const uint16_t *xp, const uint16_t *wp, size_t steps, int rm, int rn, float *Y, size_t ldy,
+                                 int add) {
+    __m512 acc[RM][RN];
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
+    for (size_t s = 0; s < steps; s++, xp += RM * 32, wp += RN * 32) {
+        __m512bh x[RM];
+        for (int i = 0; i < RM; i++) x[i] = (__m512bh)_mm512_loadu_si512(xp + i * 32);
+        for (int j = 0; j < RN; j++) {
+            __m512bh w = (__m512bh)_mm512_loadu_si512(wp + j * 32);
+            for (int i = 0; i < RM; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], x[i], w);
+        }
+    }
+    store_tile(acc, rm, rn, Y, ldy, add);
+}
+
+AVX512F static void tile_f32(const float *xp, const float *wp, size_t steps, int rm, int rn, float *Y, size_t ldy, int add) {
+    __m512 acc[RM][RN];
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
+    for (size_t s = 0; s < steps; s++, xp += RM * 16, wp += RN * 16) {
+        __m512 x[RM];
+        for (int i = 0; i < RM; i++) x[i] = _mm512_loadu_ps(xp + i * 16);
+        for (int j = 0; j < RN; j++) {
+            __m512 w = _mm512_loadu_ps(wp + j * 16);
+            for (int i = 0; i < RM; i++) acc[i][j] = _mm512_fmadd_ps(x[i], w, acc[i][j]);
+        }
+    }
+    store_tile(acc, rm, rn, Y, ldy, add);
+}
+
+/* Packs rows [r0, r0 + rows) × columns [k0, k0 + kc) of a row-major matrix (stride ld) into
+ * [steps][group][L], rows past `rows` and columns past kc zero. */
+static void pack_bf16_rows(const uint16_t *src, size_t ld, size_t rows, size_t group, size_t k0, size_t kc, uint16_t *out) {
+    size_t steps = round_up(kc, 32) / 32;
+    for (size_t s = 0; s < steps; s++)
+        for (size_t g = 0; g < group; g++) {
+            uint16_t *o = out + (s * group + g) * 32;
+            size_t k = s * 32, n = g < rows ? (kc - k < 32 ? kc - k : 32) : 0;
+            if (n) memcpy(o, src + g * ld + k0 + k, n * 2);
+            if (n < 32) memset(o + n, 0, (32 - n) * 2);
+        }
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+#if defined(__x86_64__) && defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void pack_f32_rows(const void *src, int bf16, size_t ld, size_t rows, size_t group, size_t k0, size_t kc, float *out) {
+    size_t steps = round_up(kc, 16) / 16;
+    for (size_t s = 0; s < steps; s++)
+        for (size_t g = 0; g < group; g++) {
+            float *o = out + (s * group + g) * 16;
+            size_t k = s * 16, n = g < rows ? (kc - k < 16 ? kc - k : 16) : 0;
+            if (bf16) {
+                const uint16_t *p = (const uint16_t *)src + g * ld + k0 + k;
+                for (size_t l = 0; l < n; l++) o[l] = bf16_to_f32(p[l]);
+            } else if (n) {
+                memcpy(o, (const float *)src + g * ld + k0 + k, n * 4);
+            }
+            for (size_t l = n; l < 16; l++) o[l] = 0;
+        }
+}
+
+/* X packed for the dot-product kinds: K blocks of KC one after another, each [M/4][kc/L][4][L]. */
+static size_t dot_block(int kind) { return kind == DSK_GEMM_F32 ? KC_F32 : KC_BF16; }
+static size_t dot_lanes(int kind) { return kind == DSK_GEMM_F32 ? 16 : 32; }
+
+AVX512BF16 static void gemm_avx512bf16(const uint16_t *xp, size_t M, size_t K, const uint16_t *W, size_t n0, size_t n1,
+                                       float *Y, size_t ldy) {
+    size_t mb = round_up(M, RM) / RM, kcmax = K < KC_BF16 ? round_up(K, 32) : KC_BF16;
+    uint16_t *wp = scratch(RN * kcmax * 2);
+    for (size_t k0 = 0; k0 < K; k0 += KC_BF16) {
+        size_t kc = K - k0 < KC_BF16 ? K - k0 : KC_BF16, steps = round_up(kc, 32) / 32;
+        const uint16_t *xb = xp + mb * RM * k0;
+        for (size_t n = n0; n < n1; n += RN) {
+            int rn = (int)(n1 - n < RN ? n1 - n : RN);
+            pack_bf16_rows(W + n * K, K, (size_t)rn, RN, k0, kc, wp);
+            for (size_t b = 0; b < mb; b++) {
+                int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
+                tile_bf16(xb + b * RM * steps * 32, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
+            }
+        }
+    }
+    free(wp);
+}
+
+AVX512F static void gemm_f32_avx512(const float *xp, size_t M, size_t K, const void *W, int wbf16, size_t n0, size_t n1,
+                                    float *Y, size_t ldy) {
+    size_t mb = round_up(M, RM) / RM, kcmax = K < KC_F32 ? round_up(K, 16) : KC_F32;
+    float *wp = scratch(RN * kcmax * 4);
+    for (size_t k0 = 0; k0 < K; k0 += KC_F32) {
+        size_t kc = K - k0 < KC_F32 ? K - k0 : KC_F32, steps = round_up(kc, 16) / 16;
+        const float *xb = xp + mb * RM * k0;
+        for (size_t n = n0; n < n1; n += RN) {
+            int rn = (int)(n1 - n < RN ? n1 - n : RN);
+            const void *w = wbf16 ? (const void *)((const uint16_t *)W + n * K) : (const void *)((const float *)W + n * K);
+            pack_f32_rows(w, wbf16, K, (size_t)rn, RN, k0, kc, wp);
+            for (size_t b = 0; b < mb; b++) {
+                int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
+                tile_f32(xb + b * RM * steps * 16, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
+            }
+        }
+    }
+    free(wp);
+}
+
+/* ---------- AMX tier ---------- */
+
+#define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw")))
+
+typedef struct {
+    uint8_t palette, start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_config;
+
+/* Tiles 0-3: C (16 W rows × 16 X rows, f32); 4, 5: A (16 W rows × 32 k); 6, 7: B (32 k × 16 X rows in pairs). */
+AMX static void amx_configure(void) {
+    amx_config c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        c.rows[t] = 16;
+        c.colsb[t] = 64;
+    }
+    _tile_loadconfig(&c);
+}
+
+/* 32 W rows copied to rows of kp, zero-padded (rows past `rows`, columns past K). */
+static void amx_pack_w(const uint16_t *W, size_t K, size_t rows, size_t kp, uint16_t *panel) {
+    memset(panel, 0, 32 * kp * 2);
+    for (size_t r = 0; r < rows; r++) memcpy(panel + r * kp, W + r * K, K * 2);
+}
+
+AMX static void gemm_amx(const uint16_t *Xv, size_t M, size_t K, const uint16_t *W, size_t n0, size_t n1, float *Y,
+                         size_t ldy) {
+    size_t kp = round_up(K, 32), mp = round_up(M, 32), steps = kp / 32;
+    uint16_t *panel = scratch(32 * kp * 2);
+    float c[4][16][16] __attribute__((aligned(64)));
+    amx_configure();
+    for (size_t n = n0; n < n1; n += 32) {
+        size_t rows = n1 - n < 32 ? n1 - n : 32;
+        /* Whole blocks are tiles as stored (rows of K); a short block or an odd K goes through
+         * a zero-padded panel laid out the same way. */
+        const uint16_t *A0 = W + n * K;
+        size_t lda = K;
+        if (rows < 32 || K % 32 != 0) {
+            amx_pack_w(W + n * K, K, rows, kp, panel);
+            A0 = panel;
+            lda = kp;
+        }
+        for (size_t m = 0; m < mp; m += 32) {
+            const uint16_t *B = Xv + (m / 32) * steps * 1024, *A = A0;
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (size_t s = 0; s < steps; s++, A += 32, B += 1024) {
+                _tile_loadd(4, A, lda * 2);
+                _tile_loadd(5, A + 16 * lda, lda * 2);
+                _tile_loadd(6, B, 64);
+                _tile_loadd(7, B + 512, 64);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+            _tile_stored(0, c[0], 64);
+            _tile_stored(1, c[1], 64);
+            _tile_stored(2, c[2], 64);
+            _tile_stored(3, c[3], 64);
+            /* c[2a + b][i][j] = Σ_k W[n + 16a + i, k] · X[m + 16b + j, k] */
+            for (int t = 0; t < 4; t++) {
+                size_t wr = (size_t)(t / 2) * 16, xr = m + (size_t)(t % 2) * 16;
+                for (size_t j = 0; j < 16 && xr + j < M; j++) {
+                    float *y = Y + (xr + j) * ldy + (n - n0) + wr;
+                    for (size_t i = 0; i < 16 && wr + i < rows; i++) y[i] = c[t][i][j];
+                }
+            }
+        }
+    }
+    _tile_release();
+    free(panel);
+}
+
+/* ---------- packing X and the entry point ---------- */
+
+size_t dsk_gemm_packed_x_count(size_t M, size_t K, int kind) {
+    if (kind == DSK_GEMM_AMX) return round_up(M, 32) * round_up(K, 32);
+    size_t kc = dot_block(kind), last = K % kc ? K % kc : kc;
+    return round_up(M, RM) * (K - last + round_up(last, dot_lanes(kind)));
+}
+
+#if defined(__x86_64__) && defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void round_row(const float *x, size_t K, size_t kp, uint16_t *out) {
+    for (size_t k = 0; k < K; k++) out[k] = f32_to_bf16(x[k]);
+    for (size_t k = K; k < kp; k++) out[k] = 0;
+}
+
+void dsk_gemm_pack_x(const float *X, size_t M, size_t ldx, size_t K, int kind, void *out) {
+    if (kind == DSK_GEMM_F32) {
+        size_t mb = round_up(M, RM) / RM;
+        for (size_t k0 = 0; k0 < K; k0 += KC_F32) {
+            size_t kc = K - k0 < KC_F32 ? K - k0 : KC_F32, steps = round_up(kc, 16) / 16;
+            for (size_t b = 0; b < mb; b++)
+                pack_f32_rows(X + b * RM * ldx, 0, ldx, M - b * RM, RM, k0, kc, (float *)out + mb * RM * k0 + b * RM * steps * 16);
+        }
+        return;
+    }
+    size_t kp = round_up(K, 32);
+    uint16_t *row = aligned_alloc(64, kp * sizeof(uint16_t));
+    if (!row) abort();
+    if (kind == DSK_GEMM_AVX512BF16) {
+        size_t mb = round_up(M, RM) / RM;
+        for (size_t m = 0; m < mb * RM; m++) {
+            if (m < M) round_row(X + m * ldx, K, kp, row);
+            else memset(row, 0, kp * sizeof(uint16_t));
+            /* row m of block b = m / 4 lands at [k block][b][step][m % 4][32] */
+            for (size_t k0 = 0; k0 < K; k0 += KC_BF16) {
+                size_t kc = K - k0 < KC_BF16 ? K - k0 : KC_BF16, steps = round_up(kc, 32) / 32;
+                uint16_t *o = (uint16_t *)out + mb * RM * k0 + (m / RM) * RM * steps * 32 + (m % RM) * 32;
+                for (size_t st = 0; st < steps; st++) memcpy(o + st * RM * 32, row + k0 + st * 32, 64);
+            }
+        }
+        free(row);
+        return;
+    }
+    /* AMX: per 32 rows and 32 columns one 2 KB block holding two B tiles (rows 0-15 and 16-31),
+     * each 16 column pairs × 16 rows × 2: element (m, k) at
+     * (((m/32)·kp/32 + k/32)·2 + (m%32)/16)·512 + ((k%32)/2)·32 + (m%16)·2 + k%2.
+     * Rows past M are zero. */
+    size_t mp = round_up(M, 32);
+    for (size_t m = 0; m < mp; m++) {
+        if (m < M) round_row(X + m * ldx, K, kp, row);
+        else memset(row, 0, kp * sizeof(uint16_t));
+        const uint32_t *pairs = (const uint32_t *)row; /* column pairs moved as 32-bit words */
+        uint32_t *o = (uint32_t *)out + ((m / 32) * (kp / 32) * 2 + (m % 32) / 16) * 256 + (m % 16);
+        for (size_t b = 0; b < kp / 32; b++, o += 512)
+            for (size_t p = 0; p < 16; p++) o[p * 16] = pairs[b * 16 + p];
+    }
+    free(row);
+}
+
+void dsk_round_bf16_f32(const float *x, size_t n, float *out) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)f32_to_bf16(x[i]) << 16;
+        memcpy(out + i, &u, 4);
+    }
+}
+
+void dsk_round_bf16(const float *x, size_t n, uint16_t *out) {
+    for (size_t i = 0; i < n; i++) out[i] = f32_to_bf16(x[i]);
+}
+
+void dsk_gemm_xwT(const void *xp, size_t M, size_t K, const void *W, int w_is_bf16, size_t n0, size_t n1, float *Y,
+                  size_t ldy, int kind) {
+    if (M == 0 || n1 <= n0) return;
+    /* caller bugs: a kind this CPU lacks, or f32 weights for a bf16 kind */
+    if (!dsk_gemm_supported(kind) || (kind != DSK_GEMM_F32 && !w_is_bf16)) abort();
+    switch (kind) {
+    case DSK_GEMM_AMX: gemm_amx(xp, M, K, W, n0, n1, Y, ldy); break;
+    case DSK_GEMM_AVX512BF16: gemm_avx512bf16(xp, M, K, W, n0, n1, Y, ldy); break;
+    default: gemm_f32_avx512(xp, M, K, W, w_is_bf16, n0, n1, Y, ldy); break;
+    }
+}

@@ -1,0 +1,162 @@
+import CKernels
+import COpenBLAS
+
+/// An output matrix held by reference while threads write into its storage.
+final class OutputBox {
+    var matrix: Matrix
+    init(_ matrix: Matrix) { self.matrix = matrix }
+}
+
+/// One y = x · Wᵀ planned for threads: the kernel chosen, the input prepared once (packed for the
+/// GEMM tiles, rounded to bf16, or quantized to int8), and the output's columns (W's rows) cut
+/// into pieces that any thread may run, each writing only its own columns.
+final class LinearProduct: @unchecked Sendable {
+    private enum Path {
+        /// `dsk_gemm_xwT` of this kind over the packed input.
+        case gemm(Int32)
+        /// BLAS sgemm over f32 weight tiles.
+        case blasTiles
+        /// The direct kernels that read the stored weight once (few rows).
+        case direct
+        /// int4 weights × int8-quantized input rows (VNNI).
+        case int8Activations
+    }
+
+    let pieces: Int
+    private let path: Path
+    private let w: WeightMatrix
+    private let rows: Int
+    private let chunk: Int
+    private let y: UnsafeMutablePointer<Float>?
+    /// The input as the path reads it: f32 rows (possibly rounded to bf16), packed for the GEMM
+    /// tiles, or int8 blocks with their scales and sums.
+    private let x: UnsafeMutableRawPointer
+    private var q8: (scales: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Int32>)?
+
+    init(x input: Matrix, w: WeightMatrix, output: UnsafeMutablePointer<Float>?, threads: Int, backend: LinearBackend) {
+        precondition(input.cols == w.cols, "linear: input has \(input.cols) features, weight expects \(w.cols)")
+        self.w = w
+        rows = input.rows
+        y = output
+        let n = w.rows, k = w.cols
+        var source = input
+        var path: Path
+        let bf16Kind = Linear.bf16Kind
+        if backend == .bf16Activations && rows >= Linear.bf16GemmThreshold && (w.format == .bf16 || w.format == .packed) {
+            if bf16Kind != Int32(DSK_GEMM_F32) {
+                path = .gemm(bf16Kind)
+            } else {
+                // No bf16 kernel beats f32 FMAs here: the same rounding, then the exact kernels.
+                source = Matrix(rows: input.rows, cols: input.cols)
+                input.data.withUnsafeBufferPointer { i in
+                    source.data.withUnsafeMutableBufferPointer { dsk_round_bf16_f32(i.baseAddress!, i.count, $0.baseAddress!) }
+                }
+                path = .direct
+            }
+        } else {
+            path = .direct
+        }
+        if case .direct = path {
+            if backend == .reference || rows >= Linear.gemmThreshold || w.format == .f16 {
+                path = Linear.exactGemm == .tiles ? .gemm(Int32(DSK_GEMM_F32)) : .blasTiles
+            } else if backend == .fastInt8Activations, let p = w.packing, rows <= 4,
+                      dsk_q8act_supported(Int32(p.bits), k, p.groupSize, p.zeroPoint == nil ? 0 : 1) != 0 {
+                path = .int8Activations
+            }
+        }
+        self.path = path
+        // Pieces: whole converted tiles where the weight is converted first; else about four per
+        // thread, in multiples of 96 rows (the tiles' 6 and AMX's 32) or 16 for the direct kernels.
+        let converts = w.format == .packed || w.format == .f16
+        switch path {
+        case .gemm, .blasTiles:
+            chunk = converts ? Linear.tileRows : max(96, (n + threads * 4 - 1) / (threads * 4) / 96 * 96 + 96)
+        case .direct, .int8Activations:
+            chunk = max(16, (n + threads * 8 - 1) / (threads * 8))
+        }
+        pieces = rows == 0 || output == nil ? 0 : (n + chunk - 1) / chunk
+
+        switch path {
+        case .gemm(let kind):
+            let count = dsk_gemm_packed_x_count(rows, k, kind)
+            let bytes = count * (kind == Int32(DSK_GEMM_F32) ? 4 : 2)
+            x = .allocate(byteCount: max(bytes, 64), alignment: 64)
+            source.data.withUnsafeBufferPointer { dsk_gemm_pack_x($0.baseAddress!, rows, k, k, kind, x) }
+        case .int8Activations:
+            let blocks = k / 64
+            x = .allocate(byteCount: max(rows * k, 1), alignment: 64)
+            let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks)
+            let sums = UnsafeMutablePointer<Int32>.allocate(capacity: rows * blocks)
+            let xq = x.assumingMemoryBound(to: Int8.self)
+            source.data.withUnsafeBufferPointer { xb in
+                for r in 0..<rows { dsk_q8act_quantize(xb.baseAddress! + r * k, k, xq + r * k, scales + r * blocks, sums + r * blocks) }
+            }
+            q8 = (scales, sums)
+        case .blasTiles, .direct:
+            x = .allocate(byteCount: max(source.data.count * 4, 4), alignment: 64)
+            source.data.withUnsafeBytes { x.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+    }
+
+    deinit {
+        x.deallocate()
+        if let q = q8 {
+            q.scales.deallocate()
+            q.sums.deallocate()
+        }
+    }
+
+    /// Output columns [piece · chunk, …) of every row.
+    func run(_ piece: Int) {
+        guard let y else { return }
+        let n = w.rows, k = w.cols
+        let n0 = piece * chunk, n1 = min(n, n0 + chunk), count = n1 - n0
+        let wp = w.bytes.baseAddress!
+        let xf = x.assumingMemoryBound(to: Float.self)
+        switch path {
+        case .gemm(let kind):
+            if w.format == .bf16 || w.format == .f32 {
+                dsk_gemm_xwT(x, rows, k, wp, w.format == .bf16 ? 1 : 0, n0, n1, y + n0, n, kind)
+                return
+            }
+            // Packed or F16: this piece's rows converted first (exactly: packed values are bf16).
+            let tile = w.rowSlice(n0, count)
+            let f32 = UnsafeMutablePointer<Float>.allocate(capacity: count * k)
+            defer { f32.deallocate() }
+            tile.convert(into: f32)
+            if kind == Int32(DSK_GEMM_F32) {
+                dsk_gemm_xwT(x, rows, k, f32, 0, 0, count, y + n0, n, kind)
+            } else {
+                let b16 = UnsafeMutablePointer<UInt16>.allocate(capacity: count * k)
+                defer { b16.deallocate() }
+                dsk_round_bf16(f32, count * k, b16)
+                dsk_gemm_xwT(x, rows, k, b16, 1, 0, count, y + n0, n, kind)
+            }
+        case .blasTiles:
+            let tile = w.rowSlice(n0, count)
+            if w.format == .f32 {
+                Linear.sgemmABT(xf, lda: k, wp.assumingMemoryBound(to: Float.self) + n0 * k, ldb: k, y + n0, ldc: n, m: rows, n: count, k: k)
+                return
+            }
+            let f32 = UnsafeMutablePointer<Float>.allocate(capacity: count * k)
+            defer { f32.deallocate() }
+            tile.convert(into: f32)
+            Linear.sgemmABT(xf, lda: k, f32, ldb: k, y + n0, ldc: n, m: rows, n: count, k: k)
+        case .int8Activations:
+            guard let p = w.packing, let q = q8 else { return }
+            dsk_matmul_q8act_packed4(x.assumingMemoryBound(to: Int8.self), q.scales, q.sums, rows, k, wp.assumingMemoryBound(to: Int32.self),
+                                     p.groupSize, p.scale, n0, n1, y + n0, n)
+        case .direct:
+            switch w.format {
+            case .bf16:
+                dsk_matmul_xwT_bf16(xf, rows, k, wp.assumingMemoryBound(to: UInt16.self), k, n0, n1, y + n0, n)
+            case .packed:
+                guard let p = w.packing else { return }
+                dsk_matmul_xwT_packed(xf, rows, k, wp.assumingMemoryBound(to: Int32.self), k, Int32(p.bits), p.groupSize, p.scale,
+                                      p.zeroPoint, n0, n1, y + n0, n)
+            default:
+                dsk_matmul_xwT_f32(xf, rows, k, wp.assumingMemoryBound(to: Float.self), k, n0, n1, y + n0, n)
+            }
+        }
+    }
+}
