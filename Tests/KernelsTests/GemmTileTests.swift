@@ -1,0 +1,135 @@
+import CKernels
+import Foundation
+import Testing
+
+@testable import Kernels
+
+/// The prefill GEMM tiles (gemm.c) against a double-precision reference, every kind this CPU runs,
+/// on shapes with tails in M, N and K; and `Linear` choosing them.
+@Suite struct GemmTileTests {
+    struct Case: CustomStringConvertible, Sendable {
+        let m, k, n: Int
+        var description: String { "\(m)x\(k)x\(n)" }
+    }
+
+    /// Odd sizes: a row, tiles' remainders (4 × 6, 32 × 32), K past a block (1024 f32, 2048 bf16)
+    /// and not a multiple of the vector.
+    static let cases = [Case(m: 1, k: 7, n: 1), Case(m: 5, k: 33, n: 7), Case(m: 37, k: 100, n: 45), Case(m: 64, k: 96, n: 64),
+                        Case(m: 9, k: 2100, n: 13), Case(m: 70, k: 1030, n: 97)]
+
+    static func random(_ count: Int, seed: UInt64) -> [Float] {
+        var s = seed
+        return (0..<count).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int(s >> 40) % 2001 - 1000) / 1000
+        }
+    }
+
+    static func bf16(_ values: [Float]) -> [UInt16] { values.map { UInt16($0.bitPattern >> 16) } }
+    static func widen(_ h: [UInt16]) -> [Float] { h.map { Float(bitPattern: UInt32($0) << 16) } }
+    static func rounded(_ x: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: x.count)
+        dsk_round_bf16_f32(x, x.count, &out)
+        return out
+    }
+
+    /// Relative L2 error of y against X · Wᵀ in double.
+    static func error(_ y: [Float], _ x: [Float], _ w: [Float], _ c: Case) -> Double {
+        var e = 0.0, r = 0.0
+        for i in 0..<c.m {
+            for j in 0..<c.n {
+                var s = 0.0
+                for t in 0..<c.k { s += Double(x[i * c.k + t]) * Double(w[j * c.k + t]) }
+                e += (Double(y[i * c.n + j]) - s) * (Double(y[i * c.n + j]) - s)
+                r += s * s
+            }
+        }
+        return (e / max(r, 1e-30)).squareRoot()
+    }
+
+    /// One kind over two row ranges (the split threads make), W as bf16 or f32.
+    static func run(_ kind: Int32, _ x: [Float], _ w: UnsafeRawPointer, wIsBF16: Bool, _ c: Case) -> [Float] {
+        var packed = [UInt8](repeating: 0xff, count: dsk_gemm_packed_x_count(c.m, c.k, kind) * (kind == Int32(DSK_GEMM_F32) ? 4 : 2))
+        var y = [Float](repeating: .nan, count: c.m * c.n)
+        packed.withUnsafeMutableBytes { p in
+            dsk_gemm_pack_x(x, c.m, c.k, c.k, kind, p.baseAddress!)
+            let split = c.n / 2 / 32 * 32
+            y.withUnsafeMutableBufferPointer { yb in
+                dsk_gemm_xwT(p.baseAddress!, c.m, c.k, w, wIsBF16 ? 1 : 0, 0, split, yb.baseAddress!, c.n, kind)
+                dsk_gemm_xwT(p.baseAddress!, c.m, c.k, w, wIsBF16 ? 1 : 0, split, c.n, yb.baseAddress! + split, c.n, kind)
+            }
+        }
+        return y
+    }
+
+    @Test(arguments: cases) func everyKindMatchesTheReference(_ c: Case) {
+        let x = Self.random(c.m * c.k, seed: 1), wh = Self.bf16(Self.random(c.n * c.k, seed: 2)), w = Self.widen(wh)
+        let kinds = [DSK_GEMM_F32, DSK_GEMM_AVX512BF16, DSK_GEMM_AMX].map { Int32($0) }.filter { dsk_gemm_supported($0) != 0 }
+        for kind in kinds {
+            // The exact kind multiplies x as it is; the bf16 kinds multiply x rounded to bf16.
+            let exact = kind == Int32(DSK_GEMM_F32)
+            let y = wh.withUnsafeBytes { Self.run(kind, x, $0.baseAddress!, wIsBF16: true, c) }
+            let e = Self.error(y, exact ? x : Self.rounded(x), w, c)
+            #expect(e <= 1e-6, "kind \(kind) \(c): relative error \(e)")
+            #expect(y.allSatisfy { $0.isFinite }, "kind \(kind) \(c): an output left unwritten")
+            if exact {
+                let yf = w.withUnsafeBytes { Self.run(kind, x, $0.baseAddress!, wIsBF16: false, c) }
+                #expect(yf == y, "f32 weights and the same bf16 weights give different sums")
+            }
+        }
+    }
+
+    @Test func bf16KindIsOneThisCPURuns() {
+        let kind = dsk_gemm_bf16_kind()
+        #expect(kind == Int32(DSK_GEMM_F32) || dsk_gemm_supported(kind) != 0)
+        #expect(dsk_gemm_bf16_kind() == kind, "the choice is made once per process")
+    }
+
+    static func weight(_ values: [UInt16], rows: Int, cols: Int) -> (WeightMatrix, UnsafeMutableRawBufferPointer) {
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: values.count * 2, alignment: 64)
+        values.withUnsafeBytes { b.copyMemory(from: $0) }
+        return (WeightMatrix(bytes: UnsafeRawBufferPointer(b), format: .bf16, rows: rows, cols: cols, owner: nil), b)
+    }
+
+    /// `bf16Activations` is the exact product of the rounded input (to f32 summation order), from
+    /// its row threshold on; below it, the exact `fast` path.
+    @Test func bf16ActivationsIsTheProductOfRoundedInputs() {
+        let c = Case(m: 40, k: 300, n: 200)
+        let (w, storage) = Self.weight(Self.bf16(Self.random(c.n * c.k, seed: 3)), rows: c.n, cols: c.k)
+        defer { storage.deallocate() }
+        let x = Matrix(rows: c.m, cols: c.k, data: Self.random(c.m * c.k, seed: 4))
+        let y = Linear.apply(x, w, threads: 2, backend: .bf16Activations)
+        let exactOfRounded = Linear.apply(Matrix(rows: c.m, cols: c.k, data: Self.rounded(x.data)), w, threads: 2, backend: .reference)
+        #expect(relativeL2(y.data, exactOfRounded.data) <= 1e-6)
+        let exact = Linear.apply(x, w, threads: 2, backend: .reference)
+        let e = relativeL2(y.data, exact.data)
+        #expect(e > 0 && e <= 1e-2, "rounding activations to bf16 costs about 2^-9 relative, here \(e)")
+        let few = Matrix(rows: Linear.bf16GemmThreshold - 1, cols: c.k, data: Array(x.data.prefix((Linear.bf16GemmThreshold - 1) * c.k)))
+        #expect(Linear.apply(few, w, threads: 2, backend: .bf16Activations).data == Linear.apply(few, w, threads: 2, backend: .fast).data)
+    }
+
+    /// Products run as one pool give exactly what each gives alone, whatever the thread count.
+    @Test func applyManyEqualsApplyOneByOne() {
+        var products: [(Matrix, WeightMatrix)] = []
+        var storages: [UnsafeMutableRawBufferPointer] = []
+        defer { storages.forEach { $0.deallocate() } }
+        for (i, c) in [Case(m: 3, k: 64, n: 50), Case(m: 40, k: 64, n: 300), Case(m: 0, k: 64, n: 10), Case(m: 9, k: 64, n: 130)].enumerated() {
+            let (w, s) = Self.weight(Self.bf16(Self.random(c.n * c.k, seed: UInt64(10 + i))), rows: c.n, cols: c.k)
+            storages.append(s)
+            products.append((Matrix(rows: c.m, cols: c.k, data: Self.random(c.m * c.k, seed: UInt64(20 + i))), w))
+        }
+        for backend in [LinearBackend.fast, .reference, .bf16Activations] {
+            let alone = products.map { Linear.apply($0.0, $0.1, threads: 1, backend: backend) }
+            for threads in [1, 2, 5] {
+                let pooled = Linear.applyMany(products, threads: threads, backend: backend)
+                #expect(pooled.map(\.data) == alone.map(\.data), "\(backend), \(threads) threads")
+            }
+        }
+    }
+
+    func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
+        var e = 0.0, r = 0.0
+        for (p, q) in zip(a, b) { e += Double(p - q) * Double(p - q); r += Double(q) * Double(q) }
+        return (e / max(r, 1e-30)).squareRoot()
+    }
+}
