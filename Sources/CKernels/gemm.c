@@ -26,6 +26,7 @@
 #define KC_F32 1024
 #define RM 4
 #define RN 6
+#define M_CHUNK 32 /* row blocks of X (128 rows, 512 KB of a K block) multiplied per packed W block */
 
 static inline uint16_t f32_to_bf16(float f) {
     uint32_t u;
@@ -209,12 +210,15 @@ AVX512BF16 static void gemm_avx512bf16(const uint16_t *xp, size_t M, size_t K, c
     for (size_t k0 = 0; k0 < K; k0 += KC_BF16) {
         size_t kc = K - k0 < KC_BF16 ? K - k0 : KC_BF16, steps = round_up(kc, 32) / 32;
         const uint16_t *xb = xp + mb * RM * k0;
-        for (size_t n = n0; n < n1; n += RN) {
-            int rn = (int)(n1 - n < RN ? n1 - n : RN);
-            pack_bf16_rows(W + n * K, K, (size_t)rn, RN, k0, kc, wp);
-            for (size_t b = 0; b < mb; b++) {
-                int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
-                tile_bf16(xb + b * RM * steps * 32, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
+        for (size_t c0 = 0; c0 < mb; c0 += M_CHUNK) {
+            size_t c1 = c0 + M_CHUNK < mb ? c0 + M_CHUNK : mb;
+            for (size_t n = n0; n < n1; n += RN) {
+                int rn = (int)(n1 - n < RN ? n1 - n : RN);
+                pack_bf16_rows(W + n * K, K, (size_t)rn, RN, k0, kc, wp);
+                for (size_t b = c0; b < c1; b++) {
+                    int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
+                    tile_bf16(xb + b * RM * steps * 32, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
+                }
             }
         }
     }
@@ -228,13 +232,16 @@ AVX512F static void gemm_f32_avx512(const float *xp, size_t M, size_t K, const v
     for (size_t k0 = 0; k0 < K; k0 += KC_F32) {
         size_t kc = K - k0 < KC_F32 ? K - k0 : KC_F32, steps = round_up(kc, 16) / 16;
         const float *xb = xp + mb * RM * k0;
-        for (size_t n = n0; n < n1; n += RN) {
-            int rn = (int)(n1 - n < RN ? n1 - n : RN);
-            const void *w = wbf16 ? (const void *)((const uint16_t *)W + n * K) : (const void *)((const float *)W + n * K);
-            pack_f32_rows(w, wbf16, K, (size_t)rn, RN, k0, kc, wp);
-            for (size_t b = 0; b < mb; b++) {
-                int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
-                tile_f32(xb + b * RM * steps * 16, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
+        for (size_t c0 = 0; c0 < mb; c0 += M_CHUNK) {
+            size_t c1 = c0 + M_CHUNK < mb ? c0 + M_CHUNK : mb;
+            for (size_t n = n0; n < n1; n += RN) {
+                int rn = (int)(n1 - n < RN ? n1 - n : RN);
+                const void *w = wbf16 ? (const void *)((const uint16_t *)W + n * K) : (const void *)((const float *)W + n * K);
+                pack_f32_rows(w, wbf16, K, (size_t)rn, RN, k0, kc, wp);
+                for (size_t b = c0; b < c1; b++) {
+                    int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
+                    tile_f32(xb + b * RM * steps * 16, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
+                }
             }
         }
     }

@@ -86,7 +86,9 @@ struct MoELayer {
             }
         } else if observer == nil {
             let experts = tokensOf.keys.sorted().filter { localExperts?.contains($0) ?? true }
-            try routedExperts(experts, tokensOf, x, weights: weights, into: &out)
+            let shared = includeSharedExperts && config.sharedExpertWidth > 0
+            if let y = try pooledExperts(experts, tokensOf, x, shared: shared, weights: weights, into: &out) { out += y }
+            return (out, logits, routing)
         } else {
             for e in tokensOf.keys.sorted() where localExperts?.contains(e) ?? true {
                 let list = tokensOf[e]!
@@ -106,34 +108,47 @@ struct MoELayer {
     /// Expert weights in flight at once (decoded copies stay alive while their products run).
     static let expertBatchBytes = 1 << 30
 
-    /// The routed experts in batches: every expert's gate and up products, then every down
-    /// product, run as one pool of experts × row pieces (`Linear.applyMany`), so that all cores
-    /// stay busy however few tokens each expert has. Outputs are added in expert order, as the
-    /// one-at-a-time path does (identical sums).
-    private func routedExperts(_ experts: [Int], _ tokensOf: [Int: [(token: Int, weight: Float)]], _ x: Matrix,
-                               weights: WeightSource, into out: inout Matrix) throws {
-        var start = 0
-        while start < experts.count {
-            var batch: [(expert: Int, gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix)] = []
+    /// The routed experts in batches, with the shared experts in the first: every gate and up
+    /// product of a batch, then every down product, run as one pool of experts × row pieces
+    /// (`Linear.applyMany`), so that all cores stay busy however few tokens each expert has, and
+    /// a decoded token pays two fork-joins for its experts instead of three per expert. Routed
+    /// outputs are added in expert order and the shared output is returned to be added last, as
+    /// the one-at-a-time path does (identical sums).
+    private func pooledExperts(_ experts: [Int], _ tokensOf: [Int: [(token: Int, weight: Float)]], _ x: Matrix, shared: Bool,
+                               weights: WeightSource, into out: inout Matrix) throws -> Matrix? {
+        typealias Job = (input: Matrix, gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix, expert: Int?)
+        var sharedOutput: Matrix? = nil
+        var start = 0, first = true
+        while first || start < experts.count {
+            var batch: [Job] = []
             var bytes = 0
-            while start + batch.count < experts.count && (batch.isEmpty || bytes < Self.expertBatchBytes) {
-                let e = experts[start + batch.count]
+            if first && shared {
+                let ws = try [MLPProjection.gate, .up, .down].map { try weights.matrix(.sharedExpert(layer: layer, $0)) }
+                batch.append((x, ws[0], ws[1], ws[2], nil))
+            }
+            first = false
+            while start < experts.count && (batch.isEmpty || bytes < Self.expertBatchBytes) {
+                let e = experts[start]
                 let ws = try [MLPProjection.gate, .up, .down].map { try weights.matrix(.routedExpert(layer: layer, expert: e, $0)) }
                 bytes += ws.reduce(0) { $0 + $1.bytes.count }
-                batch.append((e, ws[0], ws[1], ws[2]))
+                batch.append((x.gatherRows(tokensOf[e, default: []].map(\.token)), ws[0], ws[1], ws[2], e))
+                start += 1
             }
-            start += batch.count
-            let inputs = batch.map { x.gatherRows(tokensOf[$0.expert, default: []].map(\.token)) }
-            let gateUp = Linear.applyMany(batch.indices.flatMap { [(inputs[$0], batch[$0].gate), (inputs[$0], batch[$0].up)] },
-                                          threads: threads, backend: backend)
+            if batch.isEmpty { break }
+            let gateUp = Linear.applyMany(batch.flatMap { [($0.input, $0.gate), ($0.input, $0.up)] }, threads: threads, backend: backend)
             let down = Linear.applyMany(batch.indices.map { (Ops.siluMul(gateUp[2 * $0], gateUp[2 * $0 + 1]), batch[$0].down) },
                                         threads: threads, backend: backend)
-            for (i, b) in batch.enumerated() {
+            for (i, job) in batch.enumerated() {
+                guard let e = job.expert else {
+                    sharedOutput = down[i]
+                    continue
+                }
                 let y = down[i]
-                for (r, (t, w)) in tokensOf[b.expert, default: []].enumerated() {
+                for (r, (t, w)) in tokensOf[e, default: []].enumerated() {
                     for c in 0..<x.cols { out.data[t * x.cols + c] += w * y.data[r * x.cols + c] }
                 }
             }
         }
+        return sharedOutput
     }
 }
