@@ -494,7 +494,58 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void pack
         y[n - n0] = _mm_cvtss_f32(h) - correction;
     }
 }
+/* The same for symmetric int8 rows: the stored byte u = q + 128 is the unsigned operand as it
+ * is, so a 64-column block is one vpdpbusd over 64 codes, minus 128 · Σ input. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void packed8_row_q8act(
+    const int8_t *xq, const float *xs, const int32_t *xsum, const int32_t *W, size_t K, size_t group, const uint16_t *scale,
+    size_t n0, size_t n1, float *y) {
+    const size_t groups = K / group, per = group / 64;
+    for (size_t n = n0; n < n1; n++) {
+        const uint8_t *row = (const uint8_t *)(W + n * (K / 4));
+        __m512 acc = _mm512_setzero_ps();
+        float correction = 0;
+        for (size_t g = 0; g < groups; g++) {
+            const float s = bf16_to_f32(scale[n * groups + g]);
+            for (size_t k = 0; k < per; k++) {
+                const size_t b = g * per + k;
+                const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64),
+                                                        _mm512_loadu_si512(xq + b * 64));
+                const float f = s * xs[b];
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(f), acc);
+                correction += f * (float)xsum[b];
+            }
+        }
+        y[n - n0] = _mm512_reduce_add_ps(acc) - correction;
+    }
+}
 #endif
+
+/* int8 weights take the input in column order, with 128 · Σ of each block. */
+void dsk_q8act_quantize8(const float *x, size_t K, int8_t *xq, float *xs, int32_t *xsum) {
+    for (size_t b = 0; b < K / 64; b++) {
+        float m = 0;
+        for (int j = 0; j < 64; j++) { const float a = fabsf(x[b * 64 + j]); m = a > m ? a : m; }
+        const float inv = m > 0 ? 127.0f / m : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 64; j++) {
+            const int v = (int)lrintf(x[b * 64 + j] * inv);
+            xq[b * 64 + j] = (int8_t)v;
+            sum += v;
+        }
+        xs[b] = m / 127.0f;
+        xsum[b] = 128 * sum;
+    }
+}
+
+void dsk_matmul_q8act_packed8(const int8_t *xq, const float *xs, const int32_t *xsum, size_t M, size_t K, const int32_t *W,
+                              size_t group, const uint16_t *scale, size_t n0, size_t n1, float *Y, size_t ldy) {
+#if defined(__x86_64__) && defined(__clang__)
+    for (size_t m = 0; m < M; m++)
+        packed8_row_q8act(xq + m * K, xs + m * (K / 64), xsum + m * (K / 64), W, K, group, scale, n0, n1, Y + m * ldy);
+#else
+    (void)xq; (void)xs; (void)xsum; (void)M; (void)K; (void)W; (void)group; (void)scale; (void)n0; (void)n1; (void)Y; (void)ldy;
+#endif
+}
 
 int dsk_q8act_supported(int bits, size_t K, size_t group, int asymmetric) {
 #if defined(__x86_64__) && defined(__clang__)
@@ -502,7 +553,7 @@ int dsk_q8act_supported(int bits, size_t K, size_t group, int asymmetric) {
     if (vnni < 0)
         vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512vnni");
-    return vnni && bits == 4 && !asymmetric && K % group == 0 && group % 64 == 0;
+    return vnni && (bits == 4 || bits == 8) && !asymmetric && K % group == 0 && group % 64 == 0;
 #else
     (void)bits; (void)K; (void)group; (void)asymmetric;
     return 0;

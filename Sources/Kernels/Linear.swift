@@ -110,9 +110,9 @@ public enum LinearBackend: Sendable {
     /// Few rows (decode, small expert batches) on direct kernels that read the stored BF16 or
     /// packed int4/int8 weight once; many rows as `reference`.
     case fast
-    /// As `fast`, except that symmetric int4 weights (groups of 64 or more) meet 1–4 input rows
-    /// quantized to int8 per 64 columns, multiplied with integer dot products (AVX-512 VNNI; the
-    /// Q8 activations llama.cpp uses). Not exact: about 4e-3 relative error per product, which
+    /// As `fast`, except that symmetric int4 and int8 weights (groups of 64 or more, or per
+    /// channel) meet 1–4 input rows quantized to int8 per 64 columns, multiplied with integer dot
+    /// products (AVX-512 VNNI; the Q8 activations llama.cpp uses). Not exact: about 4e-3 relative error per product, which
     /// `verify --reference` reports as KL. Where the CPU or weight does not qualify: `fast`.
     case fastInt8Activations
     /// Prefill and calibration speed: from `Linear.bf16GemmThreshold` rows on, inputs rounded to
@@ -163,10 +163,12 @@ public enum Linear {
         }
     }
 
-    /// Whether `fastInt8Activations` can run for an int4 weight with these groups on this CPU
-    /// (AVX-512 VNNI; symmetric; groups a multiple of 64).
-    public static func int8ActivationsApply(bits: Int, groupSize: Int, symmetric: Bool) -> Bool {
-        dsk_q8act_supported(Int32(bits), groupSize, groupSize, symmetric ? 0 : 1) != 0
+    /// Whether `fastInt8Activations` can run for an int4 or int8 weight with these groups on this
+    /// CPU (AVX-512 VNNI; symmetric; groups a multiple of 64).
+    public static func int8ActivationsApply(bits: Int, groupSize: Int?, symmetric: Bool) -> Bool {
+        // Per channel (no groups): one scale per row, any width that is a multiple of 64.
+        let g = groupSize ?? 64
+        return dsk_q8act_supported(Int32(bits), g, g, symmetric ? 0 : 1) != 0
     }
 
     /// Weight rows converted per piece where a weight must be converted first (packed, F16; ≈ 5 MB

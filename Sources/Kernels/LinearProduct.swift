@@ -88,8 +88,13 @@ final class LinearProduct: @unchecked Sendable {
             let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks)
             let sums = UnsafeMutablePointer<Int32>.allocate(capacity: rows * blocks)
             let xq = x.assumingMemoryBound(to: Int8.self)
+            let eight = w.packing?.bits == 8
             source.data.withUnsafeBufferPointer { xb in
-                for r in 0..<rows { dsk_q8act_quantize(xb.baseAddress! + r * k, k, xq + r * k, scales + r * blocks, sums + r * blocks) }
+                for r in 0..<rows {
+                    // int4 codes interleave even and odd columns; int8 codes lie in column order
+                    if eight { dsk_q8act_quantize8(xb.baseAddress! + r * k, k, xq + r * k, scales + r * blocks, sums + r * blocks) }
+                    else { dsk_q8act_quantize(xb.baseAddress! + r * k, k, xq + r * k, scales + r * blocks, sums + r * blocks) }
+                }
             }
             q8 = (scales, sums)
         case .blasTiles, .direct:
@@ -144,8 +149,9 @@ final class LinearProduct: @unchecked Sendable {
             Linear.sgemmABT(xf, lda: k, f32, ldb: k, y + n0, ldc: n, m: rows, n: count, k: k)
         case .int8Activations:
             guard let p = w.packing, let q = q8 else { return }
-            dsk_matmul_q8act_packed4(x.assumingMemoryBound(to: Int8.self), q.scales, q.sums, rows, k, wp.assumingMemoryBound(to: Int32.self),
-                                     p.groupSize, p.scale, n0, n1, y + n0, n)
+            let kernel = p.bits == 8 ? dsk_matmul_q8act_packed8 : dsk_matmul_q8act_packed4
+            kernel(x.assumingMemoryBound(to: Int8.self), q.scales, q.sums, rows, k, wp.assumingMemoryBound(to: Int32.self),
+                   p.groupSize, p.scale, n0, n1, y + n0, n)
         case .direct:
             switch w.format {
             case .bf16:

@@ -28,7 +28,7 @@ struct Verify: ParsableCommand {
     @Option(name: .customLong("prompt-ids"), help: "Generate from these token ids (comma-separated), as they are.")
     var promptIDs: String?
 
-    @Flag(name: .customLong("int8-activations"), help: "Decode symmetric int4 weights (groups of 64 or more) with the activations quantized to int8 per 64 columns and integer dot products (AVX-512 VNNI), as llama.cpp's Q4_0 does: faster, not exact. With --reference, our logits are then taken token by token through the decode path, so the KL is what it costs.")
+    @Flag(name: .customLong("int8-activations"), help: "Decode symmetric int4 and int8 weights (groups of 64 or more, or per channel) with the activations quantized to int8 per 64 columns and integer dot products (AVX-512 VNNI), as llama.cpp's Q4_0 and Q8_0 do: faster, not exact. With --reference, our logits are then taken token by token through the decode path, so the KL is what it costs.")
     var int8Activations = false
 
     @Flag(help: "Tokenize --prompt as it is (BOS added), without the chat template.")
@@ -137,11 +137,11 @@ struct Verify: ParsableCommand {
             // Say when the flag changes nothing: no int4 weight qualifies, or the CPU lacks VNNI.
             let schemes = Array(checkpoint.schema.quantizedRoles.values)
             let taking = schemes.filter { s in
-                s.groupSize.map { Linear.int8ActivationsApply(bits: s.bits, groupSize: $0, symmetric: s.symmetric) } ?? false
+                Linear.int8ActivationsApply(bits: s.bits, groupSize: s.groupSize, symmetric: s.symmetric)
             }.count
             note(taking > 0
                  ? "int8 activations: \(taking) of \(schemes.count) quantized projections decode with int8-quantized inputs (not exact)"
-                 : "int8 activations: no projection qualifies (symmetric int4 with groups of 64 or more, on a CPU with AVX-512 VNNI); decoding exactly")
+                 : "int8 activations: no projection qualifies (symmetric int4 or int8 with groups of 64 or more or per channel, on a CPU with AVX-512 VNNI); decoding exactly")
         }
         let model = try checkpoint.model(backend: int8Activations ? .fastInt8Activations : .fast)
         let result = try Generator(model: model).generate(prompt: ids, maxNewTokens: maxNewTokens, sampling: sampling)

@@ -42,9 +42,10 @@ import Testing
 }
 
 /// The int8-activation decode path (`fastInt8Activations`): close to the exact kernels, not equal;
-/// weights it does not take (asymmetric, int8, groups under 64) and many rows run the exact path.
+/// weights it does not take (asymmetric, groups under 64) and many rows run the exact path.
 @Suite struct Int8ActivationKernelTests {
-    @Test(arguments: [(4, 64, true), (4, 128, true), (4, 128, false), (4, 32, true), (8, 64, true)])
+    @Test(arguments: [(4, 64, true), (4, 128, true), (4, 128, false), (4, 32, true), (8, 64, true), (8, 256, true), (8, 64, false),
+                      (8, 32, true)])
     func int8ActivationsStayCloseOrFallBack(bits: Int, group: Int, symmetric: Bool) {
         var seed: UInt64 = 23
         func next() -> Float {
@@ -56,7 +57,7 @@ import Testing
         let scheme = QuantScheme(bits: bits, groupSize: group, symmetric: symmetric)
         let q = w.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: rows, cols: cols, scheme: scheme) }
         let zp = q.zeroPoint ?? []
-        let takes = bits == 4 && symmetric && group % 64 == 0 && dsk_q8act_supported(4, cols, group, 0) != 0
+        let takes = symmetric && group % 64 == 0 && dsk_q8act_supported(Int32(bits), cols, group, 0) != 0
         q.packed.withUnsafeBytes { p in
             q.scale.withUnsafeBufferPointer { s in
                 zp.withUnsafeBufferPointer { z in
