@@ -11,15 +11,12 @@ public struct Routing: Sendable {
 struct Router {
     let config: ModelConfig
 
-    /// logits [T, E] → top-k experts per token.
-    func route(_ logits: Matrix) -> Routing {
+    /// logits [T, E] → top-k experts per token (tokens spread over `threads`).
+    func route(_ logits: Matrix, threads: Int = 1) -> Routing {
         let e = logits.cols
         let k = config.numExpertsPerTok ?? 1
-        var experts: [[Int]] = []
-        var weights: [[Float]] = []
-        var scores = [Float](repeating: 0, count: e)
-        for t in 0..<logits.rows {
-            for i in 0..<e { scores[i] = logits[t, i] }
+        let chosen = parallelMap(logits.rows, threads: threads) { t -> ([Int], [Float]) in
+            var scores = (0..<e).map { logits[t, $0] }
             scores.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, e) }
             var candidates = scores
             if config.topkMethod == .groupLimitedGreedy, let g = config.nGroup, let tg = config.topkGroup, g > 1 {
@@ -31,18 +28,17 @@ struct Router {
                     for i in (gi * size)..<((gi + 1) * size) { candidates[i] = 0 }
                 }
             }
-            let chosen = topK(candidates, k)
-            var w = chosen.map { scores[$0] }
+            let experts = topK(candidates, k)
+            var w = experts.map { scores[$0] }
             if k > 1 && config.normTopkProb {
                 let denominator = w.reduce(0, +) + 1e-20
                 w = w.map { $0 / denominator }
             } else {
                 w = w.map { $0 * Float(config.routedScalingFactor) }
             }
-            experts.append(chosen)
-            weights.append(w)
+            return (experts, w)
         }
-        return Routing(experts: experts, weights: weights)
+        return Routing(experts: chosen.map(\.0), weights: chosen.map(\.1))
     }
 
     /// Indices of the k largest values, largest first; ties go to the lower index.
@@ -70,7 +66,7 @@ struct MoELayer {
     func forward(_ x: Matrix, weights: WeightSource) throws -> (Matrix, Matrix, Routing) {
         let project = Projector(weights: weights, threads: threads, observer: observer, backend: backend)
         let logits = try project(.router(layer: layer), x)
-        let routing = Router(config: config).route(logits)
+        let routing = Router(config: config).route(logits, threads: threads)
         var out = Matrix(rows: x.rows, cols: x.cols)
         // Gather → GEMM → weighted scatter, expert by expert (a fixed order: deterministic sums).
         var tokensOf: [Int: [(token: Int, weight: Float)]] = [:]
@@ -131,21 +127,41 @@ struct MoELayer {
                 let e = experts[start]
                 let ws = try [MLPProjection.gate, .up, .down].map { try weights.matrix(.routedExpert(layer: layer, expert: e, $0)) }
                 bytes += ws.reduce(0) { $0 + $1.bytes.count }
-                batch.append((x.gatherRows(tokensOf[e, default: []].map(\.token)), ws[0], ws[1], ws[2], e))
+                batch.append((Matrix(rows: 0, cols: x.cols), ws[0], ws[1], ws[2], e))
                 start += 1
             }
             if batch.isEmpty { break }
+            // Each routed expert's tokens, gathered in parallel.
+            let pending = batch
+            let inputs = parallelMap(pending.count, threads: threads) { i in
+                pending[i].expert.map { x.gatherRows(tokensOf[$0, default: []].map(\.token)) } ?? x
+            }
+            for i in batch.indices { batch[i].input = inputs[i] }
             let gateUp = Linear.applyMany(batch.flatMap { [($0.input, $0.gate), ($0.input, $0.up)] }, threads: threads, backend: backend)
-            let down = Linear.applyMany(batch.indices.map { (Ops.siluMul(gateUp[2 * $0], gateUp[2 * $0 + 1]), batch[$0].down) },
-                                        threads: threads, backend: backend)
+            let hidden = parallelMap(batch.count, threads: threads) { Ops.siluMul(gateUp[2 * $0], gateUp[2 * $0 + 1]) }
+            let down = Linear.applyMany(batch.indices.map { (hidden[$0], batch[$0].down) }, threads: threads, backend: backend)
+            // Each token's routed outputs, in expert order, added by the thread that owns the token.
+            var into = [[(job: Int, row: Int, weight: Float)]](repeating: [], count: x.rows)
             for (i, job) in batch.enumerated() {
                 guard let e = job.expert else {
                     sharedOutput = down[i]
                     continue
                 }
-                let y = down[i]
-                for (r, (t, w)) in tokensOf[e, default: []].enumerated() {
-                    for c in 0..<x.cols { out.data[t * x.cols + c] += w * y.data[r * x.cols + c] }
+                for (r, (t, w)) in tokensOf[e, default: []].enumerated() { into[t].append((i, r, w)) }
+            }
+            let contributions = into, cols = x.cols
+            out.data.withUnsafeMutableBufferPointer { o in
+                let op = UnsafeSendable(o.baseAddress!)
+                let chunk = max(1, (x.rows + threads * 4 - 1) / (threads * 4))
+                parallelFor((x.rows + chunk - 1) / chunk, threads: threads) { c in
+                    for t in (c * chunk)..<min(contributions.count, (c + 1) * chunk) {
+                        let row = op.value + t * cols
+                        for (i, r, w) in contributions[t] {
+                            down[i].data.withUnsafeBufferPointer { y in
+                                for col in 0..<cols { row[col] += w * y[r * cols + col] }
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -27,6 +27,19 @@ public func parallelFor(_ count: Int, threads: Int, _ body: @Sendable (Int) -> V
     }
 }
 
+/// `body(i)` for i in 0..<count on up to `threads` threads, the results in index order.
+public func parallelMap<T: Sendable>(_ count: Int, threads: Int, _ body: @Sendable (Int) -> T) -> [T] {
+    let slots = UnsafeMutablePointer<T?>.allocate(capacity: max(count, 1))
+    slots.initialize(repeating: nil, count: count)
+    defer {
+        slots.deinitialize(count: count)
+        slots.deallocate()
+    }
+    let p = UnsafeSendable(slots)
+    parallelFor(count, threads: threads) { i in p.value[i] = body(i) }
+    return (0..<count).compactMap { slots[$0] }
+}
+
 /// A pthread mutex at a fixed heap address (a stored `pthread_mutex_t` property has no address
 /// Swift guarantees to be stable, so `&property` must not be handed to pthreads).
 final class HeapMutex: @unchecked Sendable {

@@ -206,7 +206,7 @@ public final class AWQProvider: LayerwiseCalibration {
             if !role.isLinear || plan.scheme(role) == nil { replaced[role] = bf }
             overlay.setBF16(role, bf, rows: w.rows, cols: w.cols)
         }
-        hidden = try runLayer(Transformer(config: c, weights: overlay, threads: threads), layer: l)
+        hidden = try runLayer(passModel(overlay), layer: l)
         log?(String(format: "calibrated layer %d (AWQ): %d projections in %.1f s", l, quantized.count, Date().timeIntervalSince(start)))
         work = [:]
     }
@@ -223,7 +223,7 @@ public final class AWQProvider: LayerwiseCalibration {
             sampler = MomentLoss(moments: moments)
         } else {
             let activations = ActivationSampler(wanted: Set(quantizedRoles(layer: l)), cap: sampleCap)
-            let model = Transformer(checkpoint: source, threads: threads)
+            let model = passModel()
             model.linearObserver = activations
             model.allTokensThroughExperts = allTokensThroughExperts
             _ = try runLayer(model, layer: l)

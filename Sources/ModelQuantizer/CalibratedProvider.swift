@@ -127,6 +127,16 @@ public class LayerwiseCalibration: QuantizedWeightProvider {
     /// Calibration passes send every token through every routed expert (llm-compressor's
     /// `moe_calibrate_all_experts`); the layer output still takes only the routed ones.
     public var allTokensThroughExperts = false
+    /// The kernels of the calibration passes (`bf16Activations`: faster, inputs rounded to bf16;
+    /// the observed inputs stay f32).
+    public var forwardBackend: LinearBackend = .fast
+
+    /// A model for a calibration pass over `weights` (default: the source), on `forwardBackend`.
+    func passModel(_ weights: WeightSource? = nil, localExperts: Set<Int>? = nil) -> Transformer {
+        let model = Transformer(config: source.config, weights: weights ?? source, threads: threads, localExperts: localExperts)
+        model.backend = forwardBackend
+        return model
+    }
 
     init(source: Checkpoint, plan: QuantizePlan, sequences: [[Int]], threads: Int, log: ((String) -> Void)?) throws {
         guard !sequences.isEmpty else { throw ModelError.badInput("calibration: no token windows (the text is too short?)") }
@@ -215,7 +225,7 @@ public final class GPTQProvider: LayerwiseCalibration {
         // MoE input of every window is kept for the expert groups.
         let collector = HessianCollector(wanted: Set(others))
         collector.keepsRouterInput = !routed.isEmpty
-        let model = Transformer(config: source.config, weights: source, threads: threads, localExperts: routed.isEmpty ? nil : [])
+        let model = passModel(localExperts: routed.isEmpty ? nil : [])
         model.linearObserver = collector
         _ = try runLayer(model, layer: l)
         try quantize(others, collector: collector, overlay: overlay)
@@ -226,7 +236,7 @@ public final class GPTQProvider: LayerwiseCalibration {
         for group in groups {
             let experts = Set(group.compactMap(\.expert))
             let groupCollector = HessianCollector(wanted: Set(group))
-            let expertModel = Transformer(config: source.config, weights: source, threads: threads, localExperts: experts)
+            let expertModel = passModel(localExperts: experts)
             expertModel.linearObserver = groupCollector
             expertModel.allTokensThroughExperts = allTokensThroughExperts
             for hn in collector.routerInputs { try expertModel.observeRoutedExperts(layer: l, normalizedInput: hn) }
@@ -236,7 +246,7 @@ public final class GPTQProvider: LayerwiseCalibration {
             log?(String(format: "layer %d: routed experts in %d group(s) of at most %d (Hessians ≤ %.2f GB at once)", l, groups.count,
                         groups.map { Set($0.compactMap(\.expert)).count }.max() ?? 0, Double(groups.map(groupHessianBytes).max() ?? 0) / 1e9))
         }
-        hidden = try runLayer(Transformer(config: source.config, weights: overlay, threads: threads), layer: l)
+        hidden = try runLayer(passModel(overlay), layer: l)
         log?(String(format: "calibrated layer %d: %d projections in %.1f s", l, roles.count, Date().timeIntervalSince(start)))
     }
 

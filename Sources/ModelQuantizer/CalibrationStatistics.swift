@@ -42,9 +42,10 @@ public final class CalibrationStatistics: LinearObserver {
     /// Runs the calibration windows through the model one layer at a time (one layer's weights
     /// touched at a time; the windows' hidden states held), recording every projection's inputs.
     public static func collect(source: Checkpoint, windows: [[Int]], threads: Int, allTokensThroughExperts: Bool,
-                               log: ((String) -> Void)? = nil) throws -> CalibrationStatistics {
+                               backend: LinearBackend = .fast, log: ((String) -> Void)? = nil) throws -> CalibrationStatistics {
         let stats = CalibrationStatistics()
         let model = Transformer(checkpoint: source, threads: threads)
+        model.backend = backend
         model.linearObserver = stats
         model.allTokensThroughExperts = allTokensThroughExperts
         var hidden = try windows.map { try model.embed($0) }

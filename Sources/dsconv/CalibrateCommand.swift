@@ -28,7 +28,8 @@ struct Calibrate: ParsableCommand {
             let windows = try calibration.windows(source: source, config: ckpt.config)
             let start = Date()
             let stats = try CalibrationStatistics.collect(source: ckpt, windows: windows, threads: threads.count,
-                                                          allTokensThroughExperts: calibration.allTokensThroughExperts) { note($0) }
+                                                          allTokensThroughExperts: calibration.allTokensThroughExperts,
+                                                          backend: calibration.backend) { note($0) }
             let seconds = Date().timeIntervalSince(start)
             try OutputFile.write(out, force: force, inputs: [source] + (calibration.text.map { [$0] } ?? []), isOurs: CalibrationStatistics.isCalibrationFile) { path in
                 try stats.write(to: path, config: ckpt.config, attributes: ["source": source, "text": calibration.text ?? "builtin",

@@ -117,6 +117,7 @@ struct Quantize: ParsableCommand {
                     layerwise = try AWQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count) { note($0) }
                 }
                 layerwise.allTokensThroughExperts = calibration.allTokensThroughExperts
+                layerwise.forwardBackend = calibration.backend
                 provider = layerwise
             default:
                 provider = RTNProvider(source: ckpt, threads: threads.count)

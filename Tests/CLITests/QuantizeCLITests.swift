@@ -46,6 +46,10 @@ import Testing
                                 "--text", Self.trained + "/calibration.txt", "--seq-len", "256", "--samples", "8", "--out", dir + "/gptq"])
         #expect(gptq.code == 0, "\(gptq.stderr)")
         #expect(gptq.stderr.contains("calibrated layer 3"))
+        // Calibration passes on bf16 activations (AMX / AVX-512 BF16 where present): the same quality target.
+        let fast = try CLI.run(["quantize", Self.trained, "--bits", "4", "--group-size", "32", "--method", "gptq", "--bf16-activations",
+                                "--text", Self.trained + "/calibration.txt", "--seq-len", "256", "--samples", "8", "--out", dir + "/gptq-bf16"])
+        #expect(fast.code == 0, "\(fast.stderr)")
         let awq = try CLI.run(["quantize", Self.trained, "--bits", "4", "--group-size", "32", "--method", "awq",
                                "--text", Self.trained + "/calibration.txt", "--seq-len", "256", "--samples", "4", "--out", dir + "/awq"])
         #expect(awq.code == 0, "\(awq.stderr)")
@@ -54,6 +58,10 @@ import Testing
         let klAWQ = try eval(dir + "/awq")["kl_mean"]?.doubleValue ?? 1
         #expect(klRTN < 0.01, "int4 g32 RTN KL \(klRTN)")
         #expect(klGPTQ <= 0.5 * klRTN, "GPTQ KL \(klGPTQ) vs RTN \(klRTN): target ≤ 0.5×")
+        let klFast = try eval(dir + "/gptq-bf16")["kl_mean"]?.doubleValue ?? 1
+        #expect(klFast <= 0.5 * klRTN, "GPTQ with bf16-activation calibration KL \(klFast) vs RTN \(klRTN): target ≤ 0.5×")
+        let shards = ((try? fm.contentsOfDirectory(atPath: dir + "/gptq")) ?? []).filter { $0.hasSuffix(".safetensors") }
+        #expect(shards.contains { !fm.contentsEqual(atPath: dir + "/gptq/" + $0, andPath: dir + "/gptq-bf16/" + $0) }, "the flag changed nothing")
         // AWQ's target is ≤ 0.8× RTN on the whole held-out text (Scripts/bench quality); on these
         // three windows and four calibration windows it must at least beat RTN.
         #expect(klAWQ < klRTN, "AWQ KL \(klAWQ) vs RTN \(klRTN)")
