@@ -210,12 +210,22 @@ static void dequant_cols(const int32_t *row, size_t c0, size_t n, int bits, size
 
 #define DEQUANT_CHUNK 4096 /* columns per stack buffer: a multiple of every words' value count */
 
+/* Whole rows with AVX-512 where it applies (int4 or int8, groups of multiples of 16): the same
+ * values as dequant_cols, 16 at a time. Returns 0 where it does not apply. */
+static int dequant_row_fast(const int32_t *row, size_t cols, int bits, size_t group, const uint16_t *scale, const int8_t *zp,
+                            float *out);
+
 MULTIVERSION
 void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
                         const uint16_t *scale, const int8_t *zp, uint16_t *out) {
     const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
     float tmp[DEQUANT_CHUNK];
     for (size_t r = 0; r < rows; r++) {
+        if (cols <= DEQUANT_CHUNK &&
+            dequant_row_fast(packed + r * words, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, tmp)) {
+            for (size_t c = 0; c < cols; c++) out[r * cols + c] = f32_to_bf16(tmp[c]);
+            continue;
+        }
         for (size_t c0 = 0; c0 < cols; c0 += DEQUANT_CHUNK) {
             const size_t n = cols - c0 < DEQUANT_CHUNK ? cols - c0 : DEQUANT_CHUNK;
             dequant_cols(packed + r * words, c0, n, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, tmp);
@@ -260,7 +270,8 @@ void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int
                             const uint16_t *scale, const int8_t *zp, float *out) {
     const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
     for (size_t r = 0; r < rows; r++)
-        dequant_cols(packed + r * words, 0, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, out + r * cols);
+        if (!dequant_row_fast(packed + r * words, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, out + r * cols))
+            dequant_cols(packed + r * words, 0, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, out + r * cols);
 }
 
 #define PACKED_MAX_M 32
@@ -274,6 +285,37 @@ __attribute__((target("avx512f"))) static inline __m512 rb16(__m512 v) {
     __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
     u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
     return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* One row dequantized 16 values at a time: int4 through the group's 16-entry table (a permute
+ * per 16 codes), int8 computed in lanes; both round as group_table does. */
+__attribute__((target("avx512f"))) static void dequant_row_avx512(const int32_t *row, size_t cols, int bits, size_t group,
+                                                                  const uint16_t *scale, const int8_t *zp, float *out) {
+    const size_t groups = cols / group;
+    if (bits == 4) {
+        const __m512i shifts = _mm512_set_epi32(28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20, 16, 12, 8, 4, 0);
+        const __m512i fifteen = _mm512_set1_epi32(15);
+        const __m512 codes = _mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8);
+        for (size_t g = 0; g < groups; g++) {
+            const float z = zp ? (float)zp[g] : 0.0f;
+            const __m512 table = rb16(_mm512_mul_ps(rb16(_mm512_sub_ps(codes, _mm512_set1_ps(z))), _mm512_set1_ps(bf16_to_f32(scale[g]))));
+            for (size_t c = g * group; c < (g + 1) * group; c += 16) {
+                const __m256i lo = _mm256_set1_epi32(row[c / 8]), hi = _mm256_set1_epi32(row[c / 8 + 1]);
+                const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                _mm512_storeu_ps(out + c, _mm512_permutexvar_ps(_mm512_and_si512(_mm512_srlv_epi32(v, shifts), fifteen), table));
+            }
+        }
+        return;
+    }
+    const uint8_t *bytes = (const uint8_t *)row;
+    for (size_t g = 0; g < groups; g++) {
+        const __m512i off = _mm512_set1_epi32(128 + (zp ? zp[g] : 0));
+        const __m512 s = _mm512_set1_ps(bf16_to_f32(scale[g]));
+        for (size_t c = g * group; c < (g + 1) * group; c += 16) {
+            const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(bytes + c)));
+            _mm512_storeu_ps(out + c, rb16(_mm512_mul_ps(rb16(_mm512_cvtepi32_ps(_mm512_sub_epi32(b, off))), s)));
+        }
+    }
 }
 
 /* int4 rows with AVX-512: each group's 16 dequantized values in one register (exact:
@@ -714,4 +756,18 @@ void dsk_packed_generic(const float *X, size_t M, size_t ldx, const int32_t *W, 
             }
         }
     }
+}
+
+static int dequant_row_fast(const int32_t *row, size_t cols, int bits, size_t group, const uint16_t *scale, const int8_t *zp,
+                            float *out) {
+#if defined(__x86_64__) && defined(__clang__)
+    static int avx512 = -1;
+    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    if (!avx512 || (bits != 4 && bits != 8) || group % 16 != 0 || cols % group != 0) return 0;
+    dequant_row_avx512(row, cols, bits, group, scale, zp, out);
+    return 1;
+#else
+    (void)row; (void)cols; (void)bits; (void)group; (void)scale; (void)zp; (void)out;
+    return 0;
+#endif
 }

@@ -124,19 +124,21 @@ final class LinearProduct: @unchecked Sendable {
                 dsk_gemm_xwT(x, rows, k, wp, w.format == .bf16 ? 1 : 0, n0, n1, y + n0, n, kind)
                 return
             }
-            // Packed or F16: this piece's rows converted first (exactly: packed values are bf16).
+            // Packed or F16: this piece's rows converted first (exactly: packed values are bf16, so
+            // the bf16 kinds take them dequantized straight to bf16).
             let tile = w.rowSlice(n0, count)
+            if kind != Int32(DSK_GEMM_F32), let p = tile.packing {
+                let b16 = UnsafeMutablePointer<UInt16>.allocate(capacity: count * k)
+                defer { b16.deallocate() }
+                dsk_dequant_packed(tile.bytes.baseAddress!.assumingMemoryBound(to: Int32.self), count, k, Int32(p.bits), p.groupSize,
+                                   p.scale, p.zeroPoint, b16)
+                dsk_gemm_xwT(x, rows, k, b16, 1, 0, count, y + n0, n, kind)
+                return
+            }
             let f32 = UnsafeMutablePointer<Float>.allocate(capacity: count * k)
             defer { f32.deallocate() }
             tile.convert(into: f32)
-            if kind == Int32(DSK_GEMM_F32) {
-                dsk_gemm_xwT(x, rows, k, f32, 0, 0, count, y + n0, n, kind)
-            } else {
-                let b16 = UnsafeMutablePointer<UInt16>.allocate(capacity: count * k)
-                defer { b16.deallocate() }
-                dsk_round_bf16(f32, count * k, b16)
-                dsk_gemm_xwT(x, rows, k, b16, 1, 0, count, y + n0, n, kind)
-            }
+            dsk_gemm_xwT(x, rows, k, f32, 0, 0, count, y + n0, n, kind)
         case .blasTiles:
             let tile = w.rowSlice(n0, count)
             if w.format == .f32 {
