@@ -11,8 +11,10 @@
  * caller packs X once per product (dsk_gemm_pack_x) and threads share it, each multiplying its own
  * range of W rows (dsk_gemm_xwT). Kinds:
  *   DSK_GEMM_F32        the exact path: f32 X, f32 or bf16 W (converted exactly as it is packed),
- *                       f32 FMAs in 4 × 6 register tiles (AVX-512F). Without AVX-512F the
- *                       caller uses BLAS.
+ *                       f32 FMAs in 4 × 6 register tiles (AVX-512F).
+ *   DSK_GEMM_F32_AVX2   the same packing and sums for CPUs without AVX-512F: each tile as two
+ *                       2 × 6 passes of 8-lane FMAs (AVX2 has 16 vector registers, not 32).
+ *                       Without AVX2 and FMA the caller uses BLAS.
  *   DSK_GEMM_AVX512BF16 X rounded to bf16; vdpbf16ps in the same register tiles.
  *   DSK_GEMM_AMX        X rounded to bf16; AMX-BF16 tile products, 32 W rows × 32 X rows per
  *                       2 × 2 tile block, W rows loaded as tiles straight from the checkpoint.
@@ -97,6 +99,7 @@ int dsk_gemm_supported(int kind) {
     __builtin_cpu_init();
     switch (kind) {
     case DSK_GEMM_F32: return __builtin_cpu_supports("avx512f");
+    case DSK_GEMM_F32_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case DSK_GEMM_AVX512BF16:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512bf16");
@@ -160,6 +163,45 @@ AVX512F static void tile_f32(const float *xp, const float *wp, size_t steps, int
     store_tile(acc, rm, rn, Y, ldy, add);
 }
 
+/* The AVX2 tier: rows i0 and i0 + 1 of a 4 × 6 tile (the packed X block holds four rows per
+ * step), 12 accumulators of 8 lanes, each 16-lane step taken as two halves. */
+#define AVX2FMA __attribute__((target("avx2,fma")))
+
+AVX2FMA static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2FMA static void tile_f32_avx2_pair(const float *xp, const float *wp, size_t steps, int i0, int rm, int rn, float *Y,
+                                       size_t ldy, int add) {
+    __m256 acc[2][RN];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
+    for (size_t s = 0; s < steps; s++, xp += RM * 16, wp += RN * 16)
+        for (int h = 0; h < 16; h += 8) {
+            __m256 x0 = _mm256_loadu_ps(xp + i0 * 16 + h), x1 = _mm256_loadu_ps(xp + (i0 + 1) * 16 + h);
+            for (int j = 0; j < RN; j++) {
+                __m256 w = _mm256_loadu_ps(wp + j * 16 + h);
+                acc[0][j] = _mm256_fmadd_ps(x0, w, acc[0][j]);
+                acc[1][j] = _mm256_fmadd_ps(x1, w, acc[1][j]);
+            }
+        }
+    for (int i = 0; i < 2 && i0 + i < rm; i++)
+        for (int j = 0; j < rn; j++) {
+            float v = hsum256(acc[i][j]);
+            float *y = Y + (size_t)(i0 + i) * ldy + j;
+            *y = add ? *y + v : v;
+        }
+}
+
+AVX2FMA static void tile_f32_avx2(const float *xp, const float *wp, size_t steps, int rm, int rn, float *Y, size_t ldy,
+                                  int add) {
+    tile_f32_avx2_pair(xp, wp, steps, 0, rm, rn, Y, ldy, add);
+    if (rm > 2) tile_f32_avx2_pair(xp, wp, steps, 2, rm, rn, Y, ldy, add);
+}
+
 /* Packs rows [r0, r0 + rows) × columns [k0, k0 + kc) of a row-major matrix (stride ld) into
  * [steps][group][L], rows past `rows` and columns past kc zero. */
 static void pack_bf16_rows(const uint16_t *src, size_t ld, size_t rows, size_t group, size_t k0, size_t kc, uint16_t *out) {
@@ -200,8 +242,9 @@ static void pack_f32_rows(const void *src, int bf16, size_t ld, size_t rows, siz
 }
 
 /* X packed for the dot-product kinds: K blocks of KC one after another, each [M/4][kc/L][4][L]. */
-static size_t dot_block(int kind) { return kind == DSK_GEMM_F32 ? KC_F32 : KC_BF16; }
-static size_t dot_lanes(int kind) { return kind == DSK_GEMM_F32 ? 16 : 32; }
+static int is_f32(int kind) { return kind == DSK_GEMM_F32 || kind == DSK_GEMM_F32_AVX2; }
+static size_t dot_block(int kind) { return is_f32(kind) ? KC_F32 : KC_BF16; }
+static size_t dot_lanes(int kind) { return is_f32(kind) ? 16 : 32; }
 
 AVX512BF16 static void gemm_avx512bf16(const uint16_t *xp, size_t M, size_t K, const uint16_t *W, size_t n0, size_t n1,
                                        float *Y, size_t ldy) {
@@ -225,8 +268,12 @@ AVX512BF16 static void gemm_avx512bf16(const uint16_t *xp, size_t M, size_t K, c
     free(wp);
 }
 
-AVX512F static void gemm_f32_avx512(const float *xp, size_t M, size_t K, const void *W, int wbf16, size_t n0, size_t n1,
-                                    float *Y, size_t ldy) {
+typedef void (*f32_tile_fn)(const float *, const float *, size_t, int, int, float *, size_t, int);
+
+/* The f32 kinds: W rows packed (converted from bf16) 6 at a time per K block, then multiplied by
+ * every 4-row block of a 128-row chunk of X by `tile`. */
+static void gemm_f32(const float *xp, size_t M, size_t K, const void *W, int wbf16, size_t n0, size_t n1, float *Y,
+                     size_t ldy, f32_tile_fn tile) {
     size_t mb = round_up(M, RM) / RM, kcmax = K < KC_F32 ? round_up(K, 16) : KC_F32;
     float *wp = scratch(RN * kcmax * 4);
     for (size_t k0 = 0; k0 < K; k0 += KC_F32) {
@@ -240,7 +287,7 @@ AVX512F static void gemm_f32_avx512(const float *xp, size_t M, size_t K, const v
                 pack_f32_rows(w, wbf16, K, (size_t)rn, RN, k0, kc, wp);
                 for (size_t b = c0; b < c1; b++) {
                     int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
-                    tile_f32(xb + b * RM * steps * 16, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
+                    tile(xb + b * RM * steps * 16, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
                 }
             }
         }
@@ -345,7 +392,7 @@ static void round_row(const float *x, size_t K, size_t kp, uint16_t *out) {
 }
 
 void dsk_gemm_pack_x(const float *X, size_t M, size_t ldx, size_t K, int kind, void *out) {
-    if (kind == DSK_GEMM_F32) {
+    if (is_f32(kind)) {
         size_t mb = round_up(M, RM) / RM;
         for (size_t k0 = 0; k0 < K; k0 += KC_F32) {
             size_t kc = K - k0 < KC_F32 ? K - k0 : KC_F32, steps = round_up(kc, 16) / 16;
@@ -403,10 +450,11 @@ void dsk_gemm_xwT(const void *xp, size_t M, size_t K, const void *W, int w_is_bf
                   size_t ldy, int kind) {
     if (M == 0 || n1 <= n0) return;
     /* caller bugs: a kind this CPU lacks, or f32 weights for a bf16 kind */
-    if (!dsk_gemm_supported(kind) || (kind != DSK_GEMM_F32 && !w_is_bf16)) abort();
+    if (!dsk_gemm_supported(kind) || (!is_f32(kind) && !w_is_bf16)) abort();
     switch (kind) {
     case DSK_GEMM_AMX: gemm_amx(xp, M, K, W, n0, n1, Y, ldy); break;
     case DSK_GEMM_AVX512BF16: gemm_avx512bf16(xp, M, K, W, n0, n1, Y, ldy); break;
-    default: gemm_f32_avx512(xp, M, K, W, w_is_bf16, n0, n1, Y, ldy); break;
+    case DSK_GEMM_F32_AVX2: gemm_f32(xp, M, K, W, w_is_bf16, n0, n1, Y, ldy, tile_f32_avx2); break;
+    default: gemm_f32(xp, M, K, W, w_is_bf16, n0, n1, Y, ldy, tile_f32); break;
     }
 }

@@ -103,7 +103,7 @@ public struct WeightMatrix: @unchecked Sendable {
 /// converted weights and differ in summation order only; `fastInt8Activations` and
 /// `bf16Activations` are not exact.
 public enum LinearBackend: Sendable {
-    /// Every product on the many-rows GEMM (`Linear.exactGemm`: our AVX-512 tiles, or BLAS sgemm)
+    /// Every product on the many-rows GEMM (`Linear.exactGemm`: our AVX-512 or AVX2 tiles, or BLAS sgemm)
     /// over exactly converted weights (BF16, F16, packed int4/int8 dequantized exactly): the path
     /// forward-parity tests pin against transformers' float32.
     case reference
@@ -136,19 +136,47 @@ public enum Linear {
 
     /// Which many-rows GEMM the exact path runs.
     public enum ExactGemm: Sendable {
-        /// Our AVX-512F register tiles (`dsk_gemm_xwT`), weights converted as they are packed.
-        case tiles
+        /// Our AVX-512F register tiles (`dsk_gemm_xwT`, DSK_GEMM_F32), weights converted as they
+        /// are packed.
+        case avx512Tiles
+        /// The same tiles on AVX2 + FMA (DSK_GEMM_F32_AVX2), for CPUs without AVX-512F.
+        case avx2Tiles
         /// OpenBLAS sgemm over weight tiles converted to f32.
         case blas
+
+        /// The `dsk_gemm_xwT` kind of our tiles; nil for BLAS.
+        public var kind: Int32? {
+            switch self {
+            case .avx512Tiles: return Int32(DSK_GEMM_F32)
+            case .avx2Tiles: return Int32(DSK_GEMM_F32_AVX2)
+            case .blas: return nil
+            }
+        }
+
+        public var name: String {
+            switch self {
+            case .avx512Tiles: return "f32 AVX-512 tiles"
+            case .avx2Tiles: return "f32 AVX2 tiles"
+            case .blas: return "BLAS sgemm"
+            }
+        }
     }
 
-    /// Our tiles where the CPU has AVX-512F, else BLAS; `DSCONV_GEMM=blas` (or `tiles`) forces
-    /// one (BLAS may be the faster one on a machine where its kernel suits the CPU).
+    /// Chosen at run time: our AVX-512F tiles, else our AVX2 tiles, else BLAS. `DSCONV_GEMM=blas`,
+    /// `avx2` or `avx512` forces one this CPU runs (BLAS may be the faster one on a machine where
+    /// its kernel suits the CPU).
     public static let exactGemm: ExactGemm = {
         let forced = getenv("DSCONV_GEMM").map { String(cString: $0) }
-        if forced == "blas" { return .blas }
-        return dsk_gemm_supported(Int32(DSK_GEMM_F32)) != 0 ? .tiles : .blas
+        let runnable = [ExactGemm.avx512Tiles, .avx2Tiles].filter { dsk_gemm_supported($0.kind!) != 0 } + [.blas]
+        switch forced {
+        case "blas": return .blas
+        case "avx2" where runnable.contains(.avx2Tiles): return .avx2Tiles
+        default: return runnable[0]
+        }
     }()
+
+    /// Whether `kind` is one of the exact (f32) GEMM kinds rather than a bf16 one.
+    static func isExact(_ kind: Int32) -> Bool { kind == Int32(DSK_GEMM_F32) || kind == Int32(DSK_GEMM_F32_AVX2) }
 
     /// The bf16 GEMM this CPU runs for `bf16Activations`: DSK_GEMM_AMX, DSK_GEMM_AVX512BF16, or
     /// DSK_GEMM_F32 when neither beats f32 FMAs here (measured once, at first use).
@@ -159,7 +187,7 @@ public enum Linear {
         switch bf16Kind {
         case Int32(DSK_GEMM_AMX): return "AMX-BF16 tiles"
         case Int32(DSK_GEMM_AVX512BF16): return "AVX-512 BF16 dot products"
-        default: return exactGemm == .tiles ? "f32 AVX-512 tiles over bf16-rounded inputs" : "BLAS sgemm over bf16-rounded inputs"
+        default: return exactGemm.name + " over bf16-rounded inputs"
         }
     }
 

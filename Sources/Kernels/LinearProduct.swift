@@ -58,7 +58,7 @@ final class LinearProduct: @unchecked Sendable {
         }
         if case .direct = path {
             if backend == .reference || rows >= Linear.gemmThreshold || w.format == .f16 {
-                path = Linear.exactGemm == .tiles ? .gemm(Int32(DSK_GEMM_F32)) : .blasTiles
+                path = Linear.exactGemm.kind.map { .gemm($0) } ?? .blasTiles
             } else if backend == .fastInt8Activations, let p = w.packing, rows <= 4,
                       dsk_q8act_supported(Int32(p.bits), k, p.groupSize, p.zeroPoint == nil ? 0 : 1) != 0 {
                 path = .int8Activations
@@ -79,7 +79,7 @@ final class LinearProduct: @unchecked Sendable {
         switch path {
         case .gemm(let kind):
             let count = dsk_gemm_packed_x_count(rows, k, kind)
-            let bytes = count * (kind == Int32(DSK_GEMM_F32) ? 4 : 2)
+            let bytes = count * (Linear.isExact(kind) ? 4 : 2)
             x = .allocate(byteCount: max(bytes, 64), alignment: 64)
             source.data.withUnsafeBufferPointer { dsk_gemm_pack_x($0.baseAddress!, rows, k, k, kind, x) }
         case .int8Activations:
@@ -127,7 +127,7 @@ final class LinearProduct: @unchecked Sendable {
             // Packed or F16: this piece's rows converted first (exactly: packed values are bf16, so
             // the bf16 kinds take them dequantized straight to bf16).
             let tile = w.rowSlice(n0, count)
-            if kind != Int32(DSK_GEMM_F32), let p = tile.packing {
+            if !Linear.isExact(kind), let p = tile.packing {
                 let b16 = UnsafeMutablePointer<UInt16>.allocate(capacity: count * k)
                 defer { b16.deallocate() }
                 dsk_dequant_packed(tile.bytes.baseAddress!.assumingMemoryBound(to: Int32.self), count, k, Int32(p.bits), p.groupSize,

@@ -69,7 +69,7 @@ case "gemm":
     let w = WeightMatrix(bytes: UnsafeRawBufferPointer(wbytes), format: .bf16, rows: n, cols: k, owner: nil)
     var result: [String: Double] = [:]
     for (name, backend) in [("f32_tiles", LinearBackend.reference), ("bf16", LinearBackend.bf16Activations)] {
-        if name == "f32_tiles" && Linear.exactGemm != .tiles { continue }
+        if name == "f32_tiles" && Linear.exactGemm.kind == nil { continue }
         var best = 0.0
         for _ in 0..<3 {
             let s = time { _ = Linear.apply(x, w, threads: threads, backend: backend) }
@@ -143,7 +143,7 @@ case "prefill", "decode":
         let attention = Double(c.numHiddenLayers) * Double(c.numAttentionHeads) * Double(tokens * (tokens + 1) / 2)
             * 2 * Double(c.qHeadDim + c.vHeadDim)
         let flops = 2 * perToken * Double(tokens) + 2 * head + attention
-        let kernels = model.backend == .bf16Activations ? Linear.bf16KindName : (Linear.exactGemm == .tiles ? "f32 AVX-512 tiles" : "BLAS sgemm")
+        let kernels = model.backend == .bf16Activations ? Linear.bf16KindName : Linear.exactGemm.name
         print("{\"case\":\"prefill\",\"kernels\":\"\(kernels)\",\"tokens\":\(tokens),\"seconds\":\(s),\"tokens_per_second\":\(Double(tokens) / s),\"gflops\":\(flops / s / 1e9),\"peak_rss_mb\":\(peakRSSMB()),\"rss_anon_mb\":\(statusMB("RssAnon"))}")
     } else {
         let cache = KVCache(config: c)

@@ -12,10 +12,10 @@ import Testing
         var description: String { "\(m)x\(k)x\(n)" }
     }
 
-    /// Odd sizes: a row, tiles' remainders (4 × 6, 32 × 32), K past a block (1024 f32, 2048 bf16)
+    /// Odd sizes: a row, tiles' remainders (4 × 6 with 1–3 rows left, 32 × 32), K past a block (1024 f32, 2048 bf16)
     /// and not a multiple of the vector.
     static let cases = [Case(m: 1, k: 7, n: 1), Case(m: 5, k: 33, n: 7), Case(m: 37, k: 100, n: 45), Case(m: 64, k: 96, n: 64),
-                        Case(m: 9, k: 2100, n: 13), Case(m: 70, k: 1030, n: 97)]
+                        Case(m: 9, k: 2100, n: 13), Case(m: 70, k: 1030, n: 97), Case(m: 7, k: 40, n: 13)]
 
     static func random(_ count: Int, seed: UInt64) -> [Float] {
         var s = seed
@@ -47,9 +47,11 @@ import Testing
         return (e / max(r, 1e-30)).squareRoot()
     }
 
+    static func exact(_ kind: Int32) -> Bool { kind == Int32(DSK_GEMM_F32) || kind == Int32(DSK_GEMM_F32_AVX2) }
+
     /// One kind over two row ranges (the split threads make), W as bf16 or f32.
     static func run(_ kind: Int32, _ x: [Float], _ w: UnsafeRawPointer, wIsBF16: Bool, _ c: Case) -> [Float] {
-        var packed = [UInt8](repeating: 0xff, count: dsk_gemm_packed_x_count(c.m, c.k, kind) * (kind == Int32(DSK_GEMM_F32) ? 4 : 2))
+        var packed = [UInt8](repeating: 0xff, count: dsk_gemm_packed_x_count(c.m, c.k, kind) * (Self.exact(kind) ? 4 : 2))
         var y = [Float](repeating: .nan, count: c.m * c.n)
         packed.withUnsafeMutableBytes { p in
             dsk_gemm_pack_x(x, c.m, c.k, c.k, kind, p.baseAddress!)
@@ -64,10 +66,10 @@ import Testing
 
     @Test(arguments: cases) func everyKindMatchesTheReference(_ c: Case) {
         let x = Self.random(c.m * c.k, seed: 1), wh = Self.bf16(Self.random(c.n * c.k, seed: 2)), w = Self.widen(wh)
-        let kinds = [DSK_GEMM_F32, DSK_GEMM_AVX512BF16, DSK_GEMM_AMX].map { Int32($0) }.filter { dsk_gemm_supported($0) != 0 }
+        let kinds = [DSK_GEMM_F32, DSK_GEMM_F32_AVX2, DSK_GEMM_AVX512BF16, DSK_GEMM_AMX].map { Int32($0) }.filter { dsk_gemm_supported($0) != 0 }
         for kind in kinds {
             // The exact kind multiplies x as it is; the bf16 kinds multiply x rounded to bf16.
-            let exact = kind == Int32(DSK_GEMM_F32)
+            let exact = Self.exact(kind)
             let y = wh.withUnsafeBytes { Self.run(kind, x, $0.baseAddress!, wIsBF16: true, c) }
             let e = Self.error(y, exact ? x : Self.rounded(x), w, c)
             #expect(e <= 1e-6, "kind \(kind) \(c): relative error \(e)")

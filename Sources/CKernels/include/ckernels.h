@@ -147,12 +147,12 @@ void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int
 
 /* Prefill GEMMs (gemm.c): Y[m, n - n0] (stride ldy) = sum_k X[m, k] * W[n, k] for W [N, K] row-major.
  * X is packed once per product (dsk_gemm_pack_x into dsk_gemm_packed_x_count elements: floats
- * for DSK_GEMM_F32, uint16 for the bf16 kinds); threads then share it, each over its own rows
- * [n0, n1) of W. DSK_GEMM_F32 is exact (f32 activations, f32 or bf16 weights, AVX-512F); the bf16
- * kinds round X to bf16 and accumulate in f32 (AVX-512 BF16 dot products, or AMX-BF16 tiles).
- * dsk_gemm_supported(kind): this CPU runs it; dsk_gemm_bf16_kind(): the fastest bf16 kind here,
- * or DSK_GEMM_F32 where none beats f32 FMAs. */
-enum { DSK_GEMM_F32 = 0, DSK_GEMM_AVX512BF16 = 1, DSK_GEMM_AMX = 2 };
+ * for the f32 kinds, uint16 for the bf16 kinds); threads then share it, each over its own rows
+ * [n0, n1) of W. DSK_GEMM_F32 (AVX-512F) and DSK_GEMM_F32_AVX2 (AVX2 + FMA) are exact (f32
+ * activations, f32 or bf16 weights); the bf16 kinds round X to bf16 and accumulate in f32
+ * (AVX-512 BF16 dot products, or AMX-BF16 tiles). dsk_gemm_supported(kind): this CPU runs it;
+ * dsk_gemm_bf16_kind(): the fastest bf16 kind here, or DSK_GEMM_F32 where none beats f32 FMAs. */
+enum { DSK_GEMM_F32 = 0, DSK_GEMM_AVX512BF16 = 1, DSK_GEMM_AMX = 2, DSK_GEMM_F32_AVX2 = 3 };
 int dsk_gemm_supported(int kind);
 int dsk_gemm_bf16_kind(void);
 size_t dsk_gemm_packed_x_count(size_t M, size_t K, int kind);
