@@ -220,10 +220,12 @@ void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bit
                         const uint16_t *scale, const int8_t *zp, uint16_t *out) {
     const size_t words = (cols * (size_t)bits + 31) / 32, groups = cols / group;
     float tmp[DEQUANT_CHUNK];
+    /* the fast path takes whole rows (a per-channel group is the row): wide ones on the heap */
+    float *wide = cols > DEQUANT_CHUNK ? malloc(cols * sizeof(float)) : NULL, *line = wide ? wide : tmp;
     for (size_t r = 0; r < rows; r++) {
-        if (cols <= DEQUANT_CHUNK &&
-            dequant_row_fast(packed + r * words, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, tmp)) {
-            for (size_t c = 0; c < cols; c++) out[r * cols + c] = f32_to_bf16(tmp[c]);
+        if ((wide || cols <= DEQUANT_CHUNK) &&
+            dequant_row_fast(packed + r * words, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, line)) {
+            for (size_t c = 0; c < cols; c++) out[r * cols + c] = f32_to_bf16(line[c]);
             continue;
         }
         for (size_t c0 = 0; c0 < cols; c0 += DEQUANT_CHUNK) {
@@ -232,6 +234,7 @@ void dsk_dequant_packed(const int32_t *packed, size_t rows, size_t cols, int bit
             for (size_t c = 0; c < n; c++) out[r * cols + c0 + c] = f32_to_bf16(tmp[c]);
         }
     }
+    free(wide);
 }
 
 MULTIVERSION
