@@ -56,9 +56,10 @@ import Testing
         #expect(r.count == 2 && r.first == 12_345)
     }
 
-    @Test func bf16MatmulMatchesReference() {
-        // Every row count the multi-row kernels specialize (1…9) against a double-precision reference.
-        let k = 70, n = 13
+    @Test(arguments: [13, 45]) func bf16MatmulMatchesReference(n: Int) {
+        // Every row count the multi-row kernels specialize (1…9) against a double-precision
+        // reference; 45 outputs give one row eight-row blocks, then four, then single rows.
+        let k = 70
         var w = [UInt16](repeating: 0, count: n * k)
         for i in 0..<w.count { w[i] = Conversion.bf16(Float(sin(Double(i) * 0.37))) }
         for m in 1...9 {
