@@ -391,12 +391,18 @@ static void round_row(const float *x, size_t K, size_t kp, uint16_t *out) {
     for (size_t k = K; k < kp; k++) out[k] = 0;
 }
 
+size_t dsk_gemm_x_row_block(int kind) { return kind == DSK_GEMM_AMX ? 32 : RM; }
+
 void dsk_gemm_pack_x(const float *X, size_t M, size_t ldx, size_t K, int kind, void *out) {
+    dsk_gemm_pack_x_rows(X, M, ldx, K, kind, out, 0, round_up(M, dsk_gemm_x_row_block(kind)));
+}
+
+void dsk_gemm_pack_x_rows(const float *X, size_t M, size_t ldx, size_t K, int kind, void *out, size_t m0, size_t m1) {
     if (is_f32(kind)) {
         size_t mb = round_up(M, RM) / RM;
         for (size_t k0 = 0; k0 < K; k0 += KC_F32) {
             size_t kc = K - k0 < KC_F32 ? K - k0 : KC_F32, steps = round_up(kc, 16) / 16;
-            for (size_t b = 0; b < mb; b++)
+            for (size_t b = m0 / RM; b < m1 / RM; b++)
                 pack_f32_rows(X + b * RM * ldx, 0, ldx, M - b * RM, RM, k0, kc, (float *)out + mb * RM * k0 + b * RM * steps * 16);
         }
         return;
@@ -406,7 +412,7 @@ void dsk_gemm_pack_x(const float *X, size_t M, size_t ldx, size_t K, int kind, v
     if (!row) abort();
     if (kind == DSK_GEMM_AVX512BF16) {
         size_t mb = round_up(M, RM) / RM;
-        for (size_t m = 0; m < mb * RM; m++) {
+        for (size_t m = m0; m < m1; m++) {
             if (m < M) round_row(X + m * ldx, K, kp, row);
             else memset(row, 0, kp * sizeof(uint16_t));
             /* row m of block b = m / 4 lands at [k block][b][step][m % 4][32] */
@@ -423,8 +429,7 @@ void dsk_gemm_pack_x(const float *X, size_t M, size_t ldx, size_t K, int kind, v
      * each 16 column pairs × 16 rows × 2: element (m, k) at
      * (((m/32)·kp/32 + k/32)·2 + (m%32)/16)·512 + ((k%32)/2)·32 + (m%16)·2 + k%2.
      * Rows past M are zero. */
-    size_t mp = round_up(M, 32);
-    for (size_t m = 0; m < mp; m++) {
+    for (size_t m = m0; m < m1; m++) {
         if (m < M) round_row(X + m * ldx, K, kp, row);
         else memset(row, 0, kp * sizeof(uint16_t));
         const uint32_t *pairs = (const uint32_t *)row; /* column pairs moved as 32-bit words */

@@ -213,8 +213,18 @@ public enum Linear {
     public static func applyMany(_ products: [(Matrix, WeightMatrix)], threads: Int, backend: LinearBackend = .fast) -> [Matrix] {
         let outputs = products.map { OutputBox(Matrix(rows: $0.0.rows, cols: $0.1.rows)) }
         withOutputPointers(outputs, 0, []) { pointers in
-            let plans = products.indices.map { i in
-                LinearProduct(x: products[i].0, w: products[i].1, output: pointers[i], threads: threads, backend: backend)
+            // Inputs prepared in parallel too: one product's row blocks over all threads, or
+            // several products (a MoE layer's experts) a product per thread.
+            let plans: [LinearProduct]
+            if products.count == 1 {
+                plans = [LinearProduct(x: products[0].0, w: products[0].1, output: pointers[0], threads: threads, backend: backend,
+                                       packThreads: threads)]
+            } else {
+                let ps = UnsafeSendable(pointers)
+                let inputs = UnsafeSendable(products)
+                plans = parallelMap(products.count, threads: threads) { i in
+                    LinearProduct(x: inputs.value[i].0, w: inputs.value[i].1, output: ps.value[i], threads: threads, backend: backend)
+                }
             }
             let work = plans.enumerated().flatMap { p, plan in (0..<plan.pieces).map { (plan: p, piece: $0) } }
             parallelFor(work.count, threads: threads) { i in plans[work[i].plan].run(work[i].piece) }

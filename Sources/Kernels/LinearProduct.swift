@@ -33,7 +33,10 @@ final class LinearProduct: @unchecked Sendable {
     private let x: UnsafeMutableRawPointer
     private var q8: (scales: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Int32>)?
 
-    init(x input: Matrix, w: WeightMatrix, output: UnsafeMutablePointer<Float>?, threads: Int, backend: LinearBackend) {
+    /// `packThreads`: threads that prepare the input (1 where several products are planned at once,
+    /// each by its own thread).
+    init(x input: Matrix, w: WeightMatrix, output: UnsafeMutablePointer<Float>?, threads: Int, backend: LinearBackend,
+         packThreads: Int = 1) {
         precondition(input.cols == w.cols, "linear: input has \(input.cols) features, weight expects \(w.cols)")
         self.w = w
         rows = input.rows
@@ -81,7 +84,18 @@ final class LinearProduct: @unchecked Sendable {
             let count = dsk_gemm_packed_x_count(rows, k, kind)
             let bytes = count * (Linear.isExact(kind) ? 4 : 2)
             x = .allocate(byteCount: max(bytes, 64), alignment: 64)
-            source.data.withUnsafeBufferPointer { dsk_gemm_pack_x($0.baseAddress!, rows, k, k, kind, x) }
+            // Row blocks packed by several threads where the input is large (prefill's dense
+            // projections): a serial step here would bound scaling with cores.
+            let block = dsk_gemm_x_row_block(kind), padded = (rows + block - 1) / block * block
+            let workers = rows * k >= 1 << 16 ? packThreads : 1
+            let perChunk = max(1, (padded / block + workers * 2 - 1) / (workers * 2)) * block
+            let out = UnsafeSendable(x)
+            source.data.withUnsafeBufferPointer { s in
+                let src = UnsafeSendable(s.baseAddress!)
+                parallelFor((padded + perChunk - 1) / perChunk, threads: workers) { c in
+                    dsk_gemm_pack_x_rows(src.value, rows, k, k, kind, out.value, c * perChunk, min(padded, (c + 1) * perChunk))
+                }
+            }
         case .int8Activations:
             let blocks = k / 64
             x = .allocate(byteCount: max(rows * k, 1), alignment: 64)

@@ -81,6 +81,28 @@ import Testing
         }
     }
 
+    /// Packing X's row blocks separately (as threads do) writes the same bytes as packing it whole.
+    @Test func packingRowBlocksEqualsPackingWhole() {
+        let m = 70, k = 2100
+        let x = Self.random(m * k, seed: 3)
+        let kinds = [DSK_GEMM_F32, DSK_GEMM_F32_AVX2, DSK_GEMM_AVX512BF16, DSK_GEMM_AMX].map { Int32($0) }.filter { dsk_gemm_supported($0) != 0 }
+        for kind in kinds {
+            let bytes = dsk_gemm_packed_x_count(m, k, kind) * (Self.exact(kind) ? 4 : 2)
+            var whole = [UInt8](repeating: 0xee, count: bytes), parts = [UInt8](repeating: 0x11, count: bytes)
+            whole.withUnsafeMutableBytes { dsk_gemm_pack_x(x, m, k, k, kind, $0.baseAddress!) }
+            let block = dsk_gemm_x_row_block(kind), padded = (m + block - 1) / block * block
+            parts.withUnsafeMutableBytes { p in
+                // uneven ranges, last first
+                var bounds = [0, block, 3 * block, padded].filter { $0 <= padded }
+                bounds = Array(Set(bounds)).sorted()
+                for i in stride(from: bounds.count - 2, through: 0, by: -1) {
+                    dsk_gemm_pack_x_rows(x, m, k, k, kind, p.baseAddress!, bounds[i], bounds[i + 1])
+                }
+            }
+            #expect(whole == parts, "kind \(kind): row-block packing differs")
+        }
+    }
+
     @Test func bf16KindIsOneThisCPURuns() {
         let kind = dsk_gemm_bf16_kind()
         #expect(kind == Int32(DSK_GEMM_F32) || dsk_gemm_supported(kind) != 0)
