@@ -11,7 +11,8 @@
  * caller packs X once per product (dsk_gemm_pack_x) and threads share it, each multiplying its own
  * range of W rows (dsk_gemm_xwT). Kinds:
  *   DSK_GEMM_F32        the exact path: f32 X, f32 or bf16 W (converted exactly as it is packed),
- *                       f32 FMAs in 4 × 6 register tiles (AVX-512F).
+ *                       f32 FMAs in 4 × 6 register tiles (AVX-512F); from 64 rows of X on,
+ *                       32 × 12 broadcast tiles over X packed transposed.
  *   DSK_GEMM_F32_AVX2   the same packing and sums for CPUs without AVX-512F: each tile as two
  *                       2 × 6 passes of 8-lane FMAs (AVX2 has 16 vector registers, not 32).
  *                       Without AVX2 and FMA the caller uses BLAS.
@@ -29,6 +30,14 @@
 #define RM 4
 #define RN 6
 #define M_CHUNK 32 /* row blocks of X (128 rows, 512 KB of a K block) multiplied per packed W block */
+/* DSK_GEMM_F32 with many rows (M >= BC_MIN_M) takes broadcast tiles instead: 32 X rows (two
+ * vectors, X packed transposed per K block) × 12 W rows (one broadcast each), 24 accumulators
+ * that need no horizontal sums. Fewer rows keep the 4 × 6 tiles, which pad M to 4, not 32. */
+#define BC_MIN_M 64
+#define BC_MR 32
+#define BC_NR 12
+#define BC_KC 512
+#define BC_M_CHUNK 8 /* 32-row blocks of X (256 rows, 512 KB of a K block) per packed W panel */
 
 static inline uint16_t f32_to_bf16(float f) {
     uint32_t u;
@@ -295,6 +304,86 @@ static void gemm_f32(const float *xp, size_t M, size_t K, const void *W, int wbf
     free(wp);
 }
 
+/* ---------- broadcast tiles (DSK_GEMM_F32, many rows) ---------- */
+
+static int use_bcast(int kind, size_t M) { return kind == DSK_GEMM_F32 && M >= BC_MIN_M; }
+
+/* Y[0..rm) × [0..rn) (stride ldy) = or += X block · W panelᵀ over kc columns: xp [kc][32]
+ * (column k of 32 X rows), wp [12][kc] (12 W rows as f32). */
+AVX512F static void bcast_tile(const float *xp, const float *wp, size_t kc, int rm, int rn, float *Y, size_t ldy, int add) {
+    __m512 acc[BC_NR][2];
+    for (int j = 0; j < BC_NR; j++) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+    if (rm > 16) {
+        for (size_t k = 0; k < kc; k++) {
+            const __m512 x0 = _mm512_loadu_ps(xp + k * BC_MR), x1 = _mm512_loadu_ps(xp + k * BC_MR + 16);
+            for (int j = 0; j < BC_NR; j++) {
+                const __m512 w = _mm512_set1_ps(wp[j * kc + k]);
+                acc[j][0] = _mm512_fmadd_ps(x0, w, acc[j][0]);
+                acc[j][1] = _mm512_fmadd_ps(x1, w, acc[j][1]);
+            }
+        }
+    } else {
+        for (size_t k = 0; k < kc; k++) {
+            const __m512 x0 = _mm512_loadu_ps(xp + k * BC_MR);
+            for (int j = 0; j < BC_NR; j++) acc[j][0] = _mm512_fmadd_ps(x0, _mm512_set1_ps(wp[j * kc + k]), acc[j][0]);
+        }
+    }
+    float buf[BC_NR][BC_MR] __attribute__((aligned(64)));
+    for (int j = 0; j < BC_NR; j++) {
+        _mm512_store_ps(buf[j], acc[j][0]);
+        _mm512_store_ps(buf[j] + 16, acc[j][1]);
+    }
+    for (int i = 0; i < rm; i++)
+        for (int j = 0; j < rn; j++) {
+            float *y = Y + (size_t)i * ldy + j;
+            *y = add ? *y + buf[j][i] : buf[j][i];
+        }
+}
+
+/* n values of a bf16 or f32 row as f32. */
+AVX512F static void widen_row(const void *src, int bf16, size_t n, float *dst) {
+    if (!bf16) {
+        memcpy(dst, src, n * 4);
+        return;
+    }
+    const uint16_t *p = (const uint16_t *)src;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                      _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p + i))), 16)));
+    for (; i < n; i++) dst[i] = bf16_to_f32(p[i]);
+}
+
+AVX512F static void gemm_f32_bcast(const float *xp, size_t M, size_t K, const void *W, int wbf16, size_t n0, size_t n1,
+                                   float *Y, size_t ldy) {
+    size_t mp = round_up(M, BC_MR), mb = mp / BC_MR, kcmax = K < BC_KC ? K : BC_KC;
+    float *wp = scratch(BC_NR * kcmax * 4);
+    for (size_t k0 = 0; k0 < K; k0 += BC_KC) {
+        size_t kc = K - k0 < BC_KC ? K - k0 : BC_KC;
+        const float *xb = xp + mp * k0;
+        for (size_t c0 = 0; c0 < mb; c0 += BC_M_CHUNK) {
+            size_t c1 = c0 + BC_M_CHUNK < mb ? c0 + BC_M_CHUNK : mb;
+            for (size_t n = n0; n < n1; n += BC_NR) {
+                int rn = (int)(n1 - n < BC_NR ? n1 - n : BC_NR);
+                for (int j = 0; j < BC_NR; j++) {
+                    if (j < rn) {
+                        const void *row = wbf16 ? (const void *)((const uint16_t *)W + (n + j) * K + k0)
+                                                : (const void *)((const float *)W + (n + j) * K + k0);
+                        widen_row(row, wbf16, kc, wp + j * kc);
+                    } else {
+                        memset(wp + j * kc, 0, kc * 4);
+                    }
+                }
+                for (size_t b = c0; b < c1; b++) {
+                    int rm = (int)(M - b * BC_MR < BC_MR ? M - b * BC_MR : BC_MR);
+                    bcast_tile(xb + b * BC_MR * kc, wp, kc, rm, rn, Y + b * BC_MR * ldy + (n - n0), ldy, k0 > 0);
+                }
+            }
+        }
+    }
+    free(wp);
+}
+
 /* ---------- AMX tier ---------- */
 
 #define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw")))
@@ -379,6 +468,7 @@ AMX static void gemm_amx(const uint16_t *Xv, size_t M, size_t K, const uint16_t 
 
 size_t dsk_gemm_packed_x_count(size_t M, size_t K, int kind) {
     if (kind == DSK_GEMM_AMX) return round_up(M, 32) * round_up(K, 32);
+    if (use_bcast(kind, M)) return round_up(M, BC_MR) * K;
     size_t kc = dot_block(kind), last = K % kc ? K % kc : kc;
     return round_up(M, RM) * (K - last + round_up(last, dot_lanes(kind)));
 }
@@ -391,13 +481,28 @@ static void round_row(const float *x, size_t K, size_t kp, uint16_t *out) {
     for (size_t k = K; k < kp; k++) out[k] = 0;
 }
 
-size_t dsk_gemm_x_row_block(int kind) { return kind == DSK_GEMM_AMX ? 32 : RM; }
+size_t dsk_gemm_x_row_block(int kind, size_t M) { return kind == DSK_GEMM_AMX ? 32 : use_bcast(kind, M) ? BC_MR : RM; }
 
 void dsk_gemm_pack_x(const float *X, size_t M, size_t ldx, size_t K, int kind, void *out) {
-    dsk_gemm_pack_x_rows(X, M, ldx, K, kind, out, 0, round_up(M, dsk_gemm_x_row_block(kind)));
+    dsk_gemm_pack_x_rows(X, M, ldx, K, kind, out, 0, round_up(M, dsk_gemm_x_row_block(kind, M)));
 }
 
 void dsk_gemm_pack_x_rows(const float *X, size_t M, size_t ldx, size_t K, int kind, void *out, size_t m0, size_t m1) {
+    if (use_bcast(kind, M)) {
+        /* K blocks of BC_KC one after another, each [M/32][kc][32]: X transposed per 32 rows */
+        size_t mp = round_up(M, BC_MR);
+        for (size_t k0 = 0; k0 < K; k0 += BC_KC) {
+            size_t kc = K - k0 < BC_KC ? K - k0 : BC_KC;
+            for (size_t m = m0; m < m1; m++) {
+                float *o = (float *)out + mp * k0 + (m / BC_MR) * BC_MR * kc + m % BC_MR;
+                if (m < M)
+                    for (size_t k = 0; k < kc; k++) o[k * BC_MR] = X[m * ldx + k0 + k];
+                else
+                    for (size_t k = 0; k < kc; k++) o[k * BC_MR] = 0;
+            }
+        }
+        return;
+    }
     if (is_f32(kind)) {
         size_t mb = round_up(M, RM) / RM;
         for (size_t k0 = 0; k0 < K; k0 += KC_F32) {
@@ -460,6 +565,9 @@ void dsk_gemm_xwT(const void *xp, size_t M, size_t K, const void *W, int w_is_bf
     case DSK_GEMM_AMX: gemm_amx(xp, M, K, W, n0, n1, Y, ldy); break;
     case DSK_GEMM_AVX512BF16: gemm_avx512bf16(xp, M, K, W, n0, n1, Y, ldy); break;
     case DSK_GEMM_F32_AVX2: gemm_f32(xp, M, K, W, w_is_bf16, n0, n1, Y, ldy, tile_f32_avx2); break;
-    default: gemm_f32(xp, M, K, W, w_is_bf16, n0, n1, Y, ldy, tile_f32); break;
+    default:
+        if (use_bcast(kind, M)) gemm_f32_bcast(xp, M, K, W, w_is_bf16, n0, n1, Y, ldy);
+        else gemm_f32(xp, M, K, W, w_is_bf16, n0, n1, Y, ldy, tile_f32);
+        break;
     }
 }

@@ -86,7 +86,7 @@ final class LinearProduct: @unchecked Sendable {
             x = .allocate(byteCount: max(bytes, 64), alignment: 64)
             // Row blocks packed by several threads where the input is large (prefill's dense
             // projections): a serial step here would bound scaling with cores.
-            let block = dsk_gemm_x_row_block(kind), padded = (rows + block - 1) / block * block
+            let block = dsk_gemm_x_row_block(kind, rows), padded = (rows + block - 1) / block * block
             let workers = rows * k >= 1 << 16 ? packThreads : 1
             let perChunk = max(1, (padded / block + workers * 2 - 1) / (workers * 2)) * block
             let out = UnsafeSendable(x)

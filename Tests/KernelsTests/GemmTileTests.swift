@@ -15,7 +15,8 @@ import Testing
     /// Odd sizes: a row, tiles' remainders (4 × 6 with 1–3 rows left, 32 × 32), K past a block (1024 f32, 2048 bf16)
     /// and not a multiple of the vector.
     static let cases = [Case(m: 1, k: 7, n: 1), Case(m: 5, k: 33, n: 7), Case(m: 37, k: 100, n: 45), Case(m: 64, k: 96, n: 64),
-                        Case(m: 9, k: 2100, n: 13), Case(m: 70, k: 1030, n: 97), Case(m: 7, k: 40, n: 13)]
+                        Case(m: 9, k: 2100, n: 13), Case(m: 70, k: 1030, n: 97), Case(m: 7, k: 40, n: 13),
+                        Case(m: 90, k: 600, n: 25)]
 
     static func random(_ count: Int, seed: UInt64) -> [Float] {
         var s = seed
@@ -90,7 +91,7 @@ import Testing
             let bytes = dsk_gemm_packed_x_count(m, k, kind) * (Self.exact(kind) ? 4 : 2)
             var whole = [UInt8](repeating: 0xee, count: bytes), parts = [UInt8](repeating: 0x11, count: bytes)
             whole.withUnsafeMutableBytes { dsk_gemm_pack_x(x, m, k, k, kind, $0.baseAddress!) }
-            let block = dsk_gemm_x_row_block(kind), padded = (m + block - 1) / block * block
+            let block = dsk_gemm_x_row_block(kind, m), padded = (m + block - 1) / block * block
             parts.withUnsafeMutableBytes { p in
                 // uneven ranges, last first
                 var bounds = [0, block, 3 * block, padded].filter { $0 <= padded }

@@ -157,9 +157,10 @@ int dsk_gemm_supported(int kind);
 int dsk_gemm_bf16_kind(void);
 size_t dsk_gemm_packed_x_count(size_t M, size_t K, int kind);
 void dsk_gemm_pack_x(const float *X, size_t M, size_t ldx, size_t K, int kind, void *out);
-/* The same packing for X's rows [m0, m1) only (multiples of dsk_gemm_x_row_block(kind); m1 at most
- * M rounded up to it): threads pack disjoint row ranges of one product's input. */
-size_t dsk_gemm_x_row_block(int kind);
+/* The same packing for X's rows [m0, m1) only (multiples of dsk_gemm_x_row_block(kind, M); m1 at
+ * most M rounded up to it): threads pack disjoint row ranges of one product's input. The layout
+ * depends on the kind and, for DSK_GEMM_F32, on M (many rows take broadcast tiles). */
+size_t dsk_gemm_x_row_block(int kind, size_t M);
 void dsk_gemm_pack_x_rows(const float *X, size_t M, size_t ldx, size_t K, int kind, void *out, size_t m0, size_t m1);
 void dsk_gemm_xwT(const void *xp, size_t M, size_t K, const void *W, int w_is_bf16, size_t n0, size_t n1, float *Y,
                   size_t ldy, int kind);
