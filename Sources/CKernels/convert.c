@@ -1,6 +1,9 @@
 #include "ckernels.h"
 #include <string.h>
 
+#if defined(__x86_64__) && defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 void dsk_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
     uint32_t *d = (uint32_t *)dst;
     for (size_t i = 0; i < n; i++) d[i] = (uint32_t)src[i] << 16;

@@ -251,9 +251,9 @@ static void pack_f32_rows(const void *src, int bf16, size_t ld, size_t rows, siz
 }
 
 /* X packed for the dot-product kinds: K blocks of KC one after another, each [M/4][kc/L][4][L]. */
-static int is_f32(int kind) { return kind == DSK_GEMM_F32 || kind == DSK_GEMM_F32_AVX2; }
-static size_t dot_block(int kind) { return is_f32(kind) ? KC_F32 : KC_BF16; }
-static size_t dot_lanes(int kind) { return is_f32(kind) ? 16 : 32; }
+int dsk_gemm_is_f32(int kind) { return kind == DSK_GEMM_F32 || kind == DSK_GEMM_F32_AVX2; }
+static size_t dot_block(int kind) { return dsk_gemm_is_f32(kind) ? KC_F32 : KC_BF16; }
+static size_t dot_lanes(int kind) { return dsk_gemm_is_f32(kind) ? 16 : 32; }
 
 AVX512BF16 static void gemm_avx512bf16(const uint16_t *xp, size_t M, size_t K, const uint16_t *W, size_t n0, size_t n1,
                                        float *Y, size_t ldy) {
@@ -340,20 +340,6 @@ AVX512F static void bcast_tile(const float *xp, const float *wp, size_t kc, int 
         }
 }
 
-/* n values of a bf16 or f32 row as f32. */
-AVX512F static void widen_row(const void *src, int bf16, size_t n, float *dst) {
-    if (!bf16) {
-        memcpy(dst, src, n * 4);
-        return;
-    }
-    const uint16_t *p = (const uint16_t *)src;
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(
-                                      _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p + i))), 16)));
-    for (; i < n; i++) dst[i] = bf16_to_f32(p[i]);
-}
-
 AVX512F static void gemm_f32_bcast(const float *xp, size_t M, size_t K, const void *W, int wbf16, size_t n0, size_t n1,
                                    float *Y, size_t ldy) {
     size_t mp = round_up(M, BC_MR), mb = mp / BC_MR, kcmax = K < BC_KC ? K : BC_KC;
@@ -366,10 +352,10 @@ AVX512F static void gemm_f32_bcast(const float *xp, size_t M, size_t K, const vo
             for (size_t n = n0; n < n1; n += BC_NR) {
                 int rn = (int)(n1 - n < BC_NR ? n1 - n : BC_NR);
                 for (int j = 0; j < BC_NR; j++) {
-                    if (j < rn) {
-                        const void *row = wbf16 ? (const void *)((const uint16_t *)W + (n + j) * K + k0)
-                                                : (const void *)((const float *)W + (n + j) * K + k0);
-                        widen_row(row, wbf16, kc, wp + j * kc);
+                    if (j < rn && wbf16) {
+                        dsk_bf16_to_f32((const uint16_t *)W + (n + j) * K + k0, wp + j * kc, kc);
+                    } else if (j < rn) {
+                        memcpy(wp + j * kc, (const float *)W + (n + j) * K + k0, kc * 4);
                     } else {
                         memset(wp + j * kc, 0, kc * 4);
                     }
@@ -503,7 +489,7 @@ void dsk_gemm_pack_x_rows(const float *X, size_t M, size_t ldx, size_t K, int ki
         }
         return;
     }
-    if (is_f32(kind)) {
+    if (dsk_gemm_is_f32(kind)) {
         size_t mb = round_up(M, RM) / RM;
         for (size_t k0 = 0; k0 < K; k0 += KC_F32) {
             size_t kc = K - k0 < KC_F32 ? K - k0 : KC_F32, steps = round_up(kc, 16) / 16;
@@ -560,7 +546,7 @@ void dsk_gemm_xwT(const void *xp, size_t M, size_t K, const void *W, int w_is_bf
                   size_t ldy, int kind) {
     if (M == 0 || n1 <= n0) return;
     /* caller bugs: a kind this CPU lacks, or f32 weights for a bf16 kind */
-    if (!dsk_gemm_supported(kind) || (!is_f32(kind) && !w_is_bf16)) abort();
+    if (!dsk_gemm_supported(kind) || (!dsk_gemm_is_f32(kind) && !w_is_bf16)) abort();
     switch (kind) {
     case DSK_GEMM_AMX: gemm_amx(xp, M, K, W, n0, n1, Y, ldy); break;
     case DSK_GEMM_AVX512BF16: gemm_avx512bf16(xp, M, K, W, n0, n1, Y, ldy); break;

@@ -176,7 +176,7 @@ public enum Linear {
     }()
 
     /// Whether `kind` is one of the exact (f32) GEMM kinds rather than a bf16 one.
-    static func isExact(_ kind: Int32) -> Bool { kind == Int32(DSK_GEMM_F32) || kind == Int32(DSK_GEMM_F32_AVX2) }
+    static func isExact(_ kind: Int32) -> Bool { dsk_gemm_is_f32(kind) != 0 }
 
     /// The bf16 GEMM this CPU runs for `bf16Activations`: DSK_GEMM_AMX, DSK_GEMM_AVX512BF16, or
     /// DSK_GEMM_F32 when neither beats f32 FMAs here (measured once, at first use).

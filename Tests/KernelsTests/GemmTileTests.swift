@@ -48,11 +48,9 @@ import Testing
         return (e / max(r, 1e-30)).squareRoot()
     }
 
-    static func exact(_ kind: Int32) -> Bool { kind == Int32(DSK_GEMM_F32) || kind == Int32(DSK_GEMM_F32_AVX2) }
-
     /// One kind over two row ranges (the split threads make), W as bf16 or f32.
     static func run(_ kind: Int32, _ x: [Float], _ w: UnsafeRawPointer, wIsBF16: Bool, _ c: Case) -> [Float] {
-        var packed = [UInt8](repeating: 0xff, count: dsk_gemm_packed_x_count(c.m, c.k, kind) * (Self.exact(kind) ? 4 : 2))
+        var packed = [UInt8](repeating: 0xff, count: dsk_gemm_packed_x_count(c.m, c.k, kind) * (Linear.isExact(kind) ? 4 : 2))
         var y = [Float](repeating: .nan, count: c.m * c.n)
         packed.withUnsafeMutableBytes { p in
             dsk_gemm_pack_x(x, c.m, c.k, c.k, kind, p.baseAddress!)
@@ -70,7 +68,7 @@ import Testing
         let kinds = [DSK_GEMM_F32, DSK_GEMM_F32_AVX2, DSK_GEMM_AVX512BF16, DSK_GEMM_AMX].map { Int32($0) }.filter { dsk_gemm_supported($0) != 0 }
         for kind in kinds {
             // The exact kind multiplies x as it is; the bf16 kinds multiply x rounded to bf16.
-            let exact = Self.exact(kind)
+            let exact = Linear.isExact(kind)
             let y = wh.withUnsafeBytes { Self.run(kind, x, $0.baseAddress!, wIsBF16: true, c) }
             let e = Self.error(y, exact ? x : Self.rounded(x), w, c)
             #expect(e <= 1e-6, "kind \(kind) \(c): relative error \(e)")
@@ -88,7 +86,7 @@ import Testing
         let x = Self.random(m * k, seed: 3)
         let kinds = [DSK_GEMM_F32, DSK_GEMM_F32_AVX2, DSK_GEMM_AVX512BF16, DSK_GEMM_AMX].map { Int32($0) }.filter { dsk_gemm_supported($0) != 0 }
         for kind in kinds {
-            let bytes = dsk_gemm_packed_x_count(m, k, kind) * (Self.exact(kind) ? 4 : 2)
+            let bytes = dsk_gemm_packed_x_count(m, k, kind) * (Linear.isExact(kind) ? 4 : 2)
             var whole = [UInt8](repeating: 0xee, count: bytes), parts = [UInt8](repeating: 0x11, count: bytes)
             whole.withUnsafeMutableBytes { dsk_gemm_pack_x(x, m, k, k, kind, $0.baseAddress!) }
             let block = dsk_gemm_x_row_block(kind, m), padded = (m + block - 1) / block * block

@@ -155,6 +155,8 @@ void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int
 enum { DSK_GEMM_F32 = 0, DSK_GEMM_AVX512BF16 = 1, DSK_GEMM_AMX = 2, DSK_GEMM_F32_AVX2 = 3 };
 int dsk_gemm_supported(int kind);
 int dsk_gemm_bf16_kind(void);
+/* Whether a kind is exact (X packed as floats) rather than bf16 (X packed as uint16). */
+int dsk_gemm_is_f32(int kind);
 size_t dsk_gemm_packed_x_count(size_t M, size_t K, int kind);
 void dsk_gemm_pack_x(const float *X, size_t M, size_t ldx, size_t K, int kind, void *out);
 /* The same packing for X's rows [m0, m1) only (multiples of dsk_gemm_x_row_block(kind, M); m1 at
