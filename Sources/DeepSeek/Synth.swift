@@ -69,8 +69,8 @@ public enum Synth {
 
     static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 
-    /// Writes config.json and the shards into `out` (atomically), copying tokenizer files from
-    /// `tokenizerFrom` when given. `progress(name, bytes)` is called per tensor.
+    /// Writes config.json and the shards into `out` (atomically), copying the tokenizer files and
+    /// the other side files (`Checkpoint.sideFiles`) from `tokenizerFrom` when given. `progress(name, bytes)` is called per tensor.
     public static func write(config: ModelConfig, seed: UInt64, out: OutputDirectory, maxShardSize: Int,
                              tokenizerFrom: String?, threads: Int,
                              progress: ((String, Int) -> Void)? = nil) throws {
@@ -78,7 +78,9 @@ public enum Synth {
         let specs = schema.tensors.map { TensorSpec(name: $0.name, dtype: .bf16, shape: $0.shape) }
         try writeFileAtomically(out.path("config.json"), config.jsonText())
         if let dir = tokenizerFrom {
-            for f in Checkpoint.tokenizerFiles {
+            // The tokenizer files are required; every other side file there (remote code,
+            // generation config, license) comes along.
+            for f in Set(Checkpoint.tokenizerFiles + Checkpoint.sideFiles(in: dir)).sorted() {
                 try copyFile(from: dir + "/" + f, to: out.path(f))
             }
         }

@@ -143,7 +143,7 @@ public final class ModelQuantizer {
     public func write(into out: OutputDirectory, compress: PackOptions? = nil,
                       progress: ((Int, Int, TensorReport?) -> Void)? = nil) throws -> [TensorReport] {
         try writeFileAtomically(out.path("config.json"), outputConfigText)
-        for f in Checkpoint.sideFiles where f != "config.json" && pathExists(source.directory + "/" + f) {
+        for f in Checkpoint.sideFiles(in: source.directory) {
             try copyFile(from: source.directory + "/" + f, to: out.path(f))
         }
         let specs = try specs()

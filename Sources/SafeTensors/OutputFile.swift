@@ -43,7 +43,7 @@ public enum OutputFile {
     }
 }
 
-func isRegularFile(_ path: String) -> Bool {
+public func isRegularFile(_ path: String) -> Bool {
     var st = stat()
     return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
 }

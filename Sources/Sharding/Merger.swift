@@ -42,7 +42,7 @@ public struct Merger {
         }
         config["tensor_parallel"] = nil
         try writeFileAtomically(out.path("config.json"), JSONValue.object(config).serialized(pretty: true) + "\n")
-        for f in Checkpoint.sideFiles where f != "config.json" && pathExists(rank0 + "/" + f) {
+        for f in Checkpoint.sideFiles(in: rank0) {
             try copyFile(from: rank0 + "/" + f, to: out.path(f))
         }
         let specs = manifest.tensors.map { TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape) }

@@ -22,6 +22,14 @@ public protocol ReshardLayout: Sendable {
     func copiedFiles(from sourceDirectory: String) -> [String]
     /// Why this layout cannot hold a plan (or a packed output): nil when it can.
     func refusal(plan: ShardPlan, compressed: Bool) -> String?
+    /// Files this layout writes beside the ranks' (name → text), derived from the source config;
+    /// recorded in the manifest with the side files of the first rank's directory. Throws where
+    /// the config cannot be expressed, before anything is written.
+    func generatedFiles(config: ModelConfig) throws(ModelError) -> [(name: String, text: String)]
+}
+
+extension ReshardLayout {
+    public func generatedFiles(config: ModelConfig) throws(ModelError) -> [(name: String, text: String)] { [] }
 }
 
 /// The layouts dsconv writes and reads, by the name the manifest records.
@@ -56,7 +64,7 @@ public struct HuggingFaceRankLayout: ReshardLayout {
     }
 
     public func copiedFiles(from sourceDirectory: String) -> [String] {
-        Checkpoint.sideFiles.filter { $0 != "config.json" && pathExists(sourceDirectory + "/" + $0) }
+        Checkpoint.sideFiles(in: sourceDirectory)
     }
 
     public func refusal(plan: ShardPlan, compressed: Bool) -> String? { nil }
@@ -89,10 +97,7 @@ public struct DeepSeekLayout: ReshardLayout {
     /// As convert.py, every file of the source whose name contains "token"; and the usual side
     /// files (generation_config.json, README, LICENSE), so that merge restores them.
     public func copiedFiles(from sourceDirectory: String) -> [String] {
-        let names = (try? listDirectory(sourceDirectory)) ?? []
-        let tokenFiles = names.filter { $0.contains("token") && !$0.hasPrefix(".") && !$0.hasSuffix(".safetensors") }
-        let side = Checkpoint.sideFiles.filter { $0 != "config.json" && names.contains($0) }
-        return Array(Set(tokenFiles + side)).sorted()
+        Checkpoint.sideFiles(in: sourceDirectory)
     }
 
     public func refusal(plan: ShardPlan, compressed: Bool) -> String? {
@@ -102,5 +107,11 @@ public struct DeepSeekLayout: ReshardLayout {
         if compressed { return "--layout deepseek cannot be --compress'ed: DeepSeek's loader reads plain safetensors files (pack the output afterwards with dsconv pack if you only need to store it)" }
         if plan.experts != .ep { return "--layout deepseek keeps routed experts whole on their rank (as DeepSeek's convert.py): use --experts ep" }
         return nil
+    }
+
+    /// `generate-config.json`: the ModelArgs `generate.py --config` takes for this model
+    /// (DeepSeek's shipped config_236B.json lacks V2.5's mscale).
+    public func generatedFiles(config: ModelConfig) throws(ModelError) -> [(name: String, text: String)] {
+        [(DeepSeekModelArgs.fileName, try DeepSeekModelArgs(config: config).text)]
     }
 }

@@ -64,6 +64,7 @@ public struct Resharder {
             throw ModelError.badInput("\(source.directory)/config.json is not a JSON object")
         }
         if let why = layout.refusal(plan: plan, compressed: compress != nil) { throw ModelError.badInput(why) }
+        let generated = try layout.generatedFiles(config: source.config)
         var outputs: [RankOutput] = []
         var directories = Set<String>()
         for r in 0..<tp {
@@ -77,6 +78,7 @@ public struct Resharder {
                 for f in layout.copiedFiles(from: source.directory) {
                     try copyFile(from: source.directory + "/" + f, to: out.path(dir + "/" + f))
                 }
+                for g in generated { try writeFileAtomically(out.path(dir + "/" + g.name), g.text) }
             }
             let specs = try plan.ranks[r].map { s in TensorSpec(name: outputName(s), dtype: try dtype(of: s.name), shape: s.shape) }
             let files = layout.shardLayout(rank: r, tp: tp, tensors: specs, maxShardSize: maxShardSize)

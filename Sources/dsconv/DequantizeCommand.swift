@@ -47,7 +47,7 @@ struct Dequantize: ParsableCommand {
             let progress = Progress("dequantize")
             try OutputDirectory.write(out, force: force, inputs: [source], producer: "dsconv dequantize") { output in
                 try writeFileAtomically(output.path("config.json"), JSONValue.object(object).serialized(pretty: true) + "\n")
-                for f in Checkpoint.sideFiles where f != "config.json" && pathExists(source + "/" + f) {
+                for f in Checkpoint.sideFiles(in: source) {
                     try copyFile(from: source + "/" + f, to: output.path(f))
                 }
                 let writer = ShardedWriter(directory: output.partialPath, tensors: specs, maxShardSize: parseSize(maxShardSize) ?? 5_000_000_000,

@@ -23,7 +23,7 @@ struct Synth: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Output directory.") var out: String
     @Option(name: .customLong("max-shard-size"), help: "Largest shard, e.g. 5GB (default) or 200MB.") var maxShardSize = "5GB"
-    @Option(help: "Directory to copy tokenizer.json and tokenizer_config.json from.") var tokenizer: String?
+    @Option(help: "Directory to copy tokenizer.json, tokenizer_config.json and the other side files (*.py, generation_config.json, LICENSE, README) from.") var tokenizer: String?
     @Flag(help: "Replace an existing output directory.") var force = false
     @OptionGroup var threads: ThreadOptions
 
