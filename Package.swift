@@ -36,7 +36,8 @@ let package = Package(
         .target(name: "Compression", dependencies: ["CZstd", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .target(name: "Checkpoints", dependencies: ["DeepSeek", "SafeTensors", "Compression", "Sharding", "Kernels"]),
         .target(name: "Quantization", dependencies: ["CKernels", "COpenBLAS"]),
-        .target(name: "ModelQuantizer", dependencies: ["DeepSeek", "Quantization", "SafeTensors", "Kernels", "CKernels", "JSON", "HDF5", "Compression"]),
+        .target(name: "Serving", dependencies: ["DeepSeek", "Quantization", "JSON"]),
+        .target(name: "ModelQuantizer", dependencies: ["Serving", "DeepSeek", "Quantization", "SafeTensors", "Kernels", "CKernels", "JSON", "HDF5", "Compression"]),
         .target(name: "HDF5", dependencies: ["CHDF5"]),
         .target(name: "Tokenizer", dependencies: ["JSON"], swiftSettings: fastText),
         .target(name: "ChatTemplate", dependencies: ["JSON"]),
@@ -44,7 +45,7 @@ let package = Package(
             name: "dsconv",
             dependencies: [
                 "DeepSeek", "SafeTensors", "Kernels", "JSON", "Tokenizer", "ChatTemplate", "Sharding", "Compression",
-                "Quantization", "ModelQuantizer", "HDF5", "Checkpoints",
+                "Quantization", "ModelQuantizer", "HDF5", "Checkpoints", "Serving",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

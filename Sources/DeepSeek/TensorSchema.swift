@@ -107,6 +107,32 @@ public enum TensorRole: Hashable, Sendable {
     }
 }
 
+/// How tensor parallelism cuts a tensor: one rule per role, read by the reshard plan, the
+/// per-GPU memory figures and the serving rules (the engines split the same way).
+public enum TensorParallelSplit: Sendable, Equatable {
+    case replicated
+    /// Cut along `dim` into whole `unit`s (vocabulary rows, heads, features): dim 0 is a
+    /// column-parallel (output) split, dim 1 a row-parallel (input) split.
+    case split(dim: Int, unit: Int, what: String)
+    /// A routed expert's projection: split along `dim` when experts are cut by tensor
+    /// parallelism, whole on its owning rank under expert parallelism.
+    case routedExpert(dim: Int)
+}
+
+extension TensorRole {
+    public func tensorParallelSplit(_ c: ModelConfig) -> TensorParallelSplit {
+        switch self {
+        case .embedding, .lmHead: return .split(dim: 0, unit: 1, what: "vocabulary rows")
+        case .qA, .kvA, .router, .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: return .replicated
+        case .qB, .q: return .split(dim: 0, unit: c.qHeadDim, what: "heads")
+        case .kvB: return .split(dim: 0, unit: c.qkNopeHeadDim + c.vHeadDim, what: "heads")
+        case .o: return .split(dim: 1, unit: c.vHeadDim, what: "heads")
+        case .denseMLP(_, let p), .sharedExpert(_, let p): return .split(dim: p == .down ? 1 : 0, unit: 1, what: "features")
+        case .routedExpert(_, _, let p): return .routedExpert(dim: p == .down ? 1 : 0)
+        }
+    }
+}
+
 /// Which stored tensor of a module: its weight, or one of the tensors a quantized weight is
 /// stored as (compressed-tensors names).
 public enum TensorComponent: String, Sendable, Hashable {

@@ -1,6 +1,7 @@
 import DeepSeek
 import Foundation
 import Quantization
+import Serving
 
 /// The decision for every Linear of a model: its scheme, or why it stays in the checkpoint dtype.
 /// Pure: from the config and the options, before any weight is read.
@@ -14,6 +15,10 @@ public struct QuantizePlan: Sendable {
     /// The `quantization_config` the output's config.json carries.
     public let quantization: WeightQuantization
     public let options: QuantizeOptions
+    /// The vLLM targets the schemes were chosen for (empty outside `serve` mode, or when vLLM
+    /// cannot serve the model at any requested size), and notes on what was chosen for them.
+    public let servingTargets: [VLLMTarget]
+    public let servingNotes: [String]
 
     public init(schema: TensorSchema, options: QuantizeOptions) throws(ModelError) {
         let scheme = options.scheme
@@ -29,6 +34,13 @@ public struct QuantizePlan: Sendable {
         }
         var decisions: [TensorRole: Decision] = [:]
         var fallbackModules: [Int: [String]] = [:]
+        var servingNotes: [String] = []
+        // serve mode: the sizes vLLM can serve this model at (heads, attention kernels); with
+        // none, the schemes follow the group's divisibility alone (as `keep`).
+        let servableTPs = options.servingTPs.filter { VLLMRules.engineRefusal(config: schema.config, tp: $0) == nil }
+        let servingTargets = options.groupMismatch == .serve
+            ? servableTPs.flatMap { tp in options.servingGPUs.map { VLLMTarget(tp: tp, gpu: $0, expertParallel: false) } } : []
+        let chooseForServing = !servingTargets.isEmpty
         for t in schema.tensors where t.role.isLinear && t.component == .weight {
             let module = t.role.moduleName
             let cols = t.shape[1]
@@ -42,15 +54,16 @@ public struct QuantizePlan: Sendable {
                 decisions[t.role] = .keep(reason: "--ignore \(p.pattern)")
                 continue
             }
+            if chooseForServing { continue }  // chosen per engine module below
             if scheme.fits(cols: cols) {
                 decisions[t.role] = .quantize(scheme)
                 continue
             }
             switch options.groupMismatch {
+            case .serve, .keep:
+                decisions[t.role] = .keep(reason: "input width \(cols) is not a multiple of group \(scheme.groupSize ?? cols) (--group-fallback uses a smaller group)")
             case .refuse:
                 throw .badInput("\(t.name): input width \(cols) is not a multiple of --group-size \(scheme.groupSize ?? cols) (--strict-groups)")
-            case .keep:
-                decisions[t.role] = .keep(reason: "input width \(cols) is not a multiple of group \(scheme.groupSize ?? cols) (--group-fallback uses a smaller group)")
             case .fallback:
                 var g = scheme.groupSize ?? cols
                 while g > 1 && cols % g != 0 { g /= 2 }
@@ -60,6 +73,36 @@ public struct QuantizePlan: Sendable {
                 }
                 decisions[t.role] = .quantize(QuantScheme(bits: scheme.bits, groupSize: g, symmetric: scheme.symmetric))
                 fallbackModules[g, default: []].append(module)
+            }
+        }
+        if options.groupMismatch == .serve {
+            for tp in options.servingTPs where !servableTPs.contains(tp) {
+                servingNotes.append("vLLM cannot serve this model at tp \(tp) whatever the scheme (\(VLLMRules.engineRefusal(config: schema.config, tp: tp)?.rule ?? "")); schemes are not chosen for it")
+            }
+        }
+        if chooseForServing {
+            let c = schema.config
+            let choice = SchemeChoice(requested: scheme, targets: servingTargets)
+            for l in 0..<c.numHiddenLayers {
+                for group in VLLMRules.moduleGroups(config: c, layer: l) {
+                    // A member kept by the rules above (lm_head, kv_b_proj, --ignore) keeps the group.
+                    if let kept = group.roles.first(where: { if case .keep? = decisions[$0] { return true }; return false }),
+                       case .keep(let why)? = decisions[kept] {
+                        for r in group.roles where decisions[r] == nil {
+                            decisions[r] = .keep(reason: group.isRoutedExperts ? "routed experts share one scheme and \(kept.moduleName) is kept (\(why))"
+                                                                               : "fused with \(kept.moduleName), which is kept (\(why))")
+                        }
+                        continue
+                    }
+                    let (decision, note) = choice.decide(group, config: c, fits: { s in
+                        group.roles.allSatisfy { r in s.fits(cols: schema[schema.name(r)]?.shape.last ?? 0) }
+                    })
+                    for r in group.roles { decisions[r] = decision }
+                    if let note, !servingNotes.contains(note) { servingNotes.append(note) }
+                    if case .quantize(let s) = decision, s != scheme {
+                        fallbackModules[s.groupSize ?? 0, default: []] += group.roles.map(\.moduleName)
+                    }
+                }
             }
         }
         // Engines fuse q_a_proj with kv_a_proj_with_mqa, and gate_proj with up_proj: one scheme per pair.
@@ -73,16 +116,17 @@ public struct QuantizePlan: Sendable {
             }
         }
         var groups = [WeightQuantization.Group(name: "group_0", scheme: scheme, targets: ["Linear"], actorder: nil)]
-        for (i, g) in fallbackModules.keys.sorted(by: >).enumerated() {
-            let quantizedModules = Set(decisions.compactMap { role, d -> String? in
-                if case .quantize = d { return role.moduleName }
-                return nil
-            })
-            let names = (fallbackModules[g] ?? []).filter { quantizedModules.contains($0) }
-            guard !names.isEmpty else { continue }
-            groups.append(.init(name: "group_\(i + 1)", scheme: QuantScheme(bits: scheme.bits, groupSize: g, symmetric: scheme.symmetric),
-                                targets: names, actorder: nil))
+        // Modules with another scheme than the requested one, by scheme: one config group each.
+        var byScheme: [QuantScheme: [String]] = [:]
+        for (role, d) in decisions {
+            if case .quantize(let s) = d, s != scheme { byScheme[s, default: []].append(role.moduleName) }
         }
+        let order = byScheme.keys.sorted { ($0.groupSize ?? Int.max, $0.bits) > ($1.groupSize ?? Int.max, $1.bits) }
+        for (i, s) in order.enumerated() {
+            let names = schema.tensors.filter { $0.component == .weight && byScheme[s]?.contains($0.role.moduleName) == true }.map(\.role.moduleName)
+            groups.append(.init(name: "group_\(i + 1)", scheme: s, targets: names, actorder: nil))
+        }
+        _ = fallbackModules
         // Every Linear left unquantized, by exact name, as llm-compressor lists them.
         let kept = schema.tensors.filter { t in
             guard t.role.isLinear, t.component == .weight, case .keep? = decisions[t.role] else { return false }
@@ -90,6 +134,8 @@ public struct QuantizePlan: Sendable {
         }.map(\.role.moduleName)
         self.decisions = decisions
         self.options = options
+        self.servingTargets = servingTargets
+        self.servingNotes = servingNotes
         quantization = WeightQuantization(groups: groups, ignore: kept)
     }
 

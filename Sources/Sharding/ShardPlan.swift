@@ -139,17 +139,13 @@ public struct ShardPlan: Sendable {
     }
 
     static func rule(_ role: TensorRole, config c: ModelConfig, tp: Int, experts: ExpertMode, nExperts: Int) -> Rule {
-        switch role {
-        case .embedding, .lmHead: return .split(dim: 0, unit: 1, what: "vocabulary rows")
-        case .qA, .kvA, .router, .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: return .replicate
-        case .qB, .q: return .split(dim: 0, unit: c.qHeadDim, what: "heads")
-        case .kvB: return .split(dim: 0, unit: c.qkNopeHeadDim + c.vHeadDim, what: "heads")
-        case .o: return .split(dim: 1, unit: c.vHeadDim, what: "heads")
-        case .denseMLP(_, let p), .sharedExpert(_, let p): return .split(dim: p == .down ? 1 : 0, unit: 1, what: "features")
-        case .routedExpert(_, let e, let p):
+        switch role.tensorParallelSplit(c) {
+        case .replicated: return .replicate
+        case .split(let dim, let unit, let what): return .split(dim: dim, unit: unit, what: what)
+        case .routedExpert(let dim):
             switch experts {
-            case .tp: return .split(dim: p == .down ? 1 : 0, unit: 1, what: "features")
-            case .ep: return .owner(rank: e / (nExperts / tp))
+            case .tp: return .split(dim: dim, unit: 1, what: "features")
+            case .ep: return .owner(rank: (role.expert ?? 0) / (nExperts / tp))
             }
         }
     }

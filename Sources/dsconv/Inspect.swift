@@ -3,6 +3,8 @@ import Checkpoints
 import DeepSeek
 import JSON
 import SafeTensors
+import Serving
+import Sharding
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,6 +32,7 @@ struct Inspect: ParsableCommand {
                 bytes += t.bytes
             }
             let elementBytes = c.expectedDType.size
+            let engines = try Self.engineStatements(checkpoint, directory: directory)
             let perGPU = [1, 2, 4, 8].map { ($0, schema.weightBytesPerGPU(tp: $0, bytesPerElement: elementBytes)) }
             if json {
                 var dt = JSONObject()
@@ -47,6 +50,7 @@ struct Inspect: ParsableCommand {
                     "shards": JSONValue(shards.map(\.0)),
                     "weight_bytes_per_gpu": .object(gpu),
                     "layout": .string(layout),
+                    "serving": Self.servingJSON(engines),
                 ])
                 return Exit.ok
             }
@@ -68,7 +72,60 @@ struct Inspect: ParsableCommand {
             print("  shards            \(shards.count)")
             for (name, size) in shards { print("    \(name)  \(formatBytes(size))") }
             print("  weights per GPU   " + perGPU.map { "tp\($0.0): \(formatBytes($0.1))" }.joined(separator: ", "))
+            Self.printServing(engines)
             return Exit.ok
+        }
+    }
+
+    static func engineStatements(_ checkpoint: OpenedCheckpoint, directory: String) throws -> [EngineStatement] {
+        let form: ServedForm
+        switch checkpoint.kind {
+        case .plain: form = .checkpoint
+        case .packed: form = .packed
+        case .reshard:
+            let m = try checkpoint.reshardManifest(for: "inspect")
+            form = .reshard(tp: m.tp, deepseekLayout: m.layout == DeepSeekLayout().name)
+        }
+        let configText = (try? readWholeFile(directory + "/config.json")) ?? []
+        let missing = Checkpoint.autoMapFiles(configText: configText).filter { !pathExists(directory + "/" + $0) }
+        return EngineReport.statements(config: checkpoint.config, form: form, directory: directory, missingRemoteCode: missing)
+    }
+
+    static func servingJSON(_ s: [EngineStatement]) -> JSONValue {
+        var o = JSONObject()
+        o["vllm"] = .array(s.filter { $0.engine == .vllm }.map(\.json))
+        for e in [EngineStatement.Engine.transformers, .deepseek] {
+            if let st = s.first(where: { $0.engine == e }) { o[e.rawValue] = st.json }
+        }
+        return .object(o)
+    }
+
+    /// vLLM as a table (TP × GPU, "EP" where it loads only with expert parallelism), the first
+    /// refusal of each kind, then the other engines; every loadable command once.
+    static func printServing(_ s: [EngineStatement]) {
+        let vllm = s.filter { $0.engine == .vllm }
+        print("  vLLM 0.34         " + VLLMTarget.tensorParallelSizes.map { "tp\($0)" }.joined(separator: "  "))
+        for gpu in GPUGeneration.allCases {
+            let cells = VLLMTarget.tensorParallelSizes.map { tp -> String in
+                let plain = vllm.first { $0.target == VLLMTarget(tp: tp, gpu: gpu, expertParallel: false) }?.loads ?? false
+                let ep = vllm.first { $0.target == VLLMTarget(tp: tp, gpu: gpu, expertParallel: true) }?.loads ?? false
+                return plain ? "ok " : ep ? "EP " : "no "
+            }
+            print("    \(gpu.cards.padding(toLength: 15, withPad: " ", startingAt: 0))" + cells.joined(separator: "  "))
+        }
+        var said = Set<String>()
+        for st in vllm where !st.loads && said.insert(st.rule).inserted {
+            guard let t = st.target else { continue }
+            print("    refused at tp \(t.tp) on \(t.gpu.cards)\(t.expertParallel ? " with expert parallelism" : ""): \(st.rule)")
+        }
+        if let best = vllm.filter({ $0.loads }).max(by: { ($0.target?.tp ?? 0, $0.target?.expertParallel == true ? 0 : 1) < ($1.target?.tp ?? 0, $1.target?.expertParallel == true ? 0 : 1) }),
+           let cmd = best.command {
+            print("    serve: \(cmd)")
+        }
+        for st in s where st.engine != .vllm {
+            let name = st.engine == .transformers ? "transformers 5.24" : "DeepSeek generate"
+            print("  \(name.padding(toLength: 18, withPad: " ", startingAt: 0))" + (st.loads ? "loads: " : "refused: ") + st.rule)
+            if let cmd = st.command { print("    \(cmd)") }
         }
     }
 }
