@@ -14,12 +14,14 @@ The matrix is printed as a Markdown table (README "Serving what dsconv writes").
 
     Scripts/serving-check [--dsconv PATH] [--work DIR] [--cases v25-int4,lite-int8,...] [--tp 1,2,4,8]
 
-The virtualenv (vLLM 0.34.0, made by the harness's setup.sh) lives in
-~/.cache/dsconv/vllm-oracle (VLLM_ORACLE_VENV moves it); the harness is looked up in
+The virtualenv (vLLM 0.34.0, about 8.5 GB, made by the harness's own setup.sh on first use) lives
+where that script puts it, ~/.cache/vllm-oracle/venv (VLLM_ORACLE_VENV moves it), outside the
+clone and reused; the harness is looked up in
 $DSCONV_VLLM_ORACLE, else ../shared/tools/vllm-oracle beside the clone. Without the harness the
 check says it is skipped and exits 0. Exit 1 on any disagreement, 2 when the harness fails.
 """
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -37,7 +39,7 @@ CASES = {
     "v25-int8": ("v25", ["--bits", "8"]),
     "v25-int4-asym": ("v25", ["--bits", "4", "--asymmetric"]),
     "v25-int4-g128-tp1-4": ("v25", ["--bits", "4", "--group-size", "128", "--serve-tp", "1,2,4"]),
-    "v25-int8-channel-a100": ("v25", ["--bits", "8", "--group-size", "channel", "--serve-capability", "8.0"]),
+    "v25-int8-channel-a100": ("v25", ["--bits", "8", "--group-size", "channel", "--serve-gpu", "a100"]),
     "lite-int4": ("lite", ["--bits", "4"]),
     "lite-int8": ("lite", ["--bits", "8"]),
 }
@@ -65,6 +67,7 @@ def oracle_worker(args):
         out = dict(job, capability=args.capability, status=status, message=msg,
                    params={str(k): v for k, v in va.PARAM_BYTES.items()})
         print("VERDICT " + json.dumps(out), flush=True)
+        gc.collect()  # each verdict builds and loads a whole model; keep one at a time
     return 0
 
 
@@ -80,9 +83,7 @@ def main():
     ap.add_argument("--tp", default="1,2,4,8")
     ap.add_argument("--oracle", default=os.environ.get("DSCONV_VLLM_ORACLE",
                                                        os.path.join(os.path.dirname(ROOT), "shared/tools/vllm-oracle")))
-    ap.add_argument("--venv", default=os.environ.get("VLLM_ORACLE_VENV",
-                                                     os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                                                                  "dsconv/vllm-oracle")))
+    ap.add_argument("--venv", default=os.environ.get("VLLM_ORACLE_VENV", os.path.expanduser("~/.cache/vllm-oracle/venv")))
     ap.add_argument("--oracle-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--capability", help=argparse.SUPPRESS)
     ap.add_argument("--jobs", help=argparse.SUPPRESS)
@@ -124,7 +125,8 @@ def main():
         if r.returncode != 2 or os.path.exists(asym) or os.path.exists(asym + ".partial"):
             failures.append(f"quantize --bits 8 --asymmetric: exit {r.returncode} (2 expected, nothing written)")
         else:
-            print("quantize --bits 8 --asymmetric refused: " + r.stderr.strip().splitlines()[-1])
+            why = next((l for l in r.stderr.splitlines() if "rror" in l), r.stderr.strip())
+            print("quantize --bits 8 --asymmetric refused before writing: " + why.strip())
 
         statements = {}
         for c in cases:

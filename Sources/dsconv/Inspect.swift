@@ -102,30 +102,30 @@ struct Inspect: ParsableCommand {
 
     /// vLLM as a table (TP × GPU, "EP" where it loads only with expert parallelism), the first
     /// refusal of each kind, then the other engines; every loadable command once.
-    static func printServing(_ s: [EngineStatement]) {
+    static func printServing(_ s: [EngineStatement], to line: (String) -> Void = { print($0) }) {
         let vllm = s.filter { $0.engine == .vllm }
-        print("  vLLM 0.34         " + VLLMTarget.tensorParallelSizes.map { "tp\($0)" }.joined(separator: "  "))
+        line("  vLLM 0.34         " + VLLMTarget.tensorParallelSizes.map { "tp\($0)" }.joined(separator: "  "))
         for gpu in GPUGeneration.allCases {
             let cells = VLLMTarget.tensorParallelSizes.map { tp -> String in
                 let plain = vllm.first { $0.target == VLLMTarget(tp: tp, gpu: gpu, expertParallel: false) }?.loads ?? false
                 let ep = vllm.first { $0.target == VLLMTarget(tp: tp, gpu: gpu, expertParallel: true) }?.loads ?? false
                 return plain ? "ok " : ep ? "EP " : "no "
             }
-            print("    \(gpu.cards.padding(toLength: 15, withPad: " ", startingAt: 0))" + cells.joined(separator: "  "))
+            line("    \(gpu.cards.padding(toLength: 15, withPad: " ", startingAt: 0))" + cells.joined(separator: "  "))
         }
         var said = Set<String>()
         for st in vllm where !st.loads && said.insert(st.rule).inserted {
             guard let t = st.target else { continue }
-            print("    refused at tp \(t.tp) on \(t.gpu.cards)\(t.expertParallel ? " with expert parallelism" : ""): \(st.rule)")
+            line("    refused at tp \(t.tp) on \(t.gpu.cards)\(t.expertParallel ? " with expert parallelism" : ""): \(st.rule)")
         }
         if let best = vllm.filter({ $0.loads }).max(by: { ($0.target?.tp ?? 0, $0.target?.expertParallel == true ? 0 : 1) < ($1.target?.tp ?? 0, $1.target?.expertParallel == true ? 0 : 1) }),
            let cmd = best.command {
-            print("    serve: \(cmd)")
+            line("    serve: \(cmd)")
         }
         for st in s where st.engine != .vllm {
             let name = st.engine == .transformers ? "transformers 5.24" : "DeepSeek generate"
-            print("  \(name.padding(toLength: 18, withPad: " ", startingAt: 0))" + (st.loads ? "loads: " : "refused: ") + st.rule)
-            if let cmd = st.command { print("    \(cmd)") }
+            line("  \(name.padding(toLength: 18, withPad: " ", startingAt: 0))" + (st.loads ? "loads: " : "refused: ") + st.rule)
+            if let cmd = st.command { line("    \(cmd)") }
         }
     }
 }

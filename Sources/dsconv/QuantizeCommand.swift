@@ -7,6 +7,7 @@ import JSON
 import ModelQuantizer
 import Quantization
 import SafeTensors
+import Serving
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,11 +19,17 @@ struct Quantize: ParsableCommand {
     @Option(help: "Integer width: 8 (per output channel by default) or 4 (groups of 128 by default).")
     var bits: Int
 
-    @Option(name: .customLong("group-size"), help: "Columns per scale (a power of two: 32, 64, 128). Default: 128 for int4, per channel for int8.")
-    var groupSize: Int?
+    @Option(name: .customLong("group-size"), help: "Columns per scale (a power of two: 32, 64, 128), or 'channel'. Default: 128 for int4, per channel for int8; where vLLM refuses it at a --serve-tp size, a module takes the nearest scheme vLLM loads (smaller groups, per channel, group scales for experts on H100).")
+    var groupSize: String?
 
-    @Flag(help: "Asymmetric (with zero points). Note: vLLM before mid-2026 refuses asymmetric MoE experts.")
+    @Flag(help: "Asymmetric (with zero points). int4 only: vLLM has no MoE kernel for int8 with zero points, and transformers 5.24 drops the zero points of fused experts.")
     var asymmetric = false
+
+    @Option(name: .customLong("serve-tp"), help: "Tensor-parallel sizes the output will be served at by vLLM, e.g. 8 or 1,2,4,8 (default: 1,2,4,8, those the model's heads allow).")
+    var serveTP = "1,2,4,8"
+
+    @Option(name: .customLong("serve-gpu"), help: "GPU generations it will be served on: a100 (8.0), h100 (9.0), or both (default: a100,h100).")
+    var serveGPU = "a100,h100"
 
     @Option(help: "rtn (round to nearest), gptq or awq (calibrated).")
     var method = "rtn"
@@ -44,10 +51,13 @@ struct Quantize: ParsableCommand {
     @Flag(name: .customLong("quantize-kv-b"), help: "Quantize kv_b_proj too (kept BF16 by default).")
     var quantizeKvB = false
 
-    @Flag(name: .customLong("group-fallback"), help: "Widths the group does not divide get the largest power-of-two group that does.")
+    @Flag(name: .customLong("group-fallback"), help: "Choose by divisibility alone, engines aside: widths the group does not divide get the largest power-of-two group that does.")
     var groupFallback = false
 
-    @Flag(name: .customLong("strict-groups"), help: "Refuse widths the group does not divide (default: keep them BF16).")
+    @Flag(name: .customLong("keep-unfit"), help: "Choose by divisibility alone, engines aside: widths the group does not divide stay BF16.")
+    var keepUnfit = false
+
+    @Flag(name: .customLong("strict-groups"), help: "Refuse widths the group does not divide (engines aside).")
     var strictGroups = false
 
     @Option(help: "Output directory.")
@@ -76,8 +86,12 @@ struct Quantize: ParsableCommand {
         guard parseSize(hessianMemory) != nil else { throw ValidationError("--hessian-memory \(hessianMemory) is not a size between 1 byte and 1 PB") }
         guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size between 1 byte and 1 PB") }
         if !(-7...22).contains(level) { throw ValidationError("--level must be in -7...22") }
-        if groupFallback && strictGroups { throw ValidationError("--group-fallback and --strict-groups exclude each other") }
-        if let g = groupSize, g < 1 || g & (g - 1) != 0 { throw ValidationError("--group-size \(g): a power of two expected (32, 64, 128)") }
+        if [groupFallback, strictGroups, keepUnfit].filter({ $0 }).count > 1 { throw ValidationError("--group-fallback, --keep-unfit and --strict-groups exclude each other") }
+        _ = try parsedGroupSize()
+        _ = try parsedServing()
+        if asymmetric && bits == 8 {
+            throw ValidationError("--bits 8 --asymmetric: no vLLM MoE kernel takes int8 with zero points (vLLM 0.34 refuses it at every tensor-parallel size) and transformers 5.24 drops fused experts' zero points; use --bits 8 (symmetric), or --bits 4 --asymmetric")
+        }
         if stats != nil {
             if method == "gptq" {
                 throw ValidationError("--stats with --method gptq: GPTQ needs each input's full second-moment matrix (its Hessian), which a statistics file does not hold; give --text (or nothing, for the builtin set)")
@@ -87,16 +101,45 @@ struct Quantize: ParsableCommand {
         }
     }
 
+    /// nil: per channel.
+    func parsedGroupSize() throws -> Int? {
+        guard let text = groupSize else { return bits == 4 ? 128 : nil }
+        if text == "channel" { return nil }
+        guard let g = Int(text), g >= 1, g & (g - 1) == 0 else {
+            throw ValidationError("--group-size \(text): a power of two expected (32, 64, 128), or 'channel'")
+        }
+        return g
+    }
+
+    func parsedServing() throws -> (tps: [Int], gpus: [GPUGeneration]) {
+        var tps: [Int] = []
+        for part in serveTP.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let tp = Int(part), VLLMTarget.tensorParallelSizes.contains(tp) else {
+                throw ValidationError("--serve-tp \(serveTP): sizes among 1, 2, 4, 8 expected, comma-separated")
+            }
+            if !tps.contains(tp) { tps.append(tp) }
+        }
+        var gpus: [GPUGeneration] = []
+        for part in serveGPU.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let g = GPUGeneration(argument: String(part)) else {
+                throw ValidationError("--serve-gpu \(serveGPU): a100 (8.0) or h100 (9.0) expected, comma-separated")
+            }
+            if !gpus.contains(g) { gpus.append(g) }
+        }
+        return (tps.sorted(), gpus.sorted())
+    }
+
     func run() throws {
         try runCommand(json: json) {
             var options = QuantizeOptions()
             options.bits = bits
-            options.groupSize = groupSize ?? (bits == 4 ? 128 : nil)
+            options.groupSize = try parsedGroupSize()
+            (options.servingTPs, options.servingGPUs) = try parsedServing()
             options.symmetric = !asymmetric
             options.method = QuantizeOptions.Method(rawValue: method) ?? .rtn
             options.ignore = ignore
             options.quantizeKvB = quantizeKvB
-            options.groupMismatch = groupFallback ? .fallback : strictGroups ? .refuse : .keep
+            options.groupMismatch = groupFallback ? .fallback : strictGroups ? .refuse : keepUnfit ? .keep : .serve
             options.threads = threads.count
             options.maxShardSize = parseSize(maxShardSize) ?? 5_000_000_000
             let ckpt = try OpenedCheckpoint.open(source, threads: threads.count).plain(for: "quantize")
@@ -140,21 +183,17 @@ struct Quantize: ParsableCommand {
             let after = try quantizer.specs().reduce(0) { $0 + $1.byteCount }
             let parameters = ckpt.schema.totalParameters
             let bpw = 8 * Double(after) / Double(max(parameters, 1))
-            var tpLines: [(Int, String?)] = []
-            for tp in [1, 2, 4, 8] { tpLines.append((tp, plan.tensorParallelBreaks(schema: quantizer.outputSchema, tp: tp))) }
             note(String(format: "wrote %@: %@ → %@ (%.2f bits per weight) in %.1f s", out, formatBytes(before), formatBytes(after), bpw, seconds))
-            for (tp, broken) in tpLines {
-                if let broken {
-                    note("tp \(tp): a row-parallel slice splits a group: \(broken); use --group-size \(max(8, (options.groupSize ?? 128) / 2)) or reshard --experts ep")
-                } else {
-                    note("tp \(tp): every row-parallel slice holds whole groups")
-                }
-            }
+            for n in plan.servingNotes { note("serving: " + n) }
+            // What each engine will do with what was written (as `dsconv inspect OUT` says).
+            let written = try OpenedCheckpoint.open(out, threads: 1)
+            let engines = try Inspect.engineStatements(written, directory: out)
+            Inspect.printServing(engines, to: note)
             if json {
                 printJSON(["out": .string(out), "bits": JSONValue(bits), "group_size": options.groupSize.map { JSONValue($0) } ?? .null,
                            "symmetric": .bool(!asymmetric), "method": .string(method), "bytes_before": JSONValue(before),
                            "bytes_after": JSONValue(after), "bits_per_weight": .number(bpw), "seconds": .number(seconds),
-                           "tensor_parallel": .object({ var o = JSONObject(); for (tp, b) in tpLines { o["\(tp)"] = b.map { .string($0) } ?? .bool(true) }; return o }()),
+                           "serving": Inspect.servingJSON(engines), "serving_notes": JSONValue(plan.servingNotes),
                            "tensors": .array(reports.map(\.json))])
             }
             return Exit.ok
