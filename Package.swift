@@ -54,6 +54,7 @@ let package = Package(
         .testTarget(name: "CompressionTests", dependencies: ["TestSupport", "Compression", "CKernels", "Kernels", "SafeTensors", "JSON"]),
         .testTarget(name: "QuantizationTests", dependencies: ["TestSupport", "Quantization", "Kernels", "CKernels", "SafeTensors", "JSON"]),
         .testTarget(name: "ModelQuantizerTests", dependencies: ["TestSupport", "ModelQuantizer", "DeepSeek", "Quantization", "Kernels"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "ModelQuantizer", "DeepSeek", "Quantization"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["TestSupport", "SafeTensors", "JSON"]),
         .testTarget(name: "DeepSeekTests", dependencies: ["TestSupport", "DeepSeek", "SafeTensors", "Kernels", "JSON"],

@@ -271,7 +271,10 @@ public struct TensorSchema: Sendable {
         }
         t.append(.init(role: .finalNorm, shape: [h]))
         if !c.tieWordEmbeddings { t.append(.init(role: .lmHead, shape: [c.vocabSize, h])) }
-        if let q = c.quantization { t = t.flatMap { Self.components(of: $0, quantization: q) } }
+        if let q = c.quantization {
+            let resolver = q.resolver
+            t = t.flatMap { Self.components(of: $0, quantization: resolver) }
+        }
         for i in t.indices { t[i].name = naming.name(t[i].role, t[i].component) }
         config = c
         self.naming = naming
@@ -284,7 +287,7 @@ public struct TensorSchema: Sendable {
 
     /// A Linear weight as compressed-tensors stores it when its module is quantized: packed
     /// integers, scales in the checkpoint dtype, the logical shape, and zero points if asymmetric.
-    static func components(of t: ExpectedTensor, quantization q: WeightQuantization) -> [ExpectedTensor] {
+    static func components(of t: ExpectedTensor, quantization q: WeightQuantization.Resolver) -> [ExpectedTensor] {
         guard t.role.isLinear, t.shape.count == 2, let s = q.scheme(forModule: t.role.moduleName) else { return [t] }
         let (rows, cols) = (t.shape[0], t.shape[1])
         let groups = s.groups(cols: max(cols, 1))

@@ -33,13 +33,45 @@ public struct WeightQuantization: Sendable, Equatable {
 
     /// The scheme of a Linear module (its name without `.weight`), or nil when it stays in the
     /// checkpoint dtype. Precedence as compressed-tensors: ignore, then exact name, regex, class.
-    public func scheme(forModule name: String) -> QuantScheme? {
-        if ignore.contains(where: { Self.matches($0, name) }) { return nil }
-        if let g = groups.first(where: { $0.targets.contains(name) }) { return g.scheme }
-        if let g = groups.first(where: { $0.targets.contains { $0.hasPrefix("re:") && Self.matches($0, name) } }) { return g.scheme }
-        if let g = groups.first(where: { $0.targets.contains("Linear") }) { return g.scheme }
-        return nil
+    /// For many look-ups, build a `resolver` once.
+    public func scheme(forModule name: String) -> QuantScheme? { resolver.scheme(forModule: name) }
+
+    /// The same precedence over indexes built once: exact names hashed, patterns compiled.
+    public struct Resolver: @unchecked Sendable {
+        let ignoreExact: Set<String>
+        let ignorePatterns: [NSRegularExpression?]
+        let exact: [String: QuantScheme]
+        let patternGroups: [(patterns: [NSRegularExpression?], scheme: QuantScheme)]
+        let linear: QuantScheme?
+
+        init(_ q: WeightQuantization) {
+            func compile(_ p: String) -> NSRegularExpression? { try? NSRegularExpression(pattern: String(p.dropFirst(3))) }
+            ignoreExact = Set(q.ignore.filter { !$0.hasPrefix("re:") })
+            ignorePatterns = q.ignore.filter { $0.hasPrefix("re:") }.map(compile)
+            var exact: [String: QuantScheme] = [:]
+            for g in q.groups { for t in g.targets where !t.hasPrefix("re:") && exact[t] == nil { exact[t] = g.scheme } }
+            self.exact = exact
+            patternGroups = q.groups.compactMap { g in
+                let p = g.targets.filter { $0.hasPrefix("re:") }
+                return p.isEmpty ? nil : (p.map(compile), g.scheme)
+            }
+            linear = q.groups.first { $0.targets.contains("Linear") }?.scheme
+        }
+
+        static func matches(_ re: NSRegularExpression?, _ name: String) -> Bool {
+            guard let re else { return false }
+            return re.firstMatch(in: name, options: [.anchored], range: NSRange(name.startIndex..., in: name)) != nil
+        }
+
+        public func scheme(forModule name: String) -> QuantScheme? {
+            if ignoreExact.contains(name) || ignorePatterns.contains(where: { Self.matches($0, name) }) { return nil }
+            if let s = exact[name] { return s }
+            if let g = patternGroups.first(where: { $0.patterns.contains { Self.matches($0, name) } }) { return g.scheme }
+            return linear
+        }
     }
+
+    public var resolver: Resolver { Resolver(self) }
 
     /// An exact name, or "re:PATTERN" matched at the start of the name (Python's `re.match`).
     public static func matches(_ pattern: String, _ name: String) -> Bool {

@@ -123,7 +123,8 @@ public struct QuantizePlan: Sendable {
         }
         let order = byScheme.keys.sorted { ($0.groupSize ?? Int.max, $0.bits) > ($1.groupSize ?? Int.max, $1.bits) }
         for (i, s) in order.enumerated() {
-            let names = schema.tensors.filter { $0.component == .weight && byScheme[s]?.contains($0.role.moduleName) == true }.map(\.role.moduleName)
+            let members = Set(byScheme[s] ?? [])
+            let names = schema.tensors.filter { $0.component == .weight && members.contains($0.role.moduleName) }.map(\.role.moduleName)
             groups.append(.init(name: "group_\(i + 1)", scheme: s, targets: names, actorder: nil))
         }
         _ = fallbackModules

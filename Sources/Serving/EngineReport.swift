@@ -47,7 +47,8 @@ public enum EngineReport {
     public static func statements(config c: ModelConfig, form: ServedForm, directory: String,
                                   missingRemoteCode: [String] = []) -> [EngineStatement] {
         var out: [EngineStatement] = []
-        let scheme: (TensorRole) -> QuantScheme? = { c.quantization?.scheme(forModule: $0.moduleName) }
+        let resolver = c.quantization?.resolver
+        let scheme: (TensorRole) -> QuantScheme? = { resolver?.scheme(forModule: $0.moduleName) }
         for tp in VLLMTarget.tensorParallelSizes {
             for gpu in GPUGeneration.allCases {
                 for ep in [false, true] {

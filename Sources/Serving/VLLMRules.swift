@@ -165,6 +165,14 @@ public enum VLLMRules {
         if let why = engineRefusal(config: c, tp: target.tp) { return [why] }
         for l in 0..<c.numHiddenLayers {
             for group in moduleGroups(config: c, layer: l) {
+                // vLLM reads expert 0's scheme and loads every expert's tensors into parameters
+                // shaped by it: an expert with another scheme fails in load_weights.
+                if group.isRoutedExperts, let e0 = group.roles.first.map(scheme),
+                   let other = group.roles.first(where: { scheme($0) != e0 }) {
+                    out.append(Refusal(module: group.vllmName, rule: "\(other.moduleName) has another scheme than expert 0 (vLLM loads every expert with expert 0's)"))
+                    if firstOnly { return out }
+                    continue
+                }
                 if let why = refusal(group, config: c, scheme: scheme, target: target) {
                     out.append(Refusal(module: group.vllmName, rule: why))
                     if firstOnly { return out }
@@ -263,10 +271,6 @@ public enum VLLMRules {
             let e0Schemes = MLPProjection.allCases.map { scheme(.routedExpert(layer: layer, expert: 0, $0)) }
             if e0Schemes.contains(where: { $0 != e0Schemes[0] }) {
                 return "All MoE projections need to have same quantization scheme (expert 0's gate, up and down differ)"
-            }
-            // vLLM loads every expert with expert 0's scheme: another scheme elsewhere fails in load_weights.
-            if let other = group.roles.first(where: { scheme($0) != e0Schemes[0] }) {
-                return "\(other.moduleName) has another scheme than expert 0 (vLLM loads every expert with expert 0's)"
             }
             guard let s = e0Schemes[0] else { return nil }
             return expertsRefusal(s, hidden: hidden, intermediate: intermediate, experts: count, target: target)
