@@ -9,6 +9,9 @@
 3. transformers loads the int4 GPTQ output (AutoModelForCausalLM, the checkpoint's
    quantization_config, decompressed to BF16 by compressed-tensors, computed in f32); its logits on
    a chat prompt match `dsconv verify --logits-out` on the same output (relative L2 <= 1e-4).
+4. transformers on the asymmetric int4 output: whether it loads must be what `dsconv inspect
+   --json` says of it (serving.transformers.loads); transformers 5.24 refuses it ("Asymmetric
+   quant requires zero-point values": its fused-expert conversion drops the zero points).
 
 Usage: Scripts/interop-check.py DSCONV_BINARY WORK_DIR   (needs torch, transformers,
 compressed-tensors, safetensors: Scripts/interop-venv makes them). Exits non-zero on a mismatch."""
@@ -115,5 +118,19 @@ with torch.no_grad():
 rel = float((theirs - ours).norm() / theirs.norm())
 print(f"transformers {__import__('transformers').__version__} on {out}: logits relative L2 vs dsconv {rel:.3g} (limit 1e-4)")
 if rel > 1e-4:
+    failures += 1
+# transformers on the asymmetric int4 output: its verdict against inspect's statement.
+asym = os.path.join(work, "int4-g32-asym")
+said = json.loads(run("inspect", asym, "--json").stdout)["serving"]["transformers"]
+try:
+    m = AutoModelForCausalLM.from_pretrained(asym, dtype=torch.bfloat16, quantization_config=CompressedTensorsConfig(run_compressed=False))
+    with torch.no_grad():
+        m(torch.tensor([ids]))
+    loads, why = True, ""
+except Exception as e:  # noqa: BLE001 - any refusal is transformers' verdict
+    loads, why = False, " ".join(str(e).split())[:200]
+print(f"transformers {__import__('transformers').__version__} on {asym}: {'loads' if loads else 'refuses (' + why + ')'}; "
+      f"inspect says {'loads' if said['loads'] else 'refused: ' + said['rule']}")
+if loads != said["loads"]:
     failures += 1
 sys.exit(1 if failures else 0)
