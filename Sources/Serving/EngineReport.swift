@@ -43,9 +43,10 @@ public struct EngineStatement: Sendable {
 /// compressed-tensors 0.20; DeepSeek's `inference/generate.py`. `inspect` prints it and
 /// `quantize` ends with it; `Scripts/serving-check` holds the vLLM verdicts against vLLM's code.
 public enum EngineReport {
-    /// `missingRemoteCode`: Python files `config.json`'s `auto_map` names that the directory lacks.
+    /// `remoteCode`: the Python files `config.json`'s `auto_map` names; `missingRemoteCode`: those
+    /// the directory lacks.
     public static func statements(config c: ModelConfig, form: ServedForm, directory: String,
-                                  missingRemoteCode: [String] = []) -> [EngineStatement] {
+                                  remoteCode: [String] = [], missingRemoteCode: [String] = []) -> [EngineStatement] {
         var out: [EngineStatement] = []
         let resolver = c.quantization?.resolver
         let scheme: (TensorRole) -> QuantScheme? = { resolver?.scheme(forModule: $0.moduleName) }
@@ -59,16 +60,19 @@ public enum EngineReport {
                     case .reshard:
                         out.append(.init(engine: .vllm, target: t, loads: false, rule: "a reshard output: vLLM cuts the whole checkpoint itself at load (serve the source, or dsconv merge this)", command: nil))
                     case .checkpoint:
-                        if let r = VLLMRules.firstRefusal(config: c, scheme: scheme, target: t) {
+                        if let g = c.quantization?.groups.first(where: { ["group", "dynamic"].contains($0.actorder ?? "") }) {
+                            out.append(.init(engine: .vllm, target: t, loads: false,
+                                             rule: "quantization_config \(g.name): actorder \"\(g.actorder ?? "")\" is no longer supported by vLLM's compressed-tensors config", command: nil))
+                        } else if let r = VLLMRules.firstRefusal(config: c, scheme: scheme, target: t) {
                             out.append(.init(engine: .vllm, target: t, loads: false, rule: r.description, command: nil))
                         } else {
-                            out.append(.init(engine: .vllm, target: t, loads: true, rule: acceptance(c, target: t), command: t.command(directory)))
+                            out.append(.init(engine: .vllm, target: t, loads: true, rule: acceptance(c, target: t), command: t.command(directory, remoteCode: !remoteCode.isEmpty)))
                         }
                     }
                 }
             }
         }
-        out.append(transformers(c, form: form, directory: directory, missingRemoteCode: missingRemoteCode))
+        out.append(transformers(c, form: form, directory: directory, remoteCode: !remoteCode.isEmpty, missingRemoteCode: missingRemoteCode))
         out.append(deepseek(c, form: form, directory: directory))
         return out
     }
@@ -80,8 +84,8 @@ public enum EngineReport {
             + (t.expertParallel ? ", routed experts whole on their rank" : "")
     }
 
-    static func transformers(_ c: ModelConfig, form: ServedForm, directory: String, missingRemoteCode: [String]) -> EngineStatement {
-        let command = "AutoModelForCausalLM.from_pretrained(\"\(directory)\", trust_remote_code=True)"
+    static func transformers(_ c: ModelConfig, form: ServedForm, directory: String, remoteCode: Bool, missingRemoteCode: [String]) -> EngineStatement {
+        let command = "AutoModelForCausalLM.from_pretrained(\"\(directory)\"" + (remoteCode ? ", trust_remote_code=True)" : ")")
         switch form {
         case .packed: return .init(engine: .transformers, target: nil, loads: false, rule: "a packed directory (dsconv unpack first)", command: nil)
         case .reshard: return .init(engine: .transformers, target: nil, loads: false, rule: "a reshard output holds slices (dsconv merge first)", command: nil)

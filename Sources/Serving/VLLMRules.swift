@@ -37,10 +37,11 @@ public struct VLLMTarget: Hashable, Sendable, Comparable {
 
     public static let tensorParallelSizes = [1, 2, 4, 8]
 
-    /// The command line that serves `directory` this way.
-    public func command(_ directory: String) -> String {
+    /// The command line that serves `directory` this way (`remoteCode`: config.json has an
+    /// `auto_map`, whose Python files vLLM imports only when trusted).
+    public func command(_ directory: String, remoteCode: Bool) -> String {
         "vllm serve \(directory) --tensor-parallel-size \(tp)" + (expertParallel ? " --enable-expert-parallel" : "")
-            + " --trust-remote-code"
+            + (remoteCode ? " --trust-remote-code" : "")
     }
 
     public static func < (a: Self, b: Self) -> Bool {
@@ -163,6 +164,12 @@ public enum VLLMRules {
                                 firstOnly: Bool = false) -> [Refusal] {
         var out: [Refusal] = []
         if let why = engineRefusal(config: c, tp: target.tp) { return [why] }
+        // ParallelLMHead is not matched by the "Linear" target (its class name lacks "linear"):
+        // vLLM's head stays BF16 and a packed lm_head fails in load_weights.
+        if scheme(.lmHead) != nil {
+            out.append(Refusal(module: "lm_head", rule: "quantized, but vLLM's ParallelLMHead stays BF16 (no parameter named lm_head.weight_packed)"))
+            if firstOnly { return out }
+        }
         for l in 0..<c.numHiddenLayers {
             for group in moduleGroups(config: c, layer: l) {
                 // vLLM reads expert 0's scheme and loads every expert's tensors into parameters

@@ -87,8 +87,9 @@ struct Inspect: ParsableCommand {
             form = .reshard(tp: m.tp, deepseekLayout: m.layout == DeepSeekLayout().name)
         }
         let configText = (try? readWholeFile(directory + "/config.json")) ?? []
-        let missing = Checkpoint.autoMapFiles(configText: configText).filter { !pathExists(directory + "/" + $0) }
-        return EngineReport.statements(config: checkpoint.config, form: form, directory: directory, missingRemoteCode: missing)
+        let remoteCode = Checkpoint.autoMapFiles(configText: configText)
+        let missing = remoteCode.filter { !pathExists(directory + "/" + $0) }
+        return EngineReport.statements(config: checkpoint.config, form: form, directory: directory, remoteCode: remoteCode, missingRemoteCode: missing)
     }
 
     static func servingJSON(_ s: [EngineStatement]) -> JSONValue {
