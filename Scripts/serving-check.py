@@ -9,7 +9,9 @@ and `load_weights` run on the CPU through the harness in shared/tools/vllm-oracl
 capability 8.0 (A100) and 9.0 (H100/H200), with and without expert parallelism. Then:
   * every cell of `dsconv inspect --json`'s `serving.vllm` statements must equal vLLM's verdict;
   * the default `--bits 4` and `--bits 8` outputs of the V2.5-width synth must load everywhere;
-  * an asymmetric int8 request must be refused by `dsconv quantize` before anything is written.
+  * an asymmetric int8 request must be refused by `dsconv quantize` before anything is written;
+  * `inspect`'s weight_bytes_per_gpu must be within 0.5% of the bytes of the parameters vLLM's
+    model holds on rank 0 and on the last rank (the harness's PARAMS), wherever vLLM accepts.
 The matrix is printed as a Markdown table (README "Serving what dsconv writes").
 
     Scripts/serving-check [--dsconv PATH] [--work DIR] [--cases v25-int4,lite-int8,...] [--tp 1,2,4,8]
@@ -188,11 +190,25 @@ def main():
                     cells.append("loads" if plain else ("EP only" if ep_ok else "**refused**"))
                 gpu = {"8.0": "A100", "9.0": "H100"}[cap]
                 print(f"| {c} | {gpu} | " + " | ".join(cells) + " |")
+        # Memory: inspect's per-GPU weights against what vLLM's model holds per rank.
+        print("\n| output | TP | vLLM rank 0 | vLLM last rank | inspect | worst difference |")
+        print("|---|---|---|---|---|---|")
+        for c, (ckpt, info) in statements.items():
+            for tp in tps:
+                v = verdicts[(c, tp, CAPABILITIES[-1], False)]
+                if v["status"] != "accepted" or not v["params"]:
+                    continue
+                ours = info["weight_bytes_per_gpu"][str(tp)]
+                theirs = [v["params"][k] for k in sorted(v["params"], key=int)]
+                worst = max(abs(ours - t) / t for t in theirs)
+                if worst > 0.005:
+                    failures.append(f"{c} tp {tp}: inspect says {ours} bytes per GPU, vLLM holds {theirs} (off by {worst:.2%})")
+                print(f"| {c} | {tp} | {theirs[0] / 1e9:.4f} GB | {theirs[-1] / 1e9:.4f} GB | {ours / 1e9:.4f} GB | {worst:.3%} |")
         print()
         for f in failures:
             print("FAIL " + f)
         n = sum(1 for _ in verdicts)
-        print(f"serving-check: {n} vLLM verdicts, {len(failures)} disagreements or refusals of defaults")
+        print(f"serving-check: {n} vLLM verdicts, {len(failures)} disagreements (verdicts, refusals of defaults, memory)")
         return 1 if failures else 0
     finally:
         if not args.work:

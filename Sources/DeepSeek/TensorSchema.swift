@@ -339,22 +339,19 @@ public struct TensorSchema: Sendable {
         return n
     }
 
-    /// Weight bytes each GPU holds under `tp`-way tensor parallelism (experts split per expert, the
-    /// vLLM default): replicated tensors in full, every other tensor 1/tp, rounded up.
-    public func weightBytesPerGPU(tp: Int, bytesPerElement: Int = 2) -> Int {
+    /// Weight bytes each GPU holds under `tp`-way tensor parallelism, as an engine splits them
+    /// (`TensorRole.tensorParallelSplit`): replicated tensors whole, split ones 1/tp (rounded up;
+    /// routed experts 1/tp of their bytes whether split per expert or spread whole). Every tensor
+    /// counts its own stored bytes: packed int32 words, scales and zero points in their dtype,
+    /// `weight_shape`. `bytesPerElement` overrides the dtype of tensors without one of their own
+    /// (nil: the config's `torch_dtype`).
+    public func weightBytesPerGPU(tp: Int, bytesPerElement: Int? = nil) -> Int {
+        let defaultSize = bytesPerElement ?? config.expectedDType.size
         var n = 0
         for t in tensors {
-            let bytes = t.elementCount * bytesPerElement
-            n += TensorSchema.isReplicated(t.role) ? bytes : (bytes + tp - 1) / tp
+            let bytes = t.elementCount * (t.dtype?.size ?? defaultSize)
+            if case .replicated = t.role.tensorParallelSplit(config) { n += bytes } else { n += (bytes + tp - 1) / tp }
         }
         return n
-    }
-
-    /// Tensors every rank holds whole (Formats/tp-layout.md).
-    public static func isReplicated(_ role: TensorRole) -> Bool {
-        switch role {
-        case .qA, .kvA, .router, .finalNorm, .inputNorm, .postAttentionNorm, .qANorm, .kvANorm: return true
-        default: return false
-        }
     }
 }

@@ -16,6 +16,24 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
+    @Option(help: "Context length to plan for: per tensor-parallel size, the weights per GPU, the room left for the KV cache and how many tokens (and sequences of this length) fit. An estimate of what vLLM reserves.")
+    var context: Int?
+
+    @Option(name: .customLong("gpu-memory"), help: "Memory of one GPU, e.g. 80GB (default) or 141GB; torch's total for an H100 80GB is 79.2GiB.")
+    var gpuMemory = "80GB"
+
+    @Option(name: .customLong("gpu-memory-utilization"), help: "vLLM's --gpu-memory-utilization (default 0.9).")
+    var gpuMemoryUtilization = 0.9
+
+    func validate() throws {
+        if let n = context, n < 1 || n > 1 << 30 { throw ValidationError("--context \(n): a token count from 1 to 2^30 expected") }
+        guard let m = parseSize(gpuMemory), m > 0 else { throw ValidationError("--gpu-memory \(gpuMemory) is not a size such as 80GB") }
+        _ = m
+        guard gpuMemoryUtilization > 0, gpuMemoryUtilization <= 1 else {
+            throw ValidationError("--gpu-memory-utilization \(gpuMemoryUtilization): a fraction in (0, 1] expected")
+        }
+    }
+
     func run() throws {
         try runCommand(json: json) {
             let checkpoint = try OpenedCheckpoint.open(directory, threads: 1)
@@ -31,9 +49,10 @@ struct Inspect: ParsableCommand {
                 dtypes[t.dtype.rawValue, default: 0] += t.bytes
                 bytes += t.bytes
             }
-            let elementBytes = c.expectedDType.size
             let engines = try Self.engineStatements(checkpoint, directory: directory)
-            let perGPU = [1, 2, 4, 8].map { ($0, schema.weightBytesPerGPU(tp: $0, bytesPerElement: elementBytes)) }
+            let memory = context.map { MemoryPlan(schema: schema, gpuMemory: parseSize(gpuMemory) ?? 80_000_000_000,
+                                                  utilization: gpuMemoryUtilization, context: $0) }
+            let perGPU = [1, 2, 4, 8].map { ($0, schema.weightBytesPerGPU(tp: $0)) }
             if json {
                 var dt = JSONObject()
                 for k in dtypes.keys.sorted() { dt[k] = JSONValue(dtypes[k]!) }
@@ -51,6 +70,7 @@ struct Inspect: ParsableCommand {
                     "weight_bytes_per_gpu": .object(gpu),
                     "layout": .string(layout),
                     "serving": Self.servingJSON(engines),
+                    "memory": memory?.json ?? .null,
                 ])
                 return Exit.ok
             }
@@ -72,6 +92,7 @@ struct Inspect: ParsableCommand {
             print("  shards            \(shards.count)")
             for (name, size) in shards { print("    \(name)  \(formatBytes(size))") }
             print("  weights per GPU   " + perGPU.map { "tp\($0.0): \(formatBytes($0.1))" }.joined(separator: ", "))
+            if let memory { Self.printMemory(memory) }
             Self.printServing(engines)
             return Exit.ok
         }
@@ -127,6 +148,15 @@ struct Inspect: ParsableCommand {
             let name = st.engine == .transformers ? "transformers 5.24" : "DeepSeek generate"
             line("  \(name.padding(toLength: 18, withPad: " ", startingAt: 0))" + (st.loads ? "loads: " : "refused: ") + st.rule)
             if let cmd = st.command { line("    \(cmd)") }
+        }
+    }
+
+    static func printMemory(_ m: MemoryPlan) {
+        print("  memory plan       estimate per GPU of \(formatBytes(m.gpuMemory)) at utilization \(m.utilization), context \(m.context) tokens")
+        print("    KV cache: \(m.kvBytesPerToken) bytes per token on every rank (MLA latent, BF16); room = memory × utilization − weights")
+        for r in m.rows {
+            let room = r.kvBudget > 0 ? formatBytes(r.kvBudget) : "none (weights exceed it by \(formatBytes(-r.kvBudget)))"
+            print("    tp\(r.tp): weights \(formatBytes(r.weightBytes)), KV room \(room), \(r.tokens) tokens = \(r.sequences) sequences of \(m.context)" + (r.fits ? "" : "  (does not fit)"))
         }
     }
 }
