@@ -12,6 +12,9 @@ public struct TeacherForcedEval: Sendable {
     public private(set) var agree = 0
     public private(set) var nll = 0.0
     public private(set) var nllReference = 0.0
+    /// Logits that are NaN or ±Inf, on each side: any makes every figure meaningless.
+    public private(set) var nonFiniteOurs = 0
+    public private(set) var nonFiniteReference = 0
 
     public init() {}
 
@@ -20,6 +23,12 @@ public struct TeacherForcedEval: Sendable {
     public mutating func add(ours: Matrix, reference: Matrix, tokens: [Int]) {
         precondition(ours.rows == reference.rows && ours.cols == reference.cols && ours.rows == tokens.count)
         let v = ours.cols
+        func nonFinite(_ m: Matrix) -> Int {
+            var first = 0
+            return m.data.withUnsafeBytes { Int(dsk_count_nonfinite_f32($0.bindMemory(to: UInt32.self).baseAddress!, m.data.count, &first)) }
+        }
+        nonFiniteOurs += nonFinite(ours)
+        nonFiniteReference += nonFinite(reference)
         ours.data.withUnsafeBufferPointer { a in
             reference.data.withUnsafeBufferPointer { b in
                 for p in 0..<(tokens.count - 1) {
@@ -36,6 +45,8 @@ public struct TeacherForcedEval: Sendable {
     }
 
     public var positions: Int { kls.count }
+    /// Whether the figures mean anything: every logit on both sides finite.
+    public var isFinite: Bool { nonFiniteOurs == 0 && nonFiniteReference == 0 }
     public var klMean: Double { kls.isEmpty ? 0 : kls.reduce(0, +) / Double(kls.count) }
     /// The 99th percentile (nearest rank).
     public var klP99: Double {
@@ -49,6 +60,7 @@ public struct TeacherForcedEval: Sendable {
 
     public var json: JSONValue {
         ["positions": JSONValue(positions), "kl_mean": .number(klMean), "kl_p99": .number(klP99),
-         "top1_agreement": .number(top1Agreement), "ppl_reference": .number(perplexityReference), "ppl": .number(perplexity)]
+         "top1_agreement": .number(top1Agreement), "ppl_reference": .number(perplexityReference), "ppl": .number(perplexity),
+         "nonfinite_logits": JSONValue(nonFiniteOurs), "nonfinite_logits_reference": JSONValue(nonFiniteReference)]
     }
 }

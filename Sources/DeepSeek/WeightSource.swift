@@ -34,6 +34,13 @@ public final class StoreWeights: WeightSource, @unchecked Sendable {
     /// A quantized weight's logical [out, in] on this rank, where it is a slice.
     let logicalShapes: [TensorRole: [Int]]?
     let cache: WeightCache
+    /// Scan each tensor for NaN/Inf the first time it is read, refusing a damaged one (calibrate:
+    /// statistics computed from it would look valid). Off for the commands that verify first.
+    public var refusesNonFinite: Bool {
+        get { scanned.withLock { $0.enabled } }
+        set { scanned.withLock { $0.enabled = newValue } }
+    }
+    let scanned = Locked<(enabled: Bool, names: Set<String>)>((false, []))
 
     public init(store: any TensorStore, schema: TensorSchema, expectedShapes: [String: [Int]]? = nil,
                 logicalShapes: [TensorRole: [Int]]? = nil, cache: WeightCache = WeightCache()) {
@@ -63,6 +70,14 @@ public final class StoreWeights: WeightSource, @unchecked Sendable {
             throw ModelError.badTensor(file: file, tensor: name, message: "shape \(info.shape) is not a vector or a matrix")
         }
         let (rows, cols) = (info.shape[0], info.shape.count == 2 ? info.shape[1] : 1)
+        if scanned.withLock({ $0.enabled && $0.names.insert(name).inserted }), let scan = info.dtype.scanFormat {
+            let data = try store.bytes(name)
+            let r = NonFiniteScan.count(data.bytes, format: scan)
+            if r.count > 0 {
+                throw ModelError.badTensor(file: file, tensor: name,
+                                           message: "\(r.count) NaN/Inf value(s), first at flat index \(r.first ?? 0): the source fails its integrity checks")
+            }
+        }
         if store.servesMappedBytes {
             let data = try store.bytes(name)
             if format != .f32 || Int(bitPattern: data.bytes.baseAddress) % 4 == 0 {

@@ -58,6 +58,21 @@ struct Eval: ParsableCommand {
             note(String(format: "%@ vs %@: %d positions in %.1f s: KL mean %.4g, p99 %.4g, top-1 %.4f, ppl %.3f (reference %.3f)",
                         directory, reference, eval.positions, Date().timeIntervalSince(start), eval.klMean, eval.klP99,
                         eval.top1Agreement, eval.perplexity, eval.perplexityReference))
+            // NaN or Inf logits make KL, agreement and perplexity meaningless: damaged data, exit 1.
+            if !eval.isFinite {
+                let which = [eval.nonFiniteOurs > 0 ? "\(eval.nonFiniteOurs) in \(directory)" : nil,
+                             eval.nonFiniteReference > 0 ? "\(eval.nonFiniteReference) in the reference \(reference)" : nil].compactMap { $0 }
+                let message = "non-finite logits (NaN/Inf): " + which.joined(separator: ", ") + "; the figures above mean nothing"
+                note("error: " + message)
+                if json {
+                    guard case .object(var o) = eval.json else { return Exit.problems }
+                    o["ok"] = false
+                    o["exit_code"] = JSONValue(Int(Exit.problems))
+                    o["problems"] = .array([.string(message)])
+                    printJSON(.object(o))
+                }
+                return Exit.problems
+            }
             if json { printJSON(eval.json) }
             return Exit.ok
         }

@@ -168,7 +168,7 @@ struct Quantize: ParsableCommand {
             let quantizer = try ModelQuantizer(source: ckpt, plan: plan, provider: provider)
             let progress = Progress("quantize")
             let start = Date()
-            let reports = try OutputDirectory.write(out, force: force, inputs: [source] + (stats.map { [$0] } ?? []), producer: "dsconv quantize") { output in
+            let reports = try OutputDirectory.write(out, force: force, inputs: [source] + (stats.map { [$0] } ?? []) + (calibration.text.map { [$0] } ?? []), producer: "dsconv quantize") { output in
                 var pack = PackOptions()
                 pack.level = level
                 pack.threads = threads.count

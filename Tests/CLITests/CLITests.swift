@@ -64,6 +64,21 @@ enum CLI {
         try JSONValue.object(o).serialized(pretty: true).write(toFile: path, atomically: true, encoding: .utf8)
     }
 
+    /// Overwrites the first element of a BF16 tensor of a checkpoint with `bits` (0x7FC1: a NaN).
+    static func poison(_ model: String, tensor name: String, bits: UInt16 = 0x7FC1) throws {
+        let index = try JSONParser.parse(String(contentsOfFile: model + "/model.safetensors.index.json", encoding: .utf8))
+        let file = try #require(index["weight_map"]?[name]?.stringValue)
+        let path = model + "/" + file
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let n = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let header = try JSONParser.parse([UInt8](data[8..<(8 + n)]))
+        let begin = try #require(header[name]?["data_offsets"]?.arrayValue?[0].integerValue)
+        var bytes = [UInt8](data)
+        bytes[8 + n + Int(begin)] = UInt8(bits & 0xFF)
+        bytes[8 + n + Int(begin) + 1] = UInt8(bits >> 8)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
     static func smallCheckpoint(in dir: String) throws -> String {
         let out = dir + "/model"
         let r = try run(["synth", "--like", "deepseek-v2.5", "--layers", "2", "--hidden", "64", "--experts", "8",
