@@ -97,6 +97,33 @@ public struct WeightQuantization: Sendable, Equatable {
         if let status = v["quantization_status"]?.stringValue, status != "compressed" {
             throw bad("quantization_status", "\"\(status)\": only compressed checkpoints hold packed weights")
         }
+        // Transforms (Hadamard rotations) and 2:4 sparsity change what the packed weights mean:
+        // decoding them as plain pack-quantized would give wrong weights that look valid.
+        // (llm-compressor writes {} for none.)
+        for key in ["transform_config", "sparsity_config"] where v[key] != nil && v[key] != .null && v[key]?.objectValue?.count != 0 {
+            throw bad(key, "present: dsconv decodes plain pack-quantized weights only (no rotations or sparsity)")
+        }
+        /// A list of module names or "re:" patterns (each pattern must compile).
+        func names(_ value: JSONValue?, _ field: String, required: Bool) throws(ModelError) -> [String] {
+            guard let value, value != .null else {
+                if required { throw bad(field, "missing: a non-empty list of module names expected") }
+                return []
+            }
+            guard let list = value.arrayValue else { throw bad(field, "\(value.serialized().prefix(60)): a list of module names expected") }
+            var out: [String] = []
+            for (i, e) in list.enumerated() {
+                guard let n = e.stringValue, !n.isEmpty else { throw bad("\(field)[\(i)]", "\(e.serialized().prefix(60)): a module name or \"re:\" pattern expected") }
+                if n.hasPrefix("re:") {
+                    do { _ = try NSRegularExpression(pattern: String(n.dropFirst(3))) } catch {
+                        throw bad("\(field)[\(i)]", "\(n.prefix(80)): not a valid regular expression")
+                    }
+                    if let why = RegexBudget.refusal(String(n.dropFirst(3))) { throw bad("\(field)[\(i)]", "\(n.prefix(80)): \(why)") }
+                }
+                out.append(n)
+            }
+            if required && out.isEmpty { throw bad(field, "empty: a non-empty list of module names expected") }
+            return out
+        }
         guard case .object(let groupsObject)? = v["config_groups"], groupsObject.count > 0 else {
             throw bad("config_groups", "must be a non-empty object")
         }
@@ -107,9 +134,7 @@ public struct WeightQuantization: Sendable, Equatable {
             for key in ["input_activations", "output_activations"] where g[key] != nil && g[key] != .null {
                 throw bad(field + "." + key, "activation quantization is not supported (weight-only schemes)")
             }
-            guard let targets = g["targets"]?.arrayValue?.compactMap(\.stringValue), !targets.isEmpty else {
-                throw bad(field + ".targets", "must be a non-empty list of names")
-            }
+            let targets = try names(g["targets"], field + ".targets", required: true)
             guard let w = g["weights"], case .object = w else { throw bad(field + ".weights", "must be an object") }
             guard w["type"]?.stringValue == "int" else { throw bad(field + ".weights.type", "only int weights are supported") }
             guard let bits = w["num_bits"]?.integerValue.map({ Int($0) }), QuantScheme.supportedBits.contains(bits) else {
@@ -131,7 +156,7 @@ public struct WeightQuantization: Sendable, Equatable {
             groups.append(Group(name: name, scheme: QuantScheme(bits: bits, groupSize: groupSize, symmetric: symmetric),
                                 targets: targets, actorder: actorder))
         }
-        let ignore = v["ignore"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        let ignore = try names(v["ignore"], "ignore", required: false)
         return WeightQuantization(groups: groups, ignore: ignore)
     }
 

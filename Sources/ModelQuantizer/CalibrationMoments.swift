@@ -1,5 +1,6 @@
 import DeepSeek
 import HDF5
+import SafeTensors
 
 /// Per-input-channel moments of every Linear's input, read back from a `dsconv calibrate` file
 /// (Formats/calibration-h5.md): what `quantize --stats` searches AWQ's scales and clips on,
@@ -19,6 +20,8 @@ public struct CalibrationMoments: Sendable {
     /// and every quantizable Linear's width. Errors name the file and what differs.
     public static func read(path: String, schema: TensorSchema) throws -> CalibrationMoments {
         func bad(_ m: String) -> ModelError { .badInput("--stats \(path): \(m)") }
+        // A FIFO or device would block in open (or feed endless bytes): regular files only.
+        guard isRegularFile(path) else { throw bad("not a regular file") }
         let f: HDF5File
         do { f = try HDF5File(reading: path) } catch { throw bad("not an HDF5 file dsconv can read (\(error))") }
         guard (try? f.stringAttribute("format")) == CalibrationStatistics.format else {
@@ -40,12 +43,27 @@ public struct CalibrationMoments: Sendable {
             guard f.exists(g) else { continue }
             let meanAbs = try f.readFloats(g + "/mean_abs")
             let sumSq = try f.readDoubles(g + "/sum_sq")
-            let tokens = Int(try f.readInt64s(g + "/tokens").first ?? 0)
+            let tokenCounts = try f.readInt64s(g + "/tokens")
             let width = t.shape[1]
-            guard meanAbs.count == width, sumSq.count == width else {
-                throw bad("\(g) has \(meanAbs.count) channels, \(t.name) takes \(width) inputs: statistics from another model")
+            guard meanAbs.count == width else {
+                throw bad("\(g)/mean_abs has \(meanAbs.count) values, \(t.name) takes \(width) inputs: statistics from another model")
             }
-            let n = Double(max(tokens, 1))
+            guard sumSq.count == width else {
+                throw bad("\(g)/sum_sq has \(sumSq.count) values, \(t.name) takes \(width) inputs: statistics from another model")
+            }
+            // Every value is checked: NaN/Inf, negative magnitudes or sums of squares, or a token
+            // count that is not positive (or overflows) would steer the search silently.
+            guard tokenCounts.count == 1, let count = tokenCounts.first, count > 0, count < Int64(1) << 53 else {
+                throw bad("\(g)/tokens is \(tokenCounts.map(String.init).joined(separator: ", ")): one positive token count expected")
+            }
+            if let i = meanAbs.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+                throw bad("\(g)/mean_abs[\(i)] is \(meanAbs[i]): a finite, non-negative mean |x| expected")
+            }
+            if let i = sumSq.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+                throw bad("\(g)/sum_sq[\(i)] is \(sumSq[i]): a finite, non-negative sum of squares expected")
+            }
+            let tokens = Int(count)
+            let n = Double(tokens)
             modules[t.role] = Channels(meanAbs: meanAbs, meanSquare: sumSq.map { Float($0 / n) }, tokens: tokens)
         }
         guard !modules.isEmpty else { throw bad("holds no statistics for this model's Linear layers") }

@@ -28,9 +28,16 @@ public struct QuantizePlan: Sendable {
         if let g = options.groupSize, g < 1 || g & (g - 1) != 0 {
             throw .badInput("--group-size \(g): a power of two expected (32, 64, 128)")
         }
-        let patterns: [NSRegularExpression]
-        do { patterns = try options.ignore.map { try NSRegularExpression(pattern: $0) } } catch {
-            throw .badInput("--ignore: \(error.localizedDescription)")
+        var patterns: [NSRegularExpression] = []
+        for p in options.ignore {
+            if let why = RegexBudget.refusal(p) { throw .badInput("--ignore \(p.prefix(80)): \(why)") }
+            do { patterns.append(try NSRegularExpression(pattern: p)) } catch {
+                throw .badInput("--ignore \(p.prefix(80)): not a valid regular expression")
+            }
+        }
+        if let g = options.groupSize {
+            let widest = schema.tensors.filter { $0.role.isLinear && $0.component == .weight }.map { $0.shape.last ?? 0 }.max() ?? 0
+            if g > widest { throw .badInput("--group-size \(g) is wider than every input of this model (widest \(widest)): nothing would be quantized") }
         }
         var decisions: [TensorRole: Decision] = [:]
         var fallbackModules: [Int: [String]] = [:]

@@ -151,6 +151,9 @@ struct Quantize: ParsableCommand {
                 note("awq: scales and clips searched on \(stats ?? "")'s per-channel moments (\(moments.modules.count) modules)")
                 provider = AWQProvider(source: ckpt, plan: plan, moments: moments, threads: threads.count) { note($0) }
             case .gptq, .awq:
+                // Calibration reads the weights before the writer's own NaN/Inf check: refuse
+                // damaged ones as they are read (GPTQ would otherwise meet NaN in its Cholesky).
+                ckpt.source.refusesNonFinite = true
                 let windows = try calibration.windows(source: source, config: ckpt.config)
                 let layerwise: LayerwiseCalibration
                 if options.method == .gptq {

@@ -1,4 +1,5 @@
 import Foundation
+import HDF5
 import JSON
 import TestSupport
 import Testing
@@ -59,5 +60,88 @@ import Testing
         let same = try CLI.run(["calibrate", clean, "--text", text, "--samples", "2", "--seq-len", "32", "--out", text, "--force"])
         #expect(same.code == 2, "\(same.stderr)")
         #expect((try? String(contentsOfFile: text, encoding: .utf8))?.hasPrefix("Calibration text") == true)
+    }
+
+    /// Hostile statistics files: every value is validated, exit 2 naming the dataset; a FIFO is
+    /// refused at once.
+    @Test func statisticsFilesAreValidated() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let config = try JSONParser.parse(String(contentsOfFile: Self.trained + "/config.json", encoding: .utf8))
+        let hidden = Int(config["hidden_size"]?.integerValue ?? 0)
+        let module = "/model.layers.0.mlp.gate_proj"
+        func stats(_ name: String, meanAbs: [Float], sumSq: [Double], tokens: [Int64]) throws -> String {
+            let path = dir + "/" + name + ".h5"
+            let f = try HDF5File(creating: path)
+            try f.setAttribute("format", "dsconv-calibration")
+            try f.setAttribute("version", Int64(1))
+            try f.setAttribute("hidden_size", Int64(hidden))
+            try f.setAttribute("num_hidden_layers", config["num_hidden_layers"]?.integerValue ?? 0)
+            try f.setAttribute("n_routed_experts", config["n_routed_experts"]?.integerValue ?? 0)
+            try f.createGroup(module)
+            try f.write(module + "/mean_abs", meanAbs)
+            try f.write(module + "/sum_sq", sumSq)
+            try f.write(module + "/tokens", tokens)
+            try f.flush()
+            return path
+        }
+        let ones = [Float](repeating: 1, count: hidden), squares = [Double](repeating: 4, count: hidden)
+        var nan = ones
+        nan[3] = .nan
+        var negative = squares
+        negative[5] = -1
+        let cases: [(String, [Float], [Double], [Int64], String)] = [
+            ("nan", nan, squares, [4], "mean_abs[3]"),
+            ("negative", ones, negative, [4], "sum_sq[5]"),
+            ("zero-tokens", ones, squares, [0], "/tokens"),
+            ("huge-tokens", ones, squares, [Int64.max], "/tokens"),
+            ("short", Array(ones.dropLast()), squares, [4], "mean_abs has"),
+        ]
+        for (name, m, q, t, message) in cases {
+            let path = try stats(name, meanAbs: m, sumSq: q, tokens: t)
+            let r = try CLI.run(["quantize", Self.trained, "--bits", "4", "--method", "awq", "--stats", path, "--out", dir + "/q"])
+            #expect(r.code == 2 && r.stderr.contains(message), "\(name): \(r.stderr)")
+            #expect(!fm.fileExists(atPath: dir + "/q"))
+        }
+        let fifo = dir + "/fifo.h5"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let r = try CLI.run(["quantize", Self.trained, "--bits", "4", "--method", "awq", "--stats", fifo, "--out", dir + "/q"])
+        #expect(r.code == 2 && r.stderr.contains("not a regular file"), "\(r.stderr)")
+    }
+
+    /// quantization_config entries dsconv cannot honour are refused (exit 2, naming the field),
+    /// never decoded as something else; patterns that could backtrack for ever never run.
+    @Test func hostileQuantizationConfigsAndPatterns() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let q = dir + "/q"
+        #expect(try CLI.run(["quantize", Self.trained, "--bits", "4", "--out", q]).code == 0)
+        let original = try String(contentsOfFile: q + "/config.json", encoding: .utf8)
+        let edits: [(String, (inout JSONObject) -> Void, String)] = [
+            ("transform", { $0["transform_config"] = ["config_groups": [:]] }, "transform_config"),
+            ("sparsity", { $0["sparsity_config"] = ["format": "sparse-24-bitmask"] }, "sparsity_config"),
+            ("ignore-number", { $0["ignore"] = [1] }, "ignore[0]"),
+            ("ignore-string", { $0["ignore"] = "lm_head" }, "ignore"),
+            ("ignore-bad-regex", { $0["ignore"] = ["re:("] }, "not a valid regular expression"),
+            ("ignore-catastrophic", { $0["ignore"] = ["re:(a+)+$"] }, "exponential backtracking"),
+        ]
+        for (name, edit, message) in edits {
+            guard case .object(var c) = try JSONParser.parse(original), case .object(var qc)? = c["quantization_config"] else {
+                Issue.record("config.json unreadable")
+                return
+            }
+            edit(&qc)
+            c["quantization_config"] = .object(qc)
+            try (JSONValue.object(c).serialized(pretty: true) + "\n").write(toFile: q + "/config.json", atomically: true, encoding: .utf8)
+            for command in [["verify", q], ["inspect", q], ["dequantize", q, "--out", dir + "/d"]] {
+                let r = try CLI.run(command)
+                #expect(r.code == 2 && r.stderr.contains(message), "\(name), \(command[0]): \(r.code) \(r.stderr)")
+            }
+        }
+        let ignore = try CLI.run(["quantize", Self.trained, "--bits", "4", "--ignore", "(.*)*x$", "--out", dir + "/i"])
+        #expect(ignore.code == 2 && ignore.stderr.contains("exponential backtracking"), "\(ignore.stderr)")
+        let huge = try CLI.run(["quantize", Self.trained, "--bits", "4", "--group-size", "1099511627776", "--out", dir + "/h"])
+        #expect(huge.code == 2 && huge.stderr.contains("wider than every input"), "\(huge.stderr)")
+        #expect(!fm.fileExists(atPath: dir + "/i") && !fm.fileExists(atPath: dir + "/h"))
     }
 }
