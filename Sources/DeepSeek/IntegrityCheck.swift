@@ -10,7 +10,7 @@ public enum IntegrityCheck {
     public static func run(store: any TensorStore, schema: TensorSchema, textDirectory: String, threads: Int,
                            progress: (@Sendable (_ bytesDone: Int, _ bytesTotal: Int) -> Void)? = nil) -> IntegrityReport {
         var report = store.scan(threads: threads, progress: progress)
-        report.problems = schemaProblems(store: store, schema: schema) + report.problems
+        report.problems = schemaProblems(store: store, schema: schema) + weightShapeProblems(store: store, schema: schema) + report.problems
         report.problems += tokenizerProblems(directory: textDirectory)
         return report
     }
@@ -55,6 +55,22 @@ public enum IntegrityCheck {
         for t in tensors where schema[t.info.name] == nil {
             problems.append(Problem(kind: .unexpectedTensor, file: t.file, tensor: t.info.name,
                                     message: "not part of the model the config describes (shape \(t.info.shape), \(t.info.dtype.rawValue))"))
+        }
+        return problems
+    }
+
+    /// A quantized weight's `weight_shape` must hold the logical shape the config gives (readers
+    /// that trust it would decode another shape).
+    public static func weightShapeProblems(store: any TensorStore, schema: TensorSchema) -> [Problem] {
+        var problems: [Problem] = []
+        for t in schema.tensors where t.component == .weightShape {
+            guard let logical = t.logicalShape, let info = store.info(t.name), info.dtype == .i64, info.shape == [2],
+                  let data = try? store.bytes(t.name), data.bytes.count == 16 else { continue }
+            let values = (0..<2).map { i in data.bytes.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self).littleEndian }
+            if values != logical.map(Int64.init) {
+                problems.append(Problem(kind: .wrongShape, file: store.path(of: t.name) ?? store.directory, tensor: t.name,
+                                        message: "holds \(values), the config gives the weight \(logical)"))
+            }
         }
         return problems
     }

@@ -362,6 +362,21 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             if case .invalidConfig(_, let f, let m) = error { throw .invalidConfig(file: path, field: f, message: m) }
             throw error
         }
+        if let q = config.quantization {
+            // Scales must cover each weight exactly: a group that does not divide a width would
+            // make the kernels read the next row's scale, or past the tensor.
+            var plain = config
+            plain.quantization = nil
+            let resolver = q.resolver
+            for t in TensorSchema(config: plain).tensors where t.role.isLinear && t.shape.count == 2 {
+                guard let g = resolver.scheme(forModule: t.role.moduleName)?.groupSize else { continue }
+                let cols = t.shape[1]
+                if cols % g != 0 {
+                    throw .invalidConfig(file: path, field: "quantization_config",
+                                         message: "group_size \(g) does not divide \(t.role.moduleName)'s input width \(cols): its scales cannot cover the weight")
+                }
+            }
+        }
         return config
     }
 

@@ -124,6 +124,14 @@ import Testing
             ("ignore-string", { $0["ignore"] = "lm_head" }, "ignore"),
             ("ignore-bad-regex", { $0["ignore"] = ["re:("] }, "not a valid regular expression"),
             ("ignore-catastrophic", { $0["ignore"] = ["re:(a+)+$"] }, "exponential backtracking"),
+            ("group-7", { qc in
+                guard case .object(var groups)? = qc["config_groups"], case .object(var g0)? = groups["group_0"],
+                      case .object(var w)? = g0["weights"] else { return }
+                w["group_size"] = 7
+                g0["weights"] = .object(w)
+                groups["group_0"] = .object(g0)
+                qc["config_groups"] = .object(groups)
+            }, "does not divide"),
         ]
         for (name, edit, message) in edits {
             guard case .object(var c) = try JSONParser.parse(original), case .object(var qc)? = c["quantization_config"] else {
@@ -143,5 +151,25 @@ import Testing
         let huge = try CLI.run(["quantize", Self.trained, "--bits", "4", "--group-size", "1099511627776", "--out", dir + "/h"])
         #expect(huge.code == 2 && huge.stderr.contains("wider than every input"), "\(huge.stderr)")
         #expect(!fm.fileExists(atPath: dir + "/i") && !fm.fileExists(atPath: dir + "/h"))
+    }
+
+    /// A weight_shape that contradicts config.json: verify reports it (exit 1), as dequantize refuses it.
+    @Test func weightShapeMustMatchTheConfig() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let q = dir + "/q"
+        #expect(try CLI.run(["quantize", Self.trained, "--bits", "4", "--group-size", "32", "--out", q]).code == 0)
+        let name = "model.layers.0.mlp.down_proj.weight_shape"
+        let index = try JSONParser.parse(String(contentsOfFile: q + "/model.safetensors.index.json", encoding: .utf8))
+        let path = q + "/" + (index["weight_map"]?[name]?.stringValue ?? "")
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let n = bytes.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let header = try JSONParser.parse(Array(bytes[8..<(8 + n)]))
+        let begin = Int(header[name]?["data_offsets"]?.arrayValue?[0].integerValue ?? 0)
+        bytes[8 + n + begin] = 0xE7  // 999 where the rows are
+        bytes[8 + n + begin + 1] = 0x03
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let v = try CLI.run(["verify", q])
+        #expect(v.code == 1 && v.stderr.contains(name) && v.stderr.contains("999"), "\(v.stderr)")
     }
 }
