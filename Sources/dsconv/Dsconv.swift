@@ -1,5 +1,6 @@
 import Foundation
 import ArgumentParser
+import JSON
 
 @main
 struct Dsconv: ParsableCommand {
@@ -23,6 +24,12 @@ struct Dsconv: ParsableCommand {
             if code.rawValue == 64 {
                 let message = fullMessage(for: error)
                 if !message.isEmpty { FileHandle.standardError.write((message + "\n").data(using: .utf8) ?? Data()) }
+                // --json promises one JSON object on stdout, on failure too: usage errors included.
+                if CommandLine.arguments.dropFirst().contains("--json") {
+                    let first = message.split(separator: "\n").first.map(String.init) ?? "bad usage"
+                    printJSON(["ok": .bool(false), "exit_code": JSONValue(2),
+                               "problems": [["kind": .string("input"), "message": .string(first.replacingOccurrences(of: "Error: ", with: ""))]]])
+                }
                 Foundation.exit(2)
             }
             exit(withError: error)

@@ -172,4 +172,19 @@ import Testing
         let v = try CLI.run(["verify", q])
         #expect(v.code == 1 && v.stderr.contains(name) && v.stderr.contains("999"), "\(v.stderr)")
     }
+
+    /// Flag validation under --json: exit 2 and still one JSON object on stdout.
+    @Test func usageErrorsUnderJSONPrintOneObject() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        for args in [["quantize", Self.trained, "--bits", "3", "--out", dir + "/q", "--json"],
+                     ["quantize", Self.trained, "--bits", "4", "--group-size", "0", "--out", dir + "/q", "--json"],
+                     ["quantize", Self.trained, "--bits", "4", "--method", "gptq", "--stats", dir + "/s.h5", "--out", dir + "/q", "--json"],
+                     ["eval", Self.trained, "--reference", Self.trained, "--text", Self.trained + "/calibration.txt", "--windows", "0", "--json"]] {
+            let r = try CLI.run(args)
+            #expect(r.code == 2, "\(args): \(r.stderr)")
+            let j = try? JSONParser.parse(r.stdout)
+            #expect(j?["ok"] == false && j?["exit_code"] == 2, "\(args): stdout \(r.stdout)")
+        }
+    }
 }
