@@ -179,7 +179,7 @@ public final class ModelQuantizer {
                 case .weightPacked:
                     guard let scheme = t.scheme else { throw ModelError.unsupported("internal: \(t.name) has no scheme") }
                     let loc = try source.tensor(t.role)
-                    try IntegrityCheck.requireFinite(loc, name: t.role.name + ".weight")
+                    try IntegrityCheck.requireFinite(loc, name: t.role.name)
                     let (q, error) = try lookahead?.take(t.role)
                         ?? { let q = try provider.quantized(t.role, scheme: scheme)
                              return (q, Self.relativeError(original: loc.data, quantized: q, threads: plan.options.threads)) }()

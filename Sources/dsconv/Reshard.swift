@@ -64,6 +64,9 @@ struct Reshard: ParsableCommand {
             let ckpt = try OpenedCheckpoint.open(source, threads: threads.count).plain(for: "reshard")
             let outputLayout = ReshardLayouts.named(layout) ?? HuggingFaceRankLayout()
             let mode = experts.flatMap(ExpertMode.init(rawValue:)) ?? (outputLayout is DeepSeekLayout ? .ep : .tp)
+            if let g = groupSize, ckpt.config.quantization != nil {
+                throw ModelError.badInput("--group-size \(g): \(source) is already quantized, and its slices are cut at its own groups; --group-size aligns a BF16 source for a later quantization")
+            }
             let plan: ShardPlan
             do { plan = try ShardPlan(schema: ckpt.schema, tp: tp, experts: mode, groupSize: groupSize) } catch let e as PlanError {
                 throw ModelError.badInput("\(source): \(e.message)")

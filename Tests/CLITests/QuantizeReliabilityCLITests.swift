@@ -187,4 +187,20 @@ import Testing
             #expect(j?["ok"] == false && j?["exit_code"] == 2, "\(args): stdout \(r.stdout)")
         }
     }
+
+    /// reshard --group-size on a quantized source is refused, not silently ignored; a NaN in a
+    /// quantized source names the tensor once (no doubled suffix).
+    @Test func reshardGroupSizeOnQuantizedAndNaNNames() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        #expect(try CLI.run(["quantize", Self.trained, "--bits", "4", "--group-size", "32", "--out", dir + "/q"]).code == 0)
+        let r = try CLI.run(["reshard", dir + "/q", "--tp", "2", "--group-size", "64", "--out", dir + "/r"])
+        #expect(r.code == 2 && r.stderr.contains("already quantized"), "\(r.stderr)")
+        #expect(!fm.fileExists(atPath: dir + "/r"))
+        let model = dir + "/m"
+        try fm.copyItem(atPath: Self.trained, toPath: model)
+        try CLI.poison(model, tensor: "model.layers.1.mlp.experts.3.up_proj.weight")
+        let q = try CLI.run(["quantize", model, "--bits", "4", "--group-size", "32", "--out", dir + "/q2"])
+        #expect(q.code == 1 && q.stderr.contains("experts.3.up_proj.weight") && !q.stderr.contains("weight.weight"), "\(q.stderr)")
+    }
 }
