@@ -41,6 +41,14 @@ struct Eval: ParsableCommand {
         try runCommand(json: json) {
             let oursCheckpoint = try OpenedCheckpoint.open(directory, threads: threads.count)
             let refCheckpoint = try OpenedCheckpoint.open(reference, threads: threads.count)
+            // Reshard and packed outputs carry checksums: check them before running, as verify does.
+            for (c, side) in [(oursCheckpoint, directory), (refCheckpoint, reference)] where c.kind != .plain {
+                let report = try c.integrity()
+                if let p = report.problems.first {
+                    throw ModelError.badTensor(file: p.file, tensor: p.tensor,
+                                               message: "\(p.message) (\(report.problems.count) problem(s) in \(side): dsconv verify \(side))")
+                }
+            }
             let ours = try oursCheckpoint.model(backend: bf16Activations ? .bf16Activations : .fast), ref = try refCheckpoint.model()
             if bf16Activations { note("--bf16-activations: products of \(Linear.bf16GemmThreshold) rows or more on \(Linear.bf16KindName)") }
             guard ours.config.vocabSize == ref.config.vocabSize else {

@@ -203,4 +203,19 @@ import Testing
         let q = try CLI.run(["quantize", model, "--bits", "4", "--group-size", "32", "--out", dir + "/q2"])
         #expect(q.code == 1 && q.stderr.contains("experts.3.up_proj.weight") && !q.stderr.contains("weight.weight"), "\(q.stderr)")
     }
+
+    /// eval checks a reshard output's checksums before running it (as verify does): exit 1.
+    @Test func evalRefusesDamagedReshardRanks() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        #expect(try CLI.run(["reshard", Self.trained, "--tp", "2", "--out", dir + "/r"]).code == 0)
+        let rank = dir + "/r/rank-01"
+        let shard = try #require(try fm.contentsOfDirectory(atPath: rank).filter { $0.hasSuffix(".safetensors") }.sorted().last)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: rank + "/" + shard)))
+        bytes[bytes.count - 5] ^= 0x10
+        try Data(bytes).write(to: URL(fileURLWithPath: rank + "/" + shard))
+        let r = try CLI.run(["eval", dir + "/r", "--reference", Self.trained, "--text", Self.trained + "/calibration.txt",
+                             "--seq-len", "32", "--windows", "1"])
+        #expect(r.code == 1 && r.stderr.contains("sha256"), "\(r.stderr)")
+    }
 }
