@@ -21,7 +21,9 @@ enum Operators {
             }
             return .bool(op == "in" ? r : !r)
         case "~":
-            return .string(a.printed + b.printed)
+            let (x, y) = (a.printed, b.printed)
+            try boundConcatenation(x.utf8.count + y.utf8.count, loc)
+            return .string(x + y)
         case "<", ">", "<=", ">=":
             let c: Int
             switch (a, b) {
@@ -40,8 +42,14 @@ enum Operators {
             }
         case "+":
             switch (a, b) {
-            case (.string(let x), .string(let y)): return .string(x + y)
-            case (.list(let x), .list(let y)): return .list(x + y)
+            case (.string(let x), .string(let y)):
+                try boundConcatenation(x.utf8.count + y.utf8.count, loc)
+                return .string(x + y)
+            case (.list(let x), .list(let y)):
+                guard x.count + y.count <= maxRepeatedItems else {
+                    throw TemplateError("a list of \(x.count + y.count) items would exceed \(maxRepeatedItems) items (sandbox limit)", at: loc)
+                }
+                return .list(x + y)
             case (.int(let x), .int(let y)): return .int(try checked(x.addingReportingOverflow(y), op, loc))
             default: break
             }
@@ -253,6 +261,14 @@ enum Methods {
 /// Python strings and lists built by `*` are bounded (jinja2's sandbox bounds ranges; a
 /// template must not exhaust memory either way).
 let maxRepeatedBytes = 64 << 20
+
+/// Strings grown by concatenation (`~`, `+`; doubled in a loop they would exhaust memory long
+/// before the iteration limit) are bounded like repetition.
+func boundConcatenation(_ bytes: Int, _ loc: Location) throws {
+    guard bytes <= maxRepeatedBytes else {
+        throw TemplateError("a string of \(bytes) bytes would exceed \(maxRepeatedBytes >> 20) MiB (sandbox limit)", at: loc)
+    }
+}
 let maxRepeatedItems = 1_000_000
 
 /// Python integers are unbounded; a template needing more than 64 bits is refused, not wrapped.

@@ -32,6 +32,10 @@ import Testing
         refuses("{{ 'a' * 10000000000 }}", "sandbox limit")
         refuses("{% for i in range(1000) %}{{ 'x' * 100000 }}{% endfor %}", "MiB")
         refuses("{{ [1, 2] * 10000000000 }}", "items")
+        // Concatenation doubling a string (or list) in a loop: bounded like repetition.
+        refuses("{% set ns = namespace(s='ab') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}", "MiB")
+        refuses("{% set ns = namespace(s='ab') %}{% for i in range(100) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}", "MiB")
+        refuses("{% set ns = namespace(l=[1]) %}{% for i in range(100) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}", "items")
         // Integers beyond 64 bits: refused, never wrapped or trapped.
         refuses("{{ 9223372036854775807 + 1 }}", "overflow")
         refuses("{{ 10 ** 10 ** 10 }}", "overflow")
