@@ -64,7 +64,11 @@ public struct CalibrationMoments: Sendable {
             }
             let tokens = Int(count)
             let n = Double(tokens)
-            modules[t.role] = Channels(meanAbs: meanAbs, meanSquare: sumSq.map { Float($0 / n) }, tokens: tokens)
+            let meanSquare = sumSq.map { Float($0 / n) }
+            if let i = meanSquare.firstIndex(where: { !$0.isFinite }) {
+                throw bad("\(g)/sum_sq[\(i)] is \(sumSq[i]) over \(tokens) tokens: a mean square beyond float range")
+            }
+            modules[t.role] = Channels(meanAbs: meanAbs, meanSquare: meanSquare, tokens: tokens)
         }
         guard !modules.isEmpty else { throw bad("holds no statistics for this model's Linear layers") }
         return CalibrationMoments(modules: modules)
