@@ -125,15 +125,7 @@ enum CLI {
         let index = try JSONParser.parse(String(contentsOfFile: model + "/model.safetensors.index.json", encoding: .utf8))
         let name = "model.layers.1.self_attn.kv_b_proj.weight"
         let file = try #require(index["weight_map"]?[name]?.stringValue)
-        let path = model + "/" + file
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        let n = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        let header = try JSONParser.parse([UInt8](data[8..<(8 + n)]))
-        let begin = try #require(header[name]?["data_offsets"]?.arrayValue?[0].integerValue)
-        var bytes = [UInt8](data)
-        bytes[8 + n + Int(begin) + 1] = 0x7F
-        bytes[8 + n + Int(begin)] = 0xC1
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try CLI.poison(model, tensor: name)
         let bad = try CLI.run(["verify", model, "--json"])
         #expect(bad.code == 1)
         let j = try JSONParser.parse(bad.stdout)
