@@ -165,20 +165,4 @@ public struct QuantizePlan: Sendable {
         if case .quantize(let s)? = decisions[role] { return s }
         return nil
     }
-
-    /// For tp 1/2/4/8: whether every row-parallel slice (the input dimension split across ranks)
-    /// stays whole in groups; nil when it does, else the first module that breaks.
-    public func tensorParallelBreaks(schema: TensorSchema, tp: Int) -> String? {
-        for t in schema.tensors where t.component == .weight || t.component == .weightPacked {
-            guard let s = scheme(t.role), let g = s.groupSize else { continue }
-            let rowParallel: Bool
-            switch t.role {
-            case .o, .denseMLP(_, .down), .routedExpert(_, _, .down), .sharedExpert(_, .down): rowParallel = true
-            default: rowParallel = false
-            }
-            guard rowParallel, let cols = (t.logicalShape ?? t.shape).last else { continue }
-            if cols % tp != 0 || (cols / tp) % g != 0 { return "\(t.role.moduleName) (\(cols) / tp \(tp) = \(cols / tp) columns per rank, group \(g))" }
-        }
-        return nil
-    }
 }
