@@ -11,3 +11,4 @@ static inline hid_t dsconv_h5s_all(void) { return H5S_ALL; }
 static inline hid_t dsconv_h5t_c_s1(void) { return H5T_C_S1; }
 static inline unsigned dsconv_h5f_acc_excl(void) { return H5F_ACC_EXCL; }
 static inline hid_t H5E_DEFAULT_shim(void) { return H5E_DEFAULT; }
+static inline hid_t dsconv_h5p_file_access(void) { return H5P_FILE_ACCESS; }

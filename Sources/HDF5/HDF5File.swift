@@ -21,6 +21,31 @@ public final class HDF5File {
         guard id >= 0 else { throw HDF5Error(file: path, message: "cannot create the HDF5 file") }
     }
 
+    /// Creates a file held in memory (libhdf5's core driver, no backing store): nothing touches
+    /// the disk until `image()` hands its bytes to a writer that reports I/O errors. (libhdf5's
+    /// own error paths crash when a write to a full disk fails.)
+    public init(creatingInMemory name: String) throws {
+        path = name
+        H5Eset_auto2(H5E_DEFAULT_shim(), nil, nil)
+        let fapl = H5Pcreate(dsconv_h5p_file_access())
+        guard fapl >= 0 else { throw HDF5Error(file: name, message: "cannot create a file access property list") }
+        defer { H5Pclose(fapl) }
+        guard H5Pset_fapl_core(fapl, 64 << 20, false) >= 0 else { throw HDF5Error(file: name, message: "cannot select the in-memory driver") }
+        id = H5Fcreate(name, dsconv_h5f_acc_trunc(), dsconv_h5p_default(), fapl)
+        guard id >= 0 else { throw HDF5Error(file: name, message: "cannot create the in-memory HDF5 file") }
+    }
+
+    /// The bytes of the whole file, as it would be on disk (for `creatingInMemory` files).
+    public func image() throws -> [UInt8] {
+        try flush()
+        let size = H5Fget_file_image(id, nil, 0)
+        guard size > 0 else { throw HDF5Error(file: path, message: "cannot size the file image") }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let got = bytes.withUnsafeMutableBytes { H5Fget_file_image(id, $0.baseAddress, size) }
+        guard got == size else { throw HDF5Error(file: path, message: "cannot copy the file image") }
+        return bytes
+    }
+
     /// Opens a file read-only.
     public init(reading path: String) throws {
         self.path = path

@@ -1,6 +1,7 @@
 import DeepSeek
 import Foundation
 import HDF5
+import SafeTensors
 import Kernels
 
 /// Per-input-channel activation statistics of every Linear, and how many tokens each routed
@@ -75,7 +76,9 @@ public final class CalibrationStatistics: LinearObserver {
 
     /// Writes the statistics (Formats/calibration-h5.md).
     public func write(to path: String, config: ModelConfig, attributes: [String: String], numbers: [String: Int]) throws {
-        let f = try HDF5File(creating: path)
+        // Built in memory, then written by dsconv's own file writer: a full disk is an I/O error
+        // (exit 3) with nothing left behind, never a crash inside libhdf5.
+        let f = try HDF5File(creatingInMemory: path)
         try f.setAttribute("format", Self.format)
         try f.setAttribute("version", 1)
         try f.setAttribute("model_type", config.modelType)
@@ -100,7 +103,15 @@ public final class CalibrationStatistics: LinearObserver {
                 try f.write("/routing/layer_\(l)", counts.map(Int64.init))
             }
         }
-        try f.flush()
+        let image = try f.image()
+        let sink = try FileSink(path: path, bufferSize: 1 << 20)
+        do {
+            try sink.write(image)
+            try sink.close()
+        } catch {
+            sink.discard()
+            throw error
+        }
     }
 
     /// Whether a file is a dsconv calibration file (for `--force`).

@@ -218,4 +218,20 @@ import Testing
                              "--seq-len", "32", "--windows", "1"])
         #expect(r.code == 1 && r.stderr.contains("sha256"), "\(r.stderr)")
     }
+
+    /// calibrate on a full disk (a 16 KB file-size limit stands in): exit 3, nothing left; the
+    /// statistics file is built in memory and written by dsconv's own writer, never by libhdf5.
+    @Test func calibrateOnAFullDiskExitsThreeLeavingNothing() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "ulimit -f 16; exec \"$0\" calibrate \"$1\" --text \"$1/calibration.txt\" --samples 2 --seq-len 32 --out \"$2\" 2>\"$3\"",
+                       CLI.binary, Self.trained, dir + "/s.h5", dir + "/err"]
+        try p.run()
+        p.waitUntilExit()
+        let err = (try? String(contentsOfFile: dir + "/err", encoding: .utf8)) ?? ""
+        #expect(p.terminationStatus == 3, "exit \(p.terminationStatus): \(err.suffix(300))")
+        #expect(!fm.fileExists(atPath: dir + "/s.h5") && !fm.fileExists(atPath: dir + "/s.h5.partial"))
+    }
 }
