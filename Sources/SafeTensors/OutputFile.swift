@@ -18,7 +18,11 @@ public enum OutputFile {
         let final = location.path, partial = location.partialPath
         if isOccupied(final) {
             guard force else { throw SafeTensorsError.outputExists(path: final) }
-            guard isRegularFile(final), isOurs(final) else { throw SafeTensorsError.outputNotOurs(path: final, role: "the output file") }
+            // A directory (even one dsconv wrote) is never replaced by a single file.
+            guard isRegularFile(final) else {
+                throw SafeTensorsError.unsafeOutput(path: final, reason: "it is a directory or special file, and a single-file output never replaces one, even with --force")
+            }
+            guard isOurs(final) else { throw SafeTensorsError.outputNotOurs(path: final, role: "the output file") }
         }
         if isOccupied(partial) {
             guard isRegularFile(partial), isOurs(partial) else {

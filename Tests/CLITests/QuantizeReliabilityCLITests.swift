@@ -234,4 +234,14 @@ import Testing
         #expect(p.terminationStatus == 3, "exit \(p.terminationStatus): \(err.suffix(300))")
         #expect(!fm.fileExists(atPath: dir + "/s.h5") && !fm.fileExists(atPath: dir + "/s.h5.partial"))
     }
+
+    /// A single-file output onto a directory dsconv wrote says so (exit 2), not "no marker".
+    @Test func statisticsOutputOntoADsconvDirectory() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        #expect(try CLI.run(["quantize", Self.trained, "--bits", "8", "--out", dir + "/q"]).code == 0)
+        let r = try CLI.run(["calibrate", Self.trained, "--samples", "1", "--seq-len", "16", "--out", dir + "/q", "--force"])
+        #expect(r.code == 2 && r.stderr.contains("directory") && !r.stderr.contains("marker"), "\(r.stderr)")
+        #expect(fm.fileExists(atPath: dir + "/q/config.json"))
+    }
 }
