@@ -244,4 +244,21 @@ import Testing
         #expect(r.code == 2 && r.stderr.contains("directory") && !r.stderr.contains("marker"), "\(r.stderr)")
         #expect(fm.fileExists(atPath: dir + "/q/config.json"))
     }
+
+    /// GPTQ and AWQ calibrate before the writer's own check: a NaN source is refused as read
+    /// (exit 1, the tensor named), never a trap converting NaN to an integer.
+    @Test func calibratedMethodsRefuseNaNSources() throws {
+        let dir = temporaryDirectory()
+        defer { try? fm.removeItem(atPath: dir) }
+        let model = dir + "/m"
+        try fm.copyItem(atPath: Self.trained, toPath: model)
+        let name = "model.layers.0.self_attn.o_proj.weight"
+        try CLI.poison(model, tensor: name)
+        for method in ["gptq", "awq"] {
+            let r = try CLI.run(["quantize", model, "--bits", "4", "--group-size", "32", "--method", method, "--text", Self.trained + "/calibration.txt",
+                                 "--samples", "1", "--seq-len", "16", "--out", dir + "/q-" + method])
+            #expect(r.code == 1 && r.stderr.contains(name), "\(method): \(r.code) \(r.stderr.suffix(300))")
+            #expect(!fm.fileExists(atPath: dir + "/q-" + method))
+        }
+    }
 }
