@@ -215,6 +215,15 @@ public enum VLLMRules {
         public var isRoutedExperts: Bool { if case .experts = kind { return true }; return false }
     }
 
+    /// How vLLM builds a Linear of this role, from the one tensor-parallel rule the role carries
+    /// (`TensorRole.tensorParallelSplit`): replicated, column (output) split, row (input) split.
+    static func linearKind(_ role: TensorRole, _ c: ModelConfig) -> LinearKind {
+        switch role.tensorParallelSplit(c) {
+        case .replicated: return .replicated
+        case .split(let dim, _, _), .routedExpert(let dim): return dim == 0 ? .column : .row
+        }
+    }
+
     /// The quantizable module groups of layer `l` in vLLM's construction order.
     public static func moduleGroups(config c: ModelConfig, layer l: Int) -> [ModuleGroup] {
         let p = "model.layers.\(l)"
@@ -222,26 +231,26 @@ public enum VLLMRules {
         let kvA = c.kvLoraRank + c.qkRopeHeadDim
         if let q = c.qLoraRank {
             g.append(ModuleGroup(roles: [.qA(layer: l), .kvA(layer: l)], vllmName: "\(p).self_attn.fused_qkv_a_proj",
-                                 kind: .linear(.replicated, inputs: c.hiddenSize, outputs: [q, kvA])))
+                                 kind: .linear(linearKind(.qA(layer: l), c), inputs: c.hiddenSize, outputs: [q, kvA])))
             g.append(ModuleGroup(roles: [.qB(layer: l)], vllmName: "\(p).self_attn.q_b_proj",
-                                 kind: .linear(.column, inputs: q, outputs: [c.numAttentionHeads * c.qHeadDim])))
+                                 kind: .linear(linearKind(.qB(layer: l), c), inputs: q, outputs: [c.numAttentionHeads * c.qHeadDim])))
         } else {
             g.append(ModuleGroup(roles: [.q(layer: l)], vllmName: "\(p).self_attn.q_proj",
-                                 kind: .linear(.column, inputs: c.hiddenSize, outputs: [c.numAttentionHeads * c.qHeadDim])))
+                                 kind: .linear(linearKind(.q(layer: l), c), inputs: c.hiddenSize, outputs: [c.numAttentionHeads * c.qHeadDim])))
             g.append(ModuleGroup(roles: [.kvA(layer: l)], vllmName: "\(p).self_attn.kv_a_proj_with_mqa",
-                                 kind: .linear(.replicated, inputs: c.hiddenSize, outputs: [kvA])))
+                                 kind: .linear(linearKind(.kvA(layer: l), c), inputs: c.hiddenSize, outputs: [kvA])))
         }
         g.append(ModuleGroup(roles: [.kvB(layer: l)], vllmName: "\(p).self_attn.kv_b_proj",
-                             kind: .linear(.column, inputs: c.kvLoraRank, outputs: [c.numAttentionHeads * (c.qkNopeHeadDim + c.vHeadDim)])))
+                             kind: .linear(linearKind(.kvB(layer: l), c), inputs: c.kvLoraRank, outputs: [c.numAttentionHeads * (c.qkNopeHeadDim + c.vHeadDim)])))
         g.append(ModuleGroup(roles: [.o(layer: l)], vllmName: "\(p).self_attn.o_proj",
-                             kind: .linear(.row, inputs: c.numAttentionHeads * c.vHeadDim, outputs: [c.hiddenSize])))
+                             kind: .linear(linearKind(.o(layer: l), c), inputs: c.numAttentionHeads * c.vHeadDim, outputs: [c.hiddenSize])))
         if c.isMoELayer(l) {
             let w = c.sharedExpertWidth
             if w > 0 {
                 g.append(ModuleGroup(roles: [.sharedExpert(layer: l, .gate), .sharedExpert(layer: l, .up)], vllmName: "\(p).mlp.shared_experts.gate_up_proj",
-                                     kind: .linear(.column, inputs: c.hiddenSize, outputs: [w, w])))
+                                     kind: .linear(linearKind(.sharedExpert(layer: l, .gate), c), inputs: c.hiddenSize, outputs: [w, w])))
                 g.append(ModuleGroup(roles: [.sharedExpert(layer: l, .down)], vllmName: "\(p).mlp.shared_experts.down_proj",
-                                     kind: .linear(.row, inputs: w, outputs: [c.hiddenSize])))
+                                     kind: .linear(linearKind(.sharedExpert(layer: l, .down), c), inputs: w, outputs: [c.hiddenSize])))
             }
             let n = c.nRoutedExperts ?? 0
             let roles = (0..<n).flatMap { e in MLPProjection.allCases.map { TensorRole.routedExpert(layer: l, expert: e, $0) } }
@@ -250,9 +259,9 @@ public enum VLLMRules {
         } else {
             let w = c.intermediateSize
             g.append(ModuleGroup(roles: [.denseMLP(layer: l, .gate), .denseMLP(layer: l, .up)], vllmName: "\(p).mlp.gate_up_proj",
-                                 kind: .linear(.column, inputs: c.hiddenSize, outputs: [w, w])))
+                                 kind: .linear(linearKind(.denseMLP(layer: l, .gate), c), inputs: c.hiddenSize, outputs: [w, w])))
             g.append(ModuleGroup(roles: [.denseMLP(layer: l, .down)], vllmName: "\(p).mlp.down_proj",
-                                 kind: .linear(.row, inputs: w, outputs: [c.hiddenSize])))
+                                 kind: .linear(linearKind(.denseMLP(layer: l, .down), c), inputs: w, outputs: [c.hiddenSize])))
         }
         return g
     }

@@ -1,4 +1,3 @@
-import Compression
 import DeepSeek
 import Foundation
 import JSON
