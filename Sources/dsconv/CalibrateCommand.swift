@@ -17,8 +17,8 @@ struct Calibrate: ParsableCommand {
     @Option(help: "Output statistics file (.h5).")
     var out: String
 
-    @Flag(help: "Replace an existing statistics file that dsconv wrote.")
-    var force = false
+    @OptionGroup var forceOption: ForceOption
+    var force: Bool { forceOption.force }
 
     @OptionGroup var threads: ThreadOptions
 
@@ -36,7 +36,7 @@ struct Calibrate: ParsableCommand {
                                                               allTokensThroughExperts: calibration.allTokensThroughExperts,
                                                               backend: calibration.backend) { note($0) }
                 try stats.write(to: path, config: ckpt.config, attributes: ["source": source, "text": calibration.text ?? "builtin",
-                                                                    "expert_tokens": calibration.expertTokens],
+                                                                    "expert_tokens": calibration.expertTokens.rawValue],
                                 numbers: ["windows": windows.count, "seq_len": calibration.seqLen])
                 collected = stats
             }

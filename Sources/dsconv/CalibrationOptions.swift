@@ -14,16 +14,15 @@ struct CalibrationOptions: ParsableArguments {
     var seqLen = 512
 
     @Option(name: .customLong("expert-tokens"), help: "Routed experts: routed (each sees its own tokens) or all (every token through every expert; only routed outputs count).")
-    var expertTokens = "routed"
+    var expertTokens = ExpertTokens.routed
 
     @Flag(name: .customLong("bf16-activations"), help: "Run the calibration passes' products with the activations rounded to bf16 on AMX-BF16 or AVX-512 BF16 tiles (f32 accumulation): faster prefill, not exact; the statistics and Hessians still see the f32 inputs.")
     var bf16Activations = false
 
-    var allTokensThroughExperts: Bool { expertTokens == "all" }
+    var allTokensThroughExperts: Bool { expertTokens == .all }
     var backend: LinearBackend { bf16Activations ? .bf16Activations : .fast }
 
     func validate() throws {
-        guard ["routed", "all"].contains(expertTokens) else { throw ValidationError("--expert-tokens must be routed or all") }
         if samples < 1 { throw ValidationError("--samples must be at least 1") }
         if seqLen < 2 { throw ValidationError("--seq-len must be at least 2") }
     }

@@ -16,14 +16,13 @@ struct Dequantize: ParsableCommand {
     @Option(help: "Output directory.")
     var out: String
 
-    @Option(name: .customLong("max-shard-size"), help: "Largest shard, e.g. 5GB (default).")
-    var maxShardSize = "5GB"
+    @OptionGroup var shardSize: ShardSizeOption
+    var maxShardSize: String { shardSize.maxShardSize }
 
-    @Flag(help: "Replace an existing output directory that dsconv wrote.")
-    var force = false
+    @OptionGroup var forceOption: ForceOption
+    var force: Bool { forceOption.force }
 
     func validate() throws {
-        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size between 1 byte and 1 PB") }
     }
 
     func run() throws {

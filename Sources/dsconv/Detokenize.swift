@@ -15,8 +15,8 @@ struct Detokenize: ParsableCommand {
     @Flag(name: .customLong("skip-special-tokens"), help: "Drop special tokens (BOS, EOS, ...).")
     var skipSpecialTokens = false
 
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     @Argument(help: "Token ids (space- or comma-separated).")
     var ids: [String]

@@ -27,8 +27,8 @@ struct Eval: ParsableCommand {
     @Flag(name: .customLong("bf16-activations"), help: "Run the evaluated model's prefill products with the activations rounded to bf16 on AMX-BF16 or AVX-512 BF16 tiles (f32 accumulation): faster, not exact; the reference keeps the exact path, so the KL is what the rounding costs.")
     var bf16Activations = false
 
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     @OptionGroup var threads: ThreadOptions
 

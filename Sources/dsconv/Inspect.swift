@@ -13,8 +13,8 @@ struct Inspect: ParsableCommand {
     @Argument(help: "Checkpoint directory (config.json + safetensors), a dsconv pack output, or a dsconv reshard output.")
     var directory: String
 
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     @Option(help: "Context length to plan for: per tensor-parallel size, the weights per GPU, the room left for the KV cache and how many tokens (and sequences of this length) fit. An estimate of what vLLM reserves.")
     var context: Int?

@@ -16,16 +16,15 @@ struct Merge: ParsableCommand {
     @Option(help: "Output checkpoint directory.")
     var out: String
 
-    @Option(name: .customLong("max-shard-size"), help: "Largest shard, e.g. 5GB (default).")
-    var maxShardSize = "5GB"
+    @OptionGroup var shardSize: ShardSizeOption
+    var maxShardSize: String { shardSize.maxShardSize }
 
-    @Flag(help: "Replace an existing output directory.")
-    var force = false
+    @OptionGroup var forceOption: ForceOption
+    var force: Bool { forceOption.force }
 
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size between 1 byte and 1 PB") }
     }
 
     func run() throws {

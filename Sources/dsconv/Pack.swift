@@ -16,29 +16,25 @@ struct Pack: ParsableCommand {
     @Option(help: "Output directory.")
     var out: String
 
-    @Option(help: "zstd level (1 = fast; higher barely helps on weights).")
-    var level: Int32 = 1
+    @OptionGroup var zstd: ZstdLevelOption
+    var level: Int32 { zstd.level }
 
     @Option(help: "BF16 transform: bf16-exp-huff (default: exponent plane Huffman-coded, fast), bf16-exp-rans (smallest), bf16-planes or none.")
-    var transform = FrameTransform.bf16ExpHuff.rawValue
+    var transform = FrameTransform.bf16ExpHuff
 
     @Option(name: .customLong("frame-size"), help: "Original bytes per frame, e.g. 2MiB (1–4 MiB is typical).")
     var frameSize = "2MiB"
 
-    @Flag(help: "Replace an existing output directory.")
-    var force = false
+    @OptionGroup var forceOption: ForceOption
+    var force: Bool { forceOption.force }
 
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        guard FrameTransform(rawValue: transform) != nil else {
-            throw ValidationError("--transform must be one of \(FrameTransform.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         guard let f = parseSize(frameSize), f >= 4096, f % 2 == 0, f <= 1 << 30 else { throw ValidationError("--frame-size must be an even size between 4KiB and 1GiB") }
-        guard (-7...22).contains(level) else { throw ValidationError("--level must be in -7...22") }
     }
 
     func run() throws {
@@ -49,7 +45,7 @@ struct Pack: ParsableCommand {
             let weightFiles = Set(ckpt.weights.files.map { basename($0.path) })
             var options = PackOptions()
             options.level = level
-            options.bf16Transform = FrameTransform(rawValue: transform) ?? .bf16ExpHuff
+            options.bf16Transform = transform
             options.frameSize = parseSize(frameSize) ?? (2 << 20)
             options.threads = threads.count
             let start = Date()

@@ -32,7 +32,7 @@ struct Quantize: ParsableCommand {
     var serveGPU = "a100,h100"
 
     @Option(help: "rtn (round to nearest), gptq or awq (calibrated).")
-    var method = "rtn"
+    var method = QuantizeOptions.Method.rtn
 
     @OptionGroup var calibration: CalibrationOptions
 
@@ -63,29 +63,24 @@ struct Quantize: ParsableCommand {
     @Option(help: "Output directory.")
     var out: String
 
-    @Flag(help: "Write packed shards (seekable zstd, as dsconv pack) directly, in the same pass; verify and eval run them as they are, unpack restores the plain output.")
-    var compress = false
+    @OptionGroup var compression: CompressionOptions
+    var compress: Bool { compression.compress }
+    var level: Int32 { compression.level }
 
-    @Option(help: "With --compress: zstd level.")
-    var level: Int32 = 1
+    @OptionGroup var shardSize: ShardSizeOption
+    var maxShardSize: String { shardSize.maxShardSize }
 
-    @Option(name: .customLong("max-shard-size"), help: "Largest shard, e.g. 5GB (default).")
-    var maxShardSize = "5GB"
+    @OptionGroup var forceOption: ForceOption
+    var force: Bool { forceOption.force }
 
-    @Flag(help: "Replace an existing output directory that dsconv wrote.")
-    var force = false
-
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
         guard QuantScheme.supportedBits.contains(bits) else { throw ValidationError("--bits \(bits): 4 or 8 expected") }
-        guard QuantizeOptions.Method(rawValue: method) != nil else { throw ValidationError("--method must be rtn, gptq or awq") }
         guard parseSize(hessianMemory) != nil else { throw ValidationError("--hessian-memory \(hessianMemory) is not a size between 1 byte and 1 PB") }
-        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size between 1 byte and 1 PB") }
-        if !(-7...22).contains(level) { throw ValidationError("--level must be in -7...22") }
         if [groupFallback, strictGroups, keepUnfit].filter({ $0 }).count > 1 { throw ValidationError("--group-fallback, --keep-unfit and --strict-groups exclude each other") }
         _ = try parsedGroupSize()
         _ = try parsedServing()
@@ -93,10 +88,10 @@ struct Quantize: ParsableCommand {
             throw ValidationError("--bits 8 --asymmetric: no vLLM MoE kernel takes int8 with zero points (vLLM 0.34 refuses it at every tensor-parallel size) and transformers 5.24 drops fused experts' zero points; use --bits 8 (symmetric), or --bits 4 --asymmetric")
         }
         if stats != nil {
-            if method == "gptq" {
+            if method == .gptq {
                 throw ValidationError("--stats with --method gptq: GPTQ needs each input's full second-moment matrix (its Hessian), which a statistics file does not hold; give --text (or nothing, for the builtin set)")
             }
-            if method != "awq" { throw ValidationError("--stats is used by --method awq only (rtn needs no calibration)") }
+            if method != .awq { throw ValidationError("--stats is used by --method awq only (rtn needs no calibration)") }
             if calibration.text != nil { throw ValidationError("give --stats or --text, not both") }
         }
     }
@@ -136,7 +131,7 @@ struct Quantize: ParsableCommand {
             options.groupSize = try parsedGroupSize()
             (options.servingTPs, options.servingGPUs) = try parsedServing()
             options.symmetric = !asymmetric
-            options.method = QuantizeOptions.Method(rawValue: method) ?? .rtn
+            options.method = method
             options.ignore = ignore
             options.quantizeKvB = quantizeKvB
             options.groupMismatch = groupFallback ? .fallback : strictGroups ? .refuse : keepUnfit ? .keep : .serve
@@ -194,7 +189,7 @@ struct Quantize: ParsableCommand {
             Inspect.printServing(engines, to: note)
             if json {
                 printJSON(["out": .string(out), "bits": JSONValue(bits), "group_size": options.groupSize.map { JSONValue($0) } ?? .null,
-                           "symmetric": .bool(!asymmetric), "method": .string(method), "bytes_before": JSONValue(before),
+                           "symmetric": .bool(!asymmetric), "method": .string(method.rawValue), "bytes_before": JSONValue(before),
                            "bytes_after": JSONValue(after), "bits_per_weight": .number(bpw), "seconds": .number(seconds),
                            "serving": Inspect.servingJSON(engines), "serving_notes": JSONValue(plan.servingNotes),
                            "tensors": .array(reports.map(\.json))])

@@ -18,10 +18,10 @@ struct Reshard: ParsableCommand {
     var tp: Int
 
     @Option(help: "Routed experts: tp (split each expert, the vLLM default; the default with --layout hf) or ep (whole experts per rank; the default, and the only choice, with --layout deepseek).")
-    var experts: String?
+    var experts: ExpertMode?
 
     @Option(help: "Output layout: hf (rank-NN/ Hugging Face directories, default) or deepseek (model{r}-mp{N}.safetensors with DeepSeek's tensor names, what DeepSeek-V3's inference/generate.py loads).")
-    var layout: String = "hf"
+    var layout = LayoutArgument.hf
 
     @Option(help: "Output directory (rank-00 … rank-N-1 and dsconv-manifest.json).")
     var out: String?
@@ -29,30 +29,25 @@ struct Reshard: ParsableCommand {
     @Option(name: .customLong("group-size"), help: "Quantization group size every row-parallel slice must align to.")
     var groupSize: Int?
 
-    @Option(name: .customLong("max-shard-size"), help: "Largest shard per rank, e.g. 5GB (default).")
-    var maxShardSize = "5GB"
+    @OptionGroup var shardSize: ShardSizeOption
+    var maxShardSize: String { shardSize.maxShardSize }
 
     @Flag(name: .customLong("dry-run"), help: "Print the plan and the bytes per rank; write nothing.")
     var dryRun = false
 
-    @Flag(help: "Write packed shards (seekable zstd, as dsconv pack) directly, in the same pass.")
-    var compress = false
+    @OptionGroup var compression: CompressionOptions
+    var compress: Bool { compression.compress }
+    var level: Int32 { compression.level }
 
-    @Option(help: "With --compress: zstd level.")
-    var level: Int32 = 1
+    @OptionGroup var forceOption: ForceOption
+    var force: Bool { forceOption.force }
 
-    @Flag(help: "Replace an existing output directory.")
-    var force = false
-
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        if let experts, ExpertMode(rawValue: experts) == nil { throw ValidationError("--experts must be tp or ep") }
-        guard ReshardLayouts.named(layout) != nil else { throw ValidationError("--layout must be one of \(ReshardLayouts.names.joined(separator: ", "))") }
-        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size between 1 byte and 1 PB") }
         if !dryRun && out == nil { throw ValidationError("--out is required (or --dry-run)") }
         // Beyond any real deployment, and bounded before anything is allocated per rank.
         if tp < 1 || tp > 4096 { throw ValidationError("--tp must be between 1 and 4096") }
@@ -62,8 +57,8 @@ struct Reshard: ParsableCommand {
     func run() throws {
         try runCommand(json: json) {
             let ckpt = try OpenedCheckpoint.open(source, threads: threads.count).plain(for: "reshard")
-            let outputLayout = ReshardLayouts.named(layout) ?? HuggingFaceRankLayout()
-            let mode = experts.flatMap(ExpertMode.init(rawValue:)) ?? (outputLayout is DeepSeekLayout ? .ep : .tp)
+            let outputLayout = layout.layout
+            let mode = experts ?? (outputLayout is DeepSeekLayout ? .ep : .tp)
             if let g = groupSize, ckpt.config.quantization != nil {
                 throw ModelError.badInput("--group-size \(g): \(source) is already quantized, and its slices are cut at its own groups; --group-size aligns a BF16 source for a later quantization")
             }

@@ -22,16 +22,17 @@ struct Synth: ParsableCommand {
     @Option(help: "Expert groups (group-limited routing).") var groups: Int?
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Output directory.") var out: String
-    @Option(name: .customLong("max-shard-size"), help: "Largest shard, e.g. 5GB (default) or 200MB.") var maxShardSize = "5GB"
+    @OptionGroup var shardSize: ShardSizeOption
+    var maxShardSize: String { shardSize.maxShardSize }
     @Option(help: "Directory to copy tokenizer.json, tokenizer_config.json and the other side files (*.py, generation_config.json, LICENSE, README) from.") var tokenizer: String?
-    @Flag(help: "Replace an existing output directory.") var force = false
+    @OptionGroup var forceOption: ForceOption
+    var force: Bool { forceOption.force }
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
         guard ModelPreset(rawValue: like) != nil else {
             throw ValidationError("--like must be one of \(ModelPreset.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard parseSize(maxShardSize) != nil else { throw ValidationError("--max-shard-size \(maxShardSize) is not a size (e.g. 5GB, 200MB)") }
         for (v, n) in [(layers, "layers"), (experts, "experts"), (hidden, "hidden"), (heads, "heads"), (vocab, "vocab")] {
             if let v, v < 1 { throw ValidationError("--\(n) must be at least 1") }
         }

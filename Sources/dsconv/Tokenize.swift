@@ -52,8 +52,8 @@ struct Tokenize: ParsableCommand {
     @Option(help: "Model directory (tokenizer.json, tokenizer_config.json).")
     var model: String
 
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     @Flag(name: .customLong("no-special-tokens"), help: "Do not add BOS/EOS.")
     var noSpecialTokens = false

@@ -15,8 +15,8 @@ struct Unpack: ParsableCommand {
     @Option(help: "Output directory.")
     var out: String
 
-    @Flag(help: "Replace an existing output directory.")
-    var force = false
+    @OptionGroup var forceOption: ForceOption
+    var force: Bool { forceOption.force }
 
     @OptionGroup var threads: ThreadOptions
 

@@ -17,8 +17,8 @@ struct Verify: ParsableCommand {
     @Argument(help: "Checkpoint directory.")
     var directory: String
 
-    @Flag(help: "Print one JSON object on stdout.")
-    var json = false
+    @OptionGroup var jsonOption: JSONOption
+    var json: Bool { jsonOption.json }
 
     @OptionGroup var threads: ThreadOptions
 
@@ -58,8 +58,8 @@ struct Verify: ParsableCommand {
     @Option(name: .customLong("min-top1"), help: "With --reference: fail (exit 1) when top-1 agreement falls below this.")
     var minTop1 = 0.5
 
-    @Flag(help: "With --logits-out: replace an existing logits file that dsconv wrote.")
-    var force = false
+    @OptionGroup var forceOption: ForceOption
+    var force: Bool { forceOption.force }
 
     func validate() throws {
         if prompt != nil && promptIDs != nil { throw ValidationError("give --prompt or --prompt-ids, not both") }

@@ -43,7 +43,7 @@ import Testing
             (["--tp", "3", "--layout", "deepseek"], "not divisible by tp 3"),
             (["--tp", "2", "--layout", "deepseek", "--experts", "tp"], "--experts ep"),
             (["--tp", "2", "--layout", "deepseek", "--compress"], "--compress"),
-            (["--tp", "2", "--layout", "megatron"], "--layout must be one of"),
+            (["--tp", "2", "--layout", "megatron"], "Please provide one of 'hf' and 'deepseek'"),
         ]
         for (args, message) in cases {
             let r = try CLI.run(["reshard", model] + args + ["--out", dir + "/x"])
