@@ -1,3 +1,4 @@
+import Failures
 /// A template that cannot be parsed or rendered: what went wrong and where (1-based line, column).
 public struct TemplateError: Error, Sendable, CustomStringConvertible {
     public let message: String
@@ -22,4 +23,9 @@ public struct TemplateError: Error, Sendable, CustomStringConvertible {
 struct Location: Sendable {
     var line: Int
     var column: Int
+}
+
+extension TemplateError: DeclaresFailureKind {
+    /// A chat template that does not parse or exceeds the sandbox: bad input.
+    public var failureKind: FailureKind { .input }
 }

@@ -18,8 +18,10 @@ public enum CheckpointKind: String, Sendable {
     /// By the manifest a dsconv output carries; anything else is read as plain shards.
     public static func detect(_ directory: String) -> CheckpointKind {
         if ReshardManifest.isReshardOutput(directory) { return .reshard }
-        if PackManifest.isPacked(directory) { return .packed }
-        return .plain
+        switch TensorStores.storage(of: directory) {
+        case .packed: return .packed
+        case .plain: return .plain
+        }
     }
 
     /// How a kind is named in messages.

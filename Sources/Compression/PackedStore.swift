@@ -99,9 +99,16 @@ public final class PackedStore: TensorStore, @unchecked Sendable {
 
 /// Opens the tensors of a directory, whichever way they are stored.
 public enum TensorStores {
-    /// A packed directory (it has a pack manifest) or plain safetensors shards.
+    public enum Storage: Sendable { case plain, packed }
+
+    /// How a directory stores its tensors: packed (it has a pack manifest) or plain safetensors
+    /// shards. The one place that tells them apart (`CheckpointKind.detect` asks it too).
+    public static func storage(of directory: String) -> Storage { PackManifest.isPacked(directory) ? .packed : .plain }
+
     public static func open(_ directory: String, threads: Int) throws -> any TensorStore {
-        if PackManifest.isPacked(directory) { return try PackedStore(directory: directory, threads: threads) }
-        return try ShardedCheckpoint(directory: directory)
+        switch storage(of: directory) {
+        case .packed: return try PackedStore(directory: directory, threads: threads)
+        case .plain: return try ShardedCheckpoint(directory: directory)
+        }
     }
 }

@@ -1,4 +1,5 @@
 import CZstd
+import Failures
 
 /// Why compressed data could not be read or written: the file and the byte offset of the frame.
 public enum CompressionError: Error, Sendable, CustomStringConvertible {
@@ -97,4 +98,9 @@ public final class ZstdDecompressor {
         if r == ZSTD_CONTENTSIZE_ERROR || r == ZSTD_CONTENTSIZE_UNKNOWN { return nil }
         return Int(r)
     }
+}
+
+extension CompressionError: DeclaresFailureKind {
+    /// A packed frame or container that does not decode is damaged data.
+    public var failureKind: FailureKind { .damaged }
 }

@@ -1,3 +1,4 @@
+import Failures
 /// Errors of the model layer: configuration, schema and checkpoint contents.
 public enum ModelError: Error, Sendable, CustomStringConvertible {
     case missingFile(file: String, what: String)
@@ -15,6 +16,16 @@ public enum ModelError: Error, Sendable, CustomStringConvertible {
         case .unsupported(let m): return m
         case .badTensor(let f, let t, let m): return "\(f): tensor \(t): \(m)"
         case .badInput(let m): return m
+        }
+    }
+}
+
+extension ModelError: DeclaresFailureKind {
+    public var failureKind: FailureKind {
+        switch self {
+        case .unreadable: return .io
+        case .badTensor: return .damaged
+        default: return .input
         }
     }
 }

@@ -76,17 +76,12 @@ public enum Synth {
                              progress: ((String, Int) -> Void)? = nil) throws {
         let schema = TensorSchema(config: config)
         let specs = schema.tensors.map { TensorSpec(name: $0.name, dtype: .bf16, shape: $0.shape) }
-        try writeFileAtomically(out.path("config.json"), config.jsonText())
-        if let dir = tokenizerFrom {
-            // The tokenizer files are required; every other side file there (remote code,
-            // generation config, license) comes along.
-            for f in Set(Checkpoint.tokenizerFiles + Checkpoint.sideFiles(in: dir)).sorted() {
-                try copyFile(from: dir + "/" + f, to: out.path(f))
-            }
-        }
         let writer = ShardedWriter(directory: out.partialPath, tensors: specs, maxShardSize: maxShardSize)
         var tables: [String: [UInt16]] = [:]  // one table per distinct (mean, std)
-        do {
+        // The tokenizer files are required; every other side file there (remote code,
+        // generation config, license) comes along.
+        try DerivedCheckpoint.write(into: out, configText: config.jsonText(), sideFilesFrom: tokenizerFrom,
+                                    requiredFiles: Checkpoint.tokenizerFiles, writer: writer) { writer in
             for (i, t) in schema.tensors.enumerated() {
                 let (mean, std) = distribution(t)
                 let key = "\(mean)/\(std)"
@@ -98,10 +93,6 @@ public enum Synth {
                 })
                 progress?(t.name, t.elementCount * 2)
             }
-            try writer.finish()
-        } catch {
-            writer.abort()
-            throw error
         }
     }
 

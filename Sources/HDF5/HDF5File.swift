@@ -1,4 +1,5 @@
 import CHDF5
+import Failures
 
 /// Errors of the HDF5 layer, naming the file and the object.
 public struct HDF5Error: Error, CustomStringConvertible, Sendable {
@@ -159,4 +160,9 @@ public final class HDF5File {
         guard H5Aread(a, dsconv_h5t_native_int64(), &v) >= 0 else { throw HDF5Error(file: path, message: "attribute \(name) is not an integer") }
         return v
     }
+}
+
+extension HDF5Error: DeclaresFailureKind {
+    /// A statistics file dsconv cannot read or write as asked: bad input.
+    public var failureKind: FailureKind { .input }
 }

@@ -1,3 +1,4 @@
+import Failures
 /// Why a JSON text was refused, with the byte offset where parsing stopped.
 public struct JSONParseError: Error, Sendable, CustomStringConvertible {
     public let offset: Int
@@ -262,4 +263,9 @@ public struct JSONParser {
         guard let d = Double(text) else { throw JSONParseError(offset: start, reason: "invalid number") }
         return .number(d)
     }
+}
+
+extension JSONParseError: DeclaresFailureKind {
+    /// JSON dsconv was given that does not parse: bad input.
+    public var failureKind: FailureKind { .input }
 }

@@ -182,7 +182,6 @@ public final class AWQProvider: LayerwiseCalibration {
     }
 
     override func calibrate(layer l: Int) throws {
-        let c = source.config
         let start = Date()
         let quantized = quantizedRoles(layer: l)
         let (loss, inputScale) = try searchAndFold(layer: l)

@@ -178,7 +178,7 @@ public class LayerwiseCalibration: QuantizedWeightProvider {
             return try ParallelQuantize.rtn(try source.matrix(role), scheme: scheme, threads: threads, name: role.name)
         }
         try reach(layer)
-        guard let t = results[role] else { throw ModelError.unsupported("internal: \(role.name) was not quantized with its layer") }
+        guard let t = results[role] else { preconditionFailure("\(role.name) was not quantized with its layer") }
         return t
     }
 

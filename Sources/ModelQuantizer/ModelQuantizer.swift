@@ -122,7 +122,7 @@ public final class ModelQuantizer {
         // The config must say exactly what the plan decided.
         for t in source.schema.tensors where t.role.isLinear {
             guard outputSchema.quantizedRoles[t.role] == plan.scheme(t.role) else {
-                throw ModelError.unsupported("internal: \(t.role.moduleName): quantization_config and the plan disagree")
+                preconditionFailure("\(t.role.moduleName): quantization_config and the plan disagree")
             }
         }
     }
@@ -142,10 +142,6 @@ public final class ModelQuantizer {
     /// manifest; `verify` and `eval` run the packed output, `unpack` restores the plain one.
     public func write(into out: OutputDirectory, compress: PackOptions? = nil,
                       progress: ((Int, Int, TensorReport?) -> Void)? = nil) throws -> [TensorReport] {
-        try writeFileAtomically(out.path("config.json"), outputConfigText)
-        for f in Checkpoint.sideFiles(in: source.directory) {
-            try copyFile(from: source.directory + "/" + f, to: out.path(f))
-        }
         let specs = try specs()
         let metadata = ["format": "pt", "producer": "dsconv quantize"]
         let layout = ShardLayout(tensors: specs, maxShardSize: plan.options.maxShardSize)
@@ -156,7 +152,8 @@ public final class ModelQuantizer {
         let lookahead = provider.quantizesIndependently ? Lookahead(provider: provider, threads: plan.options.threads) : nil
         defer { lookahead?.wait() }
         let packedIndices = outputSchema.tensors.indices.filter { outputSchema.tensors[$0].component == .weightPacked }
-        do {
+        try DerivedCheckpoint.write(into: out, configText: outputConfigText, sideFilesFrom: source.directory, writer: writer,
+                                    finish: { w in if let compress { _ = try w.writePackManifest(options: compress) } }) { writer in
             for (i, t) in outputSchema.tensors.enumerated() {
                 var report: TensorReport?
                 switch t.component {
@@ -165,7 +162,7 @@ public final class ModelQuantizer {
                     try IntegrityCheck.requireFinite(loc, name: t.name)
                     if let new = try provider.replacement(t.role) {
                         guard loc.info.dtype == .bf16, new.count == loc.info.elementCount else {
-                            throw ModelError.unsupported("internal: \(t.name): replacement does not match \(loc.info.dtype.rawValue) \(loc.info.shape)")
+                            preconditionFailure("\(t.name): replacement does not match \(loc.info.dtype.rawValue) \(loc.info.shape)")
                         }
                         try new.withUnsafeBytes { try writer.write(t.name, from: .bytes($0)) }
                     } else {
@@ -177,7 +174,7 @@ public final class ModelQuantizer {
                                               bytesBefore: loc.info.byteCount, bytesAfter: loc.info.byteCount, relativeError: nil)
                     }
                 case .weightPacked:
-                    guard let scheme = t.scheme else { throw ModelError.unsupported("internal: \(t.name) has no scheme") }
+                    guard let scheme = t.scheme else { preconditionFailure("\(t.name) has no scheme") }
                     let loc = try source.tensor(t.role)
                     try IntegrityCheck.requireFinite(loc, name: t.role.name)
                     let (q, error) = try lookahead?.take(t.role)
@@ -196,7 +193,7 @@ public final class ModelQuantizer {
                                           bytesBefore: loc.info.byteCount, bytesAfter: after, relativeError: error)
                     loc.file.mapped.adviseDone(loc.file.fileRange(loc.info))
                 case .weightScale, .weightShape, .weightZeroPoint:
-                    guard let c = current, c.role == t.role else { throw ModelError.unsupported("internal: \(t.name) before its weight_packed") }
+                    guard let c = current, c.role == t.role else { preconditionFailure("\(t.name) before its weight_packed") }
                     switch t.component {
                     case .weightScale: try c.tensor.scale.withUnsafeBytes { try writer.write(t.name, from: .bytes($0)) }
                     case .weightShape: try [Int64(c.tensor.rows), Int64(c.tensor.cols)].withUnsafeBytes { try writer.write(t.name, from: .bytes($0)) }
@@ -206,11 +203,6 @@ public final class ModelQuantizer {
                 if let report { reports.append(report) }
                 progress?(i + 1, outputSchema.tensors.count, report)
             }
-            try writer.finish()
-            if let compress { _ = try writer.writePackManifest(options: compress) }
-        } catch {
-            writer.abort()
-            throw error
         }
         return reports
     }

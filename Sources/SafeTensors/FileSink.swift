@@ -1,6 +1,6 @@
 import CSystem
 import Dispatch
-import Kernels
+import Primitives
 
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,5 @@
 import JSON
-import Kernels
+import Primitives
 
 /// One file of an output directory as its manifest records it.
 public struct FileRecord: Sendable, Equatable {

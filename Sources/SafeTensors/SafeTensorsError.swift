@@ -1,3 +1,4 @@
+import Failures
 /// Every way a safetensors file, a sharded index or a write can fail: one case a line, each naming
 /// the file (and the tensor where there is one) and what was expected.
 public enum SafeTensorsError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -121,3 +122,13 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+extension SafeTensorsError: DeclaresFailureKind {
+    public var failureKind: FailureKind {
+        if isIOFailure { return .io }
+        switch self {
+        case .noSafetensorsFiles, .writeOutOfOrder, .outputExists, .unsafeOutput, .outputNotOurs, .outputLocked: return .input
+        default: return .damaged
+        }
+    }
+}

@@ -1,4 +1,4 @@
-import Kernels
+import Primitives
 
 /// A stored tensor: the file that holds it (a plain name in the store's directory) and its header entry.
 public struct StoredTensor: Sendable {

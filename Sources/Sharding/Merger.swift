@@ -40,21 +40,14 @@ public struct Merger {
             throw ModelError.badInput("\(rank0)/config.json is not a JSON object")
         }
         config["tensor_parallel"] = nil
-        try writeFileAtomically(out.path("config.json"), JSONValue.object(config).serialized(pretty: true) + "\n")
-        for f in Checkpoint.sideFiles(in: rank0) {
-            try copyFile(from: rank0 + "/" + f, to: out.path(f))
-        }
         let specs = manifest.tensors.map { TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
         let writer = ShardedWriter(directory: out.partialPath, tensors: specs, maxShardSize: maxShardSize)
-        do {
+        try DerivedCheckpoint.write(into: out, configText: JSONValue.object(config).serialized(pretty: true) + "\n",
+                                    sideFilesFrom: rank0, writer: writer) { writer in
             for (i, t) in manifest.tensors.enumerated() {
                 try writer.write(t.name, from: .producer { w in try self.produce(t, into: w) })
                 progress?(i + 1, manifest.tensors.count, t.name)
             }
-            try writer.finish()
-        } catch {
-            writer.abort()
-            throw error
         }
     }
 

@@ -1,4 +1,5 @@
 import DeepSeek
+import Failures
 
 /// How routed experts are distributed.
 public enum ExpertMode: String, Sendable, CaseIterable {
@@ -241,4 +242,9 @@ public struct ShardPlan: Sendable {
     public func bytesPerRank(elementBytes: (PlannedSlice) -> Int) -> [Int] {
         ranks.map { $0.reduce(0) { $0 + $1.shape.reduce(elementBytes($1), *) } }
     }
+}
+
+extension PlanError: DeclaresFailureKind {
+    /// A plan the model's shapes do not allow: bad input (the flags asked for it).
+    public var failureKind: FailureKind { .input }
 }

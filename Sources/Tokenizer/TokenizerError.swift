@@ -1,3 +1,4 @@
+import Failures
 /// Why a tokenizer could not be loaded or run. Each case names the file and what was expected.
 public enum TokenizerError: Error, Sendable, CustomStringConvertible {
     case missingFile(String)
@@ -13,4 +14,9 @@ public enum TokenizerError: Error, Sendable, CustomStringConvertible {
         case .invalid(let f, let r): return "\(f): \(r)"
         }
     }
+}
+
+extension TokenizerError: DeclaresFailureKind {
+    /// tokenizer.json or text the tokenizer refuses: bad input.
+    public var failureKind: FailureKind { .input }
 }

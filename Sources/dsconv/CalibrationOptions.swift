@@ -1,6 +1,7 @@
 import ArgumentParser
 import DeepSeek
 import Kernels
+import ModelText
 
 /// The calibration data flags `calibrate` and `quantize --method gptq|awq` share.
 struct CalibrationOptions: ParsableArguments {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Failures
 import Compression
 import DeepSeek
 import Foundation
@@ -30,46 +31,6 @@ struct ThreadOptions: ParsableArguments {
     }
 }
 
-/// What a failure is, whichever command finds it: one kind, one exit code.
-enum FailureKind: String {
-    /// The checkpoint's data is damaged: a file truncated or malformed, a header or index that
-    /// contradicts the files, a missing or misplaced tensor, a wrong shape or dtype, NaN/Inf, a
-    /// packed frame or manifest checksum that does not match. What `verify` reports. Exit 1.
-    case damaged
-    /// Bad usage or input outside the checkpoint's data: flags, config.json values, templates,
-    /// tokenizer files, text and statistics files, outputs that may not be written. Exit 2.
-    case input
-    /// The system failed a read or write (EIO, ENOSPC, permissions). Exit 3.
-    case io
-
-    var code: Int32 {
-        switch self {
-        case .damaged: return Exit.problems
-        case .input: return Exit.badInput
-        case .io: return Exit.ioFailure
-        }
-    }
-
-    init(_ error: Error) {
-        switch error {
-        case let e as SafeTensorsError where e.isIOFailure: self = .io
-        case let e as SafeTensorsError:
-            switch e {
-            case .noSafetensorsFiles, .writeOutOfOrder, .outputExists, .unsafeOutput, .outputNotOurs, .outputLocked: self = .input
-            default: self = .damaged
-            }
-        case let e as ModelError:
-            switch e {
-            case .unreadable: self = .io
-            case .badTensor: self = .damaged
-            default: self = .input
-            }
-        case is CompressionError: self = .damaged
-        default: self = .input
-        }
-    }
-}
-
 /// Runs a subcommand body, turning thrown errors into one line on stderr and the exit code of
 /// their kind (`FailureKind`). With `json`, a failure still prints one object on stdout:
 /// `{"ok": false, "exit_code", "problems": [{"kind", "message"}]}`.
@@ -84,7 +45,7 @@ func runCommand(json: Bool = false, _ body: () throws -> Int32) throws {
     } catch {
         kind = FailureKind(error)
         message = (error as? PlanError)?.message ?? "\(error)"
-        code = kind.code
+        code = kind.exitCode
     }
     if let message {
         printError(message)

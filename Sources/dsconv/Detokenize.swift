@@ -3,6 +3,7 @@ import ChatTemplate
 import DeepSeek
 import Foundation
 import JSON
+import ModelText
 import SafeTensors
 import Tokenizer
 

@@ -3,6 +3,7 @@ import Checkpoints
 import DeepSeek
 import Foundation
 import JSON
+import ModelText
 import Kernels
 
 struct Eval: ParsableCommand {

@@ -139,30 +139,18 @@ struct Quantize: ParsableCommand {
             options.maxShardSize = parseSize(maxShardSize) ?? 5_000_000_000
             let ckpt = try OpenedCheckpoint.open(source, threads: threads.count).plain(for: "quantize")
             let plan = try QuantizePlan(schema: ckpt.schema, options: options)
-            let provider: QuantizedWeightProvider
+            let calibrationInput: ProviderChoice.Calibration
             switch options.method {
+            case .rtn: calibrationInput = .none
             case .awq where stats != nil:
-                let moments = try CalibrationMoments.read(path: stats ?? "", schema: ckpt.schema)
-                note("awq: scales and clips searched on \(stats ?? "")'s per-channel moments (\(moments.modules.count) modules)")
-                provider = AWQProvider(source: ckpt, plan: plan, moments: moments, threads: threads.count) { note($0) }
+                calibrationInput = .statistics(try CalibrationMoments.read(path: stats ?? "", schema: ckpt.schema))
+                note("awq: statistics from \(stats ?? "")")
             case .gptq, .awq:
-                // Calibration reads the weights before the writer's own NaN/Inf check: refuse
-                // damaged ones as they are read (GPTQ would otherwise meet NaN in its Cholesky).
-                ckpt.source.refusesNonFinite = true
-                let windows = try calibration.windows(source: source, config: ckpt.config)
-                let layerwise: LayerwiseCalibration
-                if options.method == .gptq {
-                    layerwise = try GPTQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count, actOrder: !noActOrder,
-                                                 hessianMemory: parseSize(hessianMemory) ?? 1 << 30) { note($0) }
-                } else {
-                    layerwise = try AWQProvider(source: ckpt, plan: plan, sequences: windows, threads: threads.count) { note($0) }
-                }
-                layerwise.allTokensThroughExperts = calibration.allTokensThroughExperts
-                layerwise.forwardBackend = calibration.backend
-                provider = layerwise
-            default:
-                provider = RTNProvider(source: ckpt, threads: threads.count)
+                calibrationInput = .windows(try calibration.windows(source: source, config: ckpt.config),
+                                            allTokensThroughExperts: calibration.allTokensThroughExperts, backend: calibration.backend)
             }
+            let provider = try ProviderChoice.make(source: ckpt, plan: plan, calibration: calibrationInput, actOrder: !noActOrder,
+                                                   hessianMemory: parseSize(hessianMemory) ?? 1 << 30) { note($0) }
             let quantizer = try ModelQuantizer(source: ckpt, plan: plan, provider: provider)
             let progress = Progress("quantize")
             let start = Date()

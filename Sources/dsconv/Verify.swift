@@ -3,6 +3,7 @@ import Checkpoints
 import DeepSeek
 import Foundation
 import JSON
+import ModelText
 import Kernels
 import SafeTensors
 
@@ -161,24 +162,10 @@ struct Verify: ParsableCommand {
             failures.append("the logits hold NaN or Inf (the model's numbers break down)")
         }
         if let reference {
-            let source = try Checkpoint(directory: reference)
-            let refProblems = IntegrityCheck.schemaProblems(source)
-            if !refProblems.isEmpty {
-                throw ModelError.badInput("--reference \(reference) fails its schema check (\(refProblems.count) problem(s)): \(refProblems.prefix(3).map(\.description).joined(separator: "; "))")
-            }
-            let sequence = ids + result.tokens
-            // The approximate decode kernels run for few rows: compare the logits each decode step gives.
-            let ours = int8Activations ? try model.stepwiseLogits(sequence) : try model.allLogits(sequence)
-            let refModel = Transformer(checkpoint: source, threads: threads.count)
-            let theirs = try refModel.forward(sequence, cache: KVCache(config: source.config), allLogits: true)
-            guard ours.cols == theirs.cols else {
-                throw ModelError.badInput("--reference \(reference): vocabulary \(theirs.cols) differs from \(ours.cols)")
-            }
-            let c = LogitComparison(ours: ours, reference: theirs)
-            comparison = c
-            if !ours.data.allSatisfy(\.isFinite) { failures.append("our logits hold NaN or Inf") }
-            if !(c.klMean <= maxKL) { failures.append(String(format: "KL mean %.3g exceeds --max-kl %.3g", c.klMean, maxKL)) }
-            if !(c.top1Agreement >= minTop1) { failures.append(String(format: "top-1 agreement %.4f is below --min-top1 %.3g", c.top1Agreement, minTop1)) }
+            let verdict = try ReferenceVerdict(model: model, sequence: ids + result.tokens, reference: reference, threads: threads.count,
+                                               stepwise: int8Activations, maxKL: maxKL, minTop1: minTop1)
+            comparison = verdict.comparison
+            failures += verdict.failures
         }
         let text = (try? TextFrontEnd.tokenizer(checkpoint.textDirectory))?.decode(result.tokens, skipSpecialTokens: true)
         note("prompt ids: \(ids)")

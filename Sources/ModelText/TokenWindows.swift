@@ -6,8 +6,8 @@ import SafeTensors
 /// Text cut into model inputs for calibration and evaluation: tokenized without special tokens,
 /// cut into consecutive non-overlapping pieces of `length − 1` tokens, each window BOS + piece;
 /// a last partial piece is dropped (llama.cpp's perplexity windows).
-enum TokenWindows {
-    static func make(textFile: String, tokenizerDirectory: String, length: Int, limit: Int?, bos: Int?) throws -> [[Int]] {
+public enum TokenWindows {
+    public static func make(textFile: String, tokenizerDirectory: String, length: Int, limit: Int?, bos: Int?) throws -> [[Int]] {
         let text: String
         do {
             text = String(decoding: try readWholeFile(textFile), as: UTF8.self)
@@ -20,7 +20,7 @@ enum TokenWindows {
 
     /// The builtin calibration set: every conversation rendered through the model's chat template
     /// (which writes BOS itself), tokenized, concatenated, and cut into windows of `length`.
-    static func builtin(tokenizerDirectory: String, length: Int, limit: Int?) throws -> [[Int]] {
+    public static func builtin(tokenizerDirectory: String, length: Int, limit: Int?) throws -> [[Int]] {
         let tokenizer = try TextFrontEnd.tokenizer(tokenizerDirectory)
         var ids: [Int] = []
         for conversation in BuiltinCalibration.conversations {
@@ -31,7 +31,7 @@ enum TokenWindows {
         return try cut(ids, source: "the builtin calibration set", length: length, limit: limit, bos: nil)
     }
 
-    static func cut(_ ids: [Int], source textFile: String, length: Int, limit: Int?, bos: Int?) throws -> [[Int]] {
+    public static func cut(_ ids: [Int], source textFile: String, length: Int, limit: Int?, bos: Int?) throws -> [[Int]] {
         guard length >= 2 else { throw ModelError.badInput("--seq-len \(length): at least 2 expected") }
         let piece = length - (bos == nil ? 0 : 1)
         var windows: [[Int]] = []

@@ -1,8 +1,8 @@
 /// The calibration set used when no `--text` is given: conversations written for dsconv (chat,
 /// code, math, several languages), each rendered through the model's own chat template so the
 /// activations look like the ones the model serves.
-enum BuiltinCalibration {
-    static let conversations: [[(role: String, content: String)]] = [
+public enum BuiltinCalibration {
+    public static let conversations: [[(role: String, content: String)]] = [
         [("user", "Can you explain what a hash table is and when I should use one?"),
          ("assistant", "A hash table stores key–value pairs in an array of buckets. A hash function turns each key into a bucket index, so looking up, inserting or deleting a key takes constant time on average. Use one when you need fast lookups by key and do not care about order: counting words, caching results, or indexing records by id. When you need the keys sorted, or range queries, a balanced tree is the better choice.")],
         [("user", "Write a Python function that returns the n-th Fibonacci number without recursion."),
