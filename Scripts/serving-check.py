@@ -4,8 +4,8 @@
 For V2.5-width and V2-Lite-width synths (2 layers, 8 routed experts, real widths), each scheme of
 the matrix below is written by `dsconv quantize`; vLLM 0.34.0's engine-config checks, model
 construction (`get_quant_method`, kernel choice, `create_weights` at each rank's partition sizes)
-and `load_weights` run on the CPU through the harness in shared/tools/vllm-oracle
-(`vllm_accepts.py`, imported here: one process per GPU generation), at TP 1, 2, 4 and 8, on
+and `load_weights` run on the CPU through the harness in Scripts/vllm-oracle (a copy of the
+project's shared harness; `vllm_accepts.py`, imported here: one process per GPU generation), at TP 1, 2, 4 and 8, on
 capability 8.0 (A100) and 9.0 (H100/H200), with and without expert parallelism. Then:
   * every cell of `dsconv inspect --json`'s `serving.vllm` statements must equal vLLM's verdict;
   * the default `--bits 4` and `--bits 8` outputs of the V2.5-width synth must load everywhere;
@@ -18,9 +18,8 @@ The matrix is printed as a Markdown table (README "Serving what dsconv writes").
 
 The virtualenv (vLLM 0.34.0, about 8.5 GB, made by the harness's own setup.sh on first use) lives
 where that script puts it, ~/.cache/vllm-oracle/venv (VLLM_ORACLE_VENV moves it), outside the
-clone and reused; the harness is looked up in
-$DSCONV_VLLM_ORACLE, else ../shared/tools/vllm-oracle beside the clone. Without the harness the
-check says it is skipped and exits 0. Exit 1 on any disagreement, 2 when the harness fails.
+clone and reused; the harness is Scripts/vllm-oracle (DSCONV_VLLM_ORACLE names another copy).
+Exit 1 on any disagreement, 2 when the harness fails.
 """
 import argparse
 import gc
@@ -83,8 +82,7 @@ def main():
     ap.add_argument("--work", help="keep outputs here (default: a temporary directory, removed)")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--tp", default="1,2,4,8")
-    ap.add_argument("--oracle", default=os.environ.get("DSCONV_VLLM_ORACLE",
-                                                       os.path.join(os.path.dirname(ROOT), "shared/tools/vllm-oracle")))
+    ap.add_argument("--oracle", default=os.environ.get("DSCONV_VLLM_ORACLE", os.path.join(ROOT, "Scripts/vllm-oracle")))
     ap.add_argument("--venv", default=os.environ.get("VLLM_ORACLE_VENV", os.path.expanduser("~/.cache/vllm-oracle/venv")))
     ap.add_argument("--oracle-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--capability", help=argparse.SUPPRESS)

@@ -40,9 +40,9 @@ public final class Checkpoint: WeightSource, @unchecked Sendable {
         for (_, v) in map.pairs {
             let refs: [String] = v.stringValue.map { [$0] } ?? (v.arrayValue ?? []).compactMap(\.stringValue)
             for r in refs where !r.contains("--") {
-                guard let dot = r.lastIndex(of: ".") else { continue }
-                let module = String(r[..<dot]).replacingOccurrences(of: ".", with: "/")
-                if !module.isEmpty, !module.contains("/") { files.insert(module + ".py") }
+                // "module.Class" → module.py; dotted (package) modules are not files beside the weights.
+                let parts = r.split(separator: ".")
+                if parts.count == 2 { files.insert(parts[0] + ".py") }
             }
         }
         return files.sorted()

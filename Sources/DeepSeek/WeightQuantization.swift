@@ -73,14 +73,6 @@ public struct WeightQuantization: Sendable, Equatable {
 
     public var resolver: Resolver { Resolver(self) }
 
-    /// An exact name, or "re:PATTERN" matched at the start of the name (Python's `re.match`).
-    public static func matches(_ pattern: String, _ name: String) -> Bool {
-        guard pattern.hasPrefix("re:") else { return pattern == name }
-        guard let re = try? NSRegularExpression(pattern: String(pattern.dropFirst(3))) else { return false }
-        let range = NSRange(name.startIndex..., in: name)
-        return re.firstMatch(in: name, options: [.anchored], range: range) != nil
-    }
-
     // MARK: config.json
 
     public static func parse(_ v: JSONValue, file: String) throws(ModelError) -> WeightQuantization {

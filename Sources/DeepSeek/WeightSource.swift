@@ -70,9 +70,10 @@ public final class StoreWeights: WeightSource, @unchecked Sendable {
             throw ModelError.badTensor(file: file, tensor: name, message: "shape \(info.shape) is not a vector or a matrix")
         }
         let (rows, cols) = (info.shape[0], info.shape.count == 2 ? info.shape[1] : 1)
-        if scanned.withLock({ $0.enabled && $0.names.insert(name).inserted }), let scan = info.dtype.scanFormat {
-            let data = try store.bytes(name)
-            let r = NonFiniteScan.count(data.bytes, format: scan)
+        // With refusesNonFinite: each tensor scanned the first time its bytes are read.
+        func requireFinite(_ bytes: UnsafeRawBufferPointer) throws {
+            guard let scan = info.dtype.scanFormat, scanned.withLock({ $0.enabled && $0.names.insert(name).inserted }) else { return }
+            let r = NonFiniteScan.count(bytes, format: scan)
             if r.count > 0 {
                 throw ModelError.badTensor(file: file, tensor: name,
                                            message: "\(r.count) NaN/Inf value(s), first at flat index \(r.first ?? 0): the source fails its integrity checks")
@@ -80,6 +81,7 @@ public final class StoreWeights: WeightSource, @unchecked Sendable {
         }
         if store.servesMappedBytes {
             let data = try store.bytes(name)
+            try requireFinite(data.bytes)
             if format != .f32 || Int(bitPattern: data.bytes.baseAddress) % 4 == 0 {
                 return WeightMatrix(bytes: data.bytes, format: format, rows: rows, cols: cols, owner: data.owner)
             }
@@ -89,6 +91,7 @@ public final class StoreWeights: WeightSource, @unchecked Sendable {
         }
         let owned = try cache.value(name) {
             let data = try store.bytes(name)
+            try requireFinite(data.bytes)
             return data.owner as? OwnedBytes ?? OwnedBytes(copying: data.bytes)
         }
         return WeightMatrix(bytes: owned.bytes, format: format, rows: rows, cols: cols, owner: owned)

@@ -103,15 +103,7 @@ public final class CalibrationStatistics: LinearObserver {
                 try f.write("/routing/layer_\(l)", counts.map(Int64.init))
             }
         }
-        let image = try f.image()
-        let sink = try FileSink(path: path, bufferSize: 1 << 20)
-        do {
-            try sink.write(image)
-            try sink.close()
-        } catch {
-            sink.discard()
-            throw error
-        }
+        try writeFileAtomically(path, try f.image())
     }
 
     /// Whether a file is a dsconv calibration file (for `--force`).

@@ -40,7 +40,6 @@ public struct QuantizePlan: Sendable {
             if g > widest { throw .badInput("--group-size \(g) is wider than every input of this model (widest \(widest)): nothing would be quantized") }
         }
         var decisions: [TensorRole: Decision] = [:]
-        var fallbackModules: [Int: [String]] = [:]
         var servingNotes: [String] = []
         // serve mode: the sizes vLLM can serve this model at (heads, attention kernels); with
         // none, the schemes follow the group's divisibility alone (as `keep`).
@@ -79,7 +78,6 @@ public struct QuantizePlan: Sendable {
                     continue
                 }
                 decisions[t.role] = .quantize(QuantScheme(bits: scheme.bits, groupSize: g, symmetric: scheme.symmetric))
-                fallbackModules[g, default: []].append(module)
             }
         }
         if options.groupMismatch == .serve {
@@ -106,9 +104,6 @@ public struct QuantizePlan: Sendable {
                     })
                     for r in group.roles { decisions[r] = decision }
                     if let note, !servingNotes.contains(note) { servingNotes.append(note) }
-                    if case .quantize(let s) = decision, s != scheme {
-                        fallbackModules[s.groupSize ?? 0, default: []] += group.roles.map(\.moduleName)
-                    }
                 }
             }
         }
@@ -134,7 +129,6 @@ public struct QuantizePlan: Sendable {
             let names = schema.tensors.filter { $0.component == .weight && members.contains($0.role.moduleName) }.map(\.role.moduleName)
             groups.append(.init(name: "group_\(i + 1)", scheme: s, targets: names, actorder: nil))
         }
-        _ = fallbackModules
         // Every Linear left unquantized, by exact name, as llm-compressor lists them.
         let kept = schema.tensors.filter { t in
             guard t.role.isLinear, t.component == .weight, case .keep? = decisions[t.role] else { return false }

@@ -79,12 +79,11 @@ public enum VLLMRules {
     static func linearRefusal(_ s: QuantScheme, kind: LinearKind, inputs: Int, outputs: [Int], target: VLLMTarget) -> String? {
         let tp = target.tp
         let inPart = kind == .row ? inputs / tp : inputs
-        let outParts = kind == .column ? outputs.map { $0 / tp } : outputs
-        let outPart = outParts.reduce(0, +)
         if kind == .row, inputs % tp != 0 { return "input width \(inputs) does not split \(tp) ways" }
         if kind == .column, outputs.contains(where: { $0 % tp != 0 }) { return "output width \(outputs) does not split \(tp) ways" }
-        // choose_mp_linear_kernel: some kernel must implement the layer at this capability.
-        if let why = mixedPrecisionKernelRefusal(s, inPart: inPart, outPart: outPart, inputs: inputs, target: target) { return why }
+        // choose_mp_linear_kernel (kernels/linear/__init__.py) never refuses here: Humming, a vLLM
+        // 0.34 requirement, implements every 16-bit-activation int4/int8 layer (Machete and Marlin,
+        // when their conditions hold, only make it faster).
         // create_weights: scales are cut with the weight unless a per-channel layer is row-parallel
         // (marlin_repeat_scales_on_all_ranks); then verify_group_size_divides_partition.
         let rowParallel = inputs != inPart
@@ -93,24 +92,6 @@ public enum VLLMRules {
             return "input_size_per_partition \(inPart) is not divisible by group_size \(group)"
         }
         return nil
-    }
-
-    /// `choose_mp_linear_kernel` (kernels/linear/__init__.py): CUTLASS W4A8, Machete (9.0), Marlin,
-    /// Conch, Exllama, Triton W4A16, Humming, the first whose `can_implement` holds. Humming
-    /// (installed with vLLM 0.34) implements any 16-bit-activation layer, so the choice never
-    /// refuses a W4A16/W8A16 layer; which kernel runs it only decides speed: Marlin and Machete
-    /// take groups of 32/64/128 (Machete 64/128) or per channel, with whole groups per rank.
-    static func mixedPrecisionKernelRefusal(_ s: QuantScheme, inPart: Int, outPart: Int, inputs: Int, target: VLLMTarget) -> String? {
-        guard QuantScheme.supportedBits.contains(s.bits) else { return "\(s.bits)-bit weights: WNA16 takes 4 or 8 bits" }
-        return nil
-    }
-
-    /// Whether Marlin's linear kernel (the fast path on both generations) runs the layer.
-    public static func marlinLinearTakes(_ s: QuantScheme, inPart: Int, inputs: Int) -> Bool {
-        let g = s.groupSize ?? -1
-        guard [-1, 32, 64, 128].contains(g) else { return false }
-        guard s.symmetric || s.bits == 4 else { return false }
-        return g == -1 || g >= inputs || inPart % g == 0
     }
 
     // MARK: Routed experts: CompressedTensorsWNA16MoEMethod
@@ -276,10 +257,6 @@ public enum VLLMRules {
                 return "its fused parts (\(group.roles.map(\.moduleName).joined(separator: ", "))) have different schemes"
             }
             guard let s = first else { return nil }
-            if group.roles.contains(.kvB(layer: group.roles[0].layer ?? 0)) {
-                // MLA reads kv_b_proj's weight directly (W_UK / W_UV): only BF16 or a layer vLLM can dequantize.
-                if let why = kvBRefusal(s) { return why }
-            }
             return linearRefusal(s, kind: kind, inputs: inputs, outputs: outputs, target: target)
         case .experts(let hidden, let intermediate, let count):
             guard let e0 = group.roles.first(where: { $0.expert == 0 }) else { return nil }
@@ -292,8 +269,6 @@ public enum VLLMRules {
             return expertsRefusal(s, hidden: hidden, intermediate: intermediate, experts: count, target: target)
         }
     }
-
-    static func kvBRefusal(_ s: QuantScheme) -> String? { nil }
 
     /// `check_moe_marlin_supports_config(…, allow_tile_padding=True)` and Marlin MoE's weight keys
     /// (int4 with or without zero points, symmetric int8).

@@ -18,8 +18,6 @@ public protocol ReshardLayout: Sendable {
     func shardLayout(rank: Int, tp: Int, tensors: [TensorSpec], maxShardSize: Int) -> ShardLayout
     /// The config.json written into a rank's directory, from the source's (nil: none).
     func rankConfig(_ source: JSONObject, rank: Int, plan: ShardPlan) -> JSONObject?
-    /// Files of the source copied as they are into every rank's directory (once where ranks share one).
-    func copiedFiles(from sourceDirectory: String) -> [String]
     /// Why this layout cannot hold a plan (or a packed output): nil when it can.
     func refusal(plan: ShardPlan, compressed: Bool) -> String?
     /// Files this layout writes beside the ranks' (name → text), derived from the source config;
@@ -63,10 +61,6 @@ public struct HuggingFaceRankLayout: ReshardLayout {
         return config
     }
 
-    public func copiedFiles(from sourceDirectory: String) -> [String] {
-        Checkpoint.sideFiles(in: sourceDirectory)
-    }
-
     public func refusal(plan: ShardPlan, compressed: Bool) -> String? { nil }
 }
 
@@ -94,11 +88,6 @@ public struct DeepSeekLayout: ReshardLayout {
 
     public func rankConfig(_ source: JSONObject, rank: Int, plan: ShardPlan) -> JSONObject? { source }
 
-    /// As convert.py, every file of the source whose name contains "token"; and the usual side
-    /// files (generation_config.json, README, LICENSE), so that merge restores them.
-    public func copiedFiles(from sourceDirectory: String) -> [String] {
-        Checkpoint.sideFiles(in: sourceDirectory)
-    }
 
     public func refusal(plan: ShardPlan, compressed: Bool) -> String? {
         if plan.config.quantization != nil {

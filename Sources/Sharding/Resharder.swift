@@ -75,7 +75,9 @@ public struct Resharder {
                 if let config = layout.rankConfig(configJSON, rank: r, plan: plan) {
                     try writeFileAtomically(out.path(dir + "/config.json"), JSONValue.object(config).serialized(pretty: true) + "\n")
                 }
-                for f in layout.copiedFiles(from: source.directory) {
+                // The side files (as DeepSeek's convert.py, every file named "token…" among them),
+                // once per directory, so that merge restores them.
+                for f in Checkpoint.sideFiles(in: source.directory) {
                     try copyFile(from: source.directory + "/" + f, to: out.path(dir + "/" + f))
                 }
                 for g in generated { try writeFileAtomically(out.path(dir + "/" + g.name), g.text) }

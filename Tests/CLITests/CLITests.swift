@@ -64,8 +64,8 @@ enum CLI {
         try JSONValue.object(o).serialized(pretty: true).write(toFile: path, atomically: true, encoding: .utf8)
     }
 
-    /// Overwrites the first element of a BF16 tensor of a checkpoint with `bits` (0x7FC1: a NaN).
-    static func poison(_ model: String, tensor name: String, bits: UInt16 = 0x7FC1) throws {
+    /// Overwrites the first bytes of a tensor's data in a checkpoint (found through its index).
+    static func overwrite(_ model: String, tensor name: String, with new: [UInt8]) throws {
         let index = try JSONParser.parse(String(contentsOfFile: model + "/model.safetensors.index.json", encoding: .utf8))
         let file = try #require(index["weight_map"]?[name]?.stringValue)
         let path = model + "/" + file
@@ -74,9 +74,13 @@ enum CLI {
         let header = try JSONParser.parse([UInt8](data[8..<(8 + n)]))
         let begin = try #require(header[name]?["data_offsets"]?.arrayValue?[0].integerValue)
         var bytes = [UInt8](data)
-        bytes[8 + n + Int(begin)] = UInt8(bits & 0xFF)
-        bytes[8 + n + Int(begin) + 1] = UInt8(bits >> 8)
+        bytes.replaceSubrange((8 + n + Int(begin))..<(8 + n + Int(begin) + new.count), with: new)
         try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// Overwrites the first element of a BF16 tensor of a checkpoint with `bits` (0x7FC1: a NaN).
+    static func poison(_ model: String, tensor name: String, bits: UInt16 = 0x7FC1) throws {
+        try overwrite(model, tensor: name, with: [UInt8(bits & 0xFF), UInt8(bits >> 8)])
     }
 
     static func smallCheckpoint(in dir: String) throws -> String {

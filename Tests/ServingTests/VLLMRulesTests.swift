@@ -7,7 +7,7 @@ import Testing
 
 /// `VLLMRules` against vLLM 0.34.0's own verdicts, and the quantize plan's choice against the
 /// rules. The reference verdicts were taken by `Scripts/serving-check` / the vLLM harness
-/// (shared/tools/vllm-oracle: vLLM's engine checks, model construction and load_weights) on
+/// (Scripts/vllm-oracle: vLLM's engine checks, model construction and load_weights) on
 /// V2.5-width and V2-Lite-width synths quantized with one scheme for every Linear whose width the
 /// group divides (the default of earlier releases: others, kv_b_proj and lm_head BF16).
 @Suite struct VLLMRulesTests {
