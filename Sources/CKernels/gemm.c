@@ -131,37 +131,68 @@ static void *scratch(size_t bytes) {
     return p;
 }
 
-/* Y tile (rm × rn valid of 4 × 6) stored or added. */
-AVX512F static inline __attribute__((always_inline)) void store_tile(__m512 acc[RM][RN], int rm, int rn, float *Y, size_t ldy,
-                                                                      int add) {
-    for (int i = 0; i < rm; i++)
-        for (int j = 0; j < rn; j++) {
-            float s = _mm512_reduce_add_ps(acc[i][j]);
-            Y[i * ldy + j] = add ? Y[i * ldy + j] + s : s;
-        }
+/* Four accumulators reduced at once: lane i of the result is the sum of v[i]'s 16 lanes (about a
+ * third of the shuffles and adds of four separate reductions). */
+AVX512F static inline __attribute__((always_inline)) __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b)); /* a02 b02 a13 b13 per 128 bits */
+    __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    __m512 v = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_castps512_ps128(v);
 }
 
-AVX512BF16 static void tile_bf16(const uint16_t *xp, const uint16_t *wp, size_t steps, int rm, int rn, float *Y, size_t ldy,
-                                 int add) {
+/* Y tile (rm × rn valid of 4 × 6) stored or added: each column's four rows reduced together. */
+AVX512F static inline __attribute__((always_inline)) void store_tile(__m512 acc[RM][RN], int rm, int rn, float *Y, size_t ldy,
+                                                                      int add) {
+    for (int j = 0; j < rn; j++) {
+        float s[4];
+        _mm_storeu_ps(s, reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
+        for (int i = 0; i < rm; i++) Y[i * ldy + j] = add ? Y[i * ldy + j] + s[i] : s[i];
+    }
+}
+
+/* A W panel as the tiles read it: row j's step s (L elements) at base + j · row + s · step, in
+ * elements. Packed panels are [steps][6][L] (row L, step 6L); panels read in place from the
+ * checkpoint are its rows (row K, step L). `next`: the following panel's rows in the checkpoint
+ * (byte stride next_ld), prefetched a line per row as each step's lines are read, so that the next
+ * panel's memory reads overlap this one's arithmetic; NULL for none. */
+typedef struct {
+    const void *base;
+    size_t row, step;
+    const char *next;
+    size_t next_ld;
+} w_panel;
+
+AVX512BF16 static void tile_bf16(const uint16_t *xp, w_panel w, size_t steps, int rm, int rn, float *Y, size_t ldy, int add) {
     __m512 acc[RM][RN];
     for (int i = 0; i < RM; i++)
         for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
-    for (size_t s = 0; s < steps; s++, xp += RM * 32, wp += RN * 32) {
+    const uint16_t *wp = w.base;
+    for (size_t s = 0; s < steps; s++, xp += RM * 32) {
+        if (w.next)
+            for (int j = 0; j < RN; j++) __builtin_prefetch(w.next + j * w.next_ld + s * 64);
         __m512bh x[RM];
         for (int i = 0; i < RM; i++) x[i] = (__m512bh)_mm512_loadu_si512(xp + i * 32);
+        const uint16_t *ws = wp + s * w.step;
         for (int j = 0; j < RN; j++) {
-            __m512bh w = (__m512bh)_mm512_loadu_si512(wp + j * 32);
-            for (int i = 0; i < RM; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], x[i], w);
+            __m512bh wv = (__m512bh)_mm512_loadu_si512(ws + j * w.row);
+            for (int i = 0; i < RM; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], x[i], wv);
         }
     }
     store_tile(acc, rm, rn, Y, ldy, add);
 }
 
-AVX512F static void tile_f32(const float *xp, const float *wp, size_t steps, int rm, int rn, float *Y, size_t ldy, int add) {
+/* `next`: as w_panel's, for a panel whose rows hold `next_step` bytes per 16-element step (32 for
+ * bf16, 64 for f32); NULL for none. */
+AVX512F static void tile_f32(const float *xp, const float *wp, size_t steps, int rm, int rn, float *Y, size_t ldy, int add,
+                             const char *next, size_t next_ld, size_t next_step) {
     __m512 acc[RM][RN];
     for (int i = 0; i < RM; i++)
         for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
     for (size_t s = 0; s < steps; s++, xp += RM * 16, wp += RN * 16) {
+        if (next && (s * next_step) % 64 == 0)
+            for (int j = 0; j < RN; j++) __builtin_prefetch(next + j * next_ld + s * next_step);
         __m512 x[RM];
         for (int i = 0; i < RM; i++) x[i] = _mm512_loadu_ps(xp + i * 16);
         for (int j = 0; j < RN; j++) {
@@ -206,7 +237,8 @@ AVX2FMA static void tile_f32_avx2_pair(const float *xp, const float *wp, size_t 
 }
 
 AVX2FMA static void tile_f32_avx2(const float *xp, const float *wp, size_t steps, int rm, int rn, float *Y, size_t ldy,
-                                  int add) {
+                                  int add, const char *next, size_t next_ld, size_t next_step) {
+    (void)next, (void)next_ld, (void)next_step;
     tile_f32_avx2_pair(xp, wp, steps, 0, rm, rn, Y, ldy, add);
     if (rm > 2) tile_f32_avx2_pair(xp, wp, steps, 2, rm, rn, Y, ldy, add);
 }
@@ -255,6 +287,8 @@ int dsk_gemm_is_f32(int kind) { return kind == DSK_GEMM_F32 || kind == DSK_GEMM_
 static size_t dot_block(int kind) { return dsk_gemm_is_f32(kind) ? KC_F32 : KC_BF16; }
 static size_t dot_lanes(int kind) { return dsk_gemm_is_f32(kind) ? 16 : 32; }
 
+/* Whole panels (6 rows, K a multiple of 32) are read in place from the checkpoint; a short last
+ * panel or an odd K goes through a zero-padded packed copy. */
 AVX512BF16 static void gemm_avx512bf16(const uint16_t *xp, size_t M, size_t K, const uint16_t *W, size_t n0, size_t n1,
                                        float *Y, size_t ldy) {
     size_t mb = round_up(M, RM) / RM, kcmax = K < KC_BF16 ? round_up(K, 32) : KC_BF16;
@@ -266,10 +300,19 @@ AVX512BF16 static void gemm_avx512bf16(const uint16_t *xp, size_t M, size_t K, c
             size_t c1 = c0 + M_CHUNK < mb ? c0 + M_CHUNK : mb;
             for (size_t n = n0; n < n1; n += RN) {
                 int rn = (int)(n1 - n < RN ? n1 - n : RN);
-                pack_bf16_rows(W + n * K, K, (size_t)rn, RN, k0, kc, wp);
+                w_panel w;
+                if (rn == RN && K % 32 == 0) {
+                    w = (w_panel){W + n * K + k0, K, 32, NULL, K * 2};
+                } else {
+                    pack_bf16_rows(W + n * K, K, (size_t)rn, RN, k0, kc, wp);
+                    w = (w_panel){wp, 32, RN * 32, NULL, K * 2};
+                }
+                /* the next panel's lines, fetched while the first row block runs */
+                if (n + 2 * RN <= n1) w.next = (const char *)(W + (n + RN) * K + k0);
                 for (size_t b = c0; b < c1; b++) {
                     int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
-                    tile_bf16(xb + b * RM * steps * 32, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
+                    tile_bf16(xb + b * RM * steps * 32, w, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
+                    w.next = NULL;
                 }
             }
         }
@@ -277,7 +320,7 @@ AVX512BF16 static void gemm_avx512bf16(const uint16_t *xp, size_t M, size_t K, c
     free(wp);
 }
 
-typedef void (*f32_tile_fn)(const float *, const float *, size_t, int, int, float *, size_t, int);
+typedef void (*f32_tile_fn)(const float *, const float *, size_t, int, int, float *, size_t, int, const char *, size_t, size_t);
 
 /* The f32 kinds: W rows packed (converted from bf16) 6 at a time per K block, then multiplied by
  * every 4-row block of a 128-row chunk of X by `tile`. */
@@ -294,13 +337,89 @@ static void gemm_f32(const float *xp, size_t M, size_t K, const void *W, int wbf
                 int rn = (int)(n1 - n < RN ? n1 - n : RN);
                 const void *w = wbf16 ? (const void *)((const uint16_t *)W + n * K) : (const void *)((const float *)W + n * K);
                 pack_f32_rows(w, wbf16, K, (size_t)rn, RN, k0, kc, wp);
+                /* the next panel's source lines, fetched while the first row block runs */
+                size_t esize = wbf16 ? 2 : 4;
+                const char *next = n + 2 * RN <= n1 ? (const char *)W + ((n + RN) * K + k0) * esize : NULL;
                 for (size_t b = c0; b < c1; b++) {
                     int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
-                    tile(xb + b * RM * steps * 16, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
+                    tile(xb + b * RM * steps * 16, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0, next, K * esize,
+                         16 * esize);
+                    next = NULL;
                 }
             }
         }
     }
+    free(wp);
+}
+
+/* ---------- packed quantized weights ---------- */
+
+/* Rows [n, n + rn) × columns [k0, k0 + kc) of a packed W dequantized into a panel laid out as
+ * pack_bf16_rows (bf16) or pack_f32_rows (f32) lay theirs: [steps][RN][L], zero past rn and kc.
+ * The dequantized values are bf16 numbers, so the bf16 panel holds them exactly. `line`: kc floats. */
+static void pack_dequant_rows(dsk_packed_weight w, size_t K, size_t n, size_t rn, size_t k0, size_t kc, int bf16, void *out,
+                              float *line) {
+    const size_t words = (K * (size_t)w.bits + 31) / 32, groups = (K + w.group - 1) / w.group;
+    const size_t lanes = bf16 ? 32 : 16, steps = round_up(kc, lanes) / lanes;
+    for (size_t j = 0; j < RN; j++) {
+        if (j < rn)
+            dsk_dequant_row_cols_f32(w.words + (n + j) * words, K, w.bits, w.group, w.scale + (n + j) * groups,
+                                     w.zp ? w.zp + (n + j) * groups : NULL, k0, kc, line);
+        for (size_t st = 0; st < steps; st++) {
+            size_t k = st * lanes, cnt = j < rn ? (kc - k < lanes ? kc - k : lanes) : 0;
+            if (bf16) {
+                uint16_t *o = (uint16_t *)out + (st * RN + j) * 32;
+                for (size_t l = 0; l < cnt; l++) {
+                    uint32_t u;
+                    memcpy(&u, line + k + l, 4);
+                    o[l] = (uint16_t)(u >> 16); /* exact: the value is a bf16 number */
+                }
+                for (size_t l = cnt; l < 32; l++) o[l] = 0;
+            } else {
+                float *o = (float *)out + (st * RN + j) * 16;
+                if (cnt) memcpy(o, line + k, cnt * 4);
+                for (size_t l = cnt; l < 16; l++) o[l] = 0;
+            }
+        }
+    }
+}
+
+static int use_bcast(int kind, size_t M);
+
+int dsk_gemm_packed_applies(int kind, size_t M) {
+    if (!dsk_gemm_supported(kind)) return 0;
+    return kind == DSK_GEMM_AVX512BF16 || (kind == DSK_GEMM_F32 && !use_bcast(kind, M));
+}
+
+void dsk_gemm_xwT_packed(const void *xp, size_t M, size_t K, dsk_packed_weight w, size_t n0, size_t n1, float *Y, size_t ldy,
+                         int kind) {
+    if (M == 0 || n1 <= n0) return;
+    if (!dsk_gemm_packed_applies(kind, M) || (w.bits != 4 && w.bits != 8) || w.group == 0) abort(); /* caller bugs */
+    const int bf16 = kind == DSK_GEMM_AVX512BF16;
+    const size_t kcb = bf16 ? KC_BF16 : KC_F32, lanes = bf16 ? 32 : 16, esize = bf16 ? 2 : 4;
+    const size_t mb = round_up(M, RM) / RM, kcmax = K < kcb ? round_up(K, lanes) : kcb;
+    void *wp = scratch(RN * kcmax * esize);
+    float *line = scratch(kcmax * sizeof(float));
+    for (size_t k0 = 0; k0 < K; k0 += kcb) {
+        size_t kc = K - k0 < kcb ? K - k0 : kcb, steps = round_up(kc, lanes) / lanes;
+        for (size_t c0 = 0; c0 < mb; c0 += M_CHUNK) {
+            size_t c1 = c0 + M_CHUNK < mb ? c0 + M_CHUNK : mb;
+            for (size_t n = n0; n < n1; n += RN) {
+                int rn = (int)(n1 - n < RN ? n1 - n : RN);
+                pack_dequant_rows(w, K, n, (size_t)rn, k0, kc, bf16, wp, line);
+                for (size_t b = c0; b < c1; b++) {
+                    int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
+                    float *y = Y + b * RM * ldy + (n - n0);
+                    if (bf16)
+                        tile_bf16((const uint16_t *)xp + mb * RM * k0 + b * RM * steps * 32, (w_panel){wp, 32, RN * 32, NULL, 0}, steps,
+                                  rm, rn, y, ldy, k0 > 0);
+                    else
+                        tile_f32((const float *)xp + mb * RM * k0 + b * RM * steps * 16, wp, steps, rm, rn, y, ldy, k0 > 0, NULL, 0, 0);
+                }
+            }
+        }
+    }
+    free(line);
     free(wp);
 }
 
@@ -310,11 +429,17 @@ static int use_bcast(int kind, size_t M) { return kind == DSK_GEMM_F32 && M >= B
 
 /* Y[0..rm) × [0..rn) (stride ldy) = or += X block · W panelᵀ over kc columns: xp [kc][32]
  * (column k of 32 X rows), wp [12][kc] (12 W rows as f32). */
-AVX512F static void bcast_tile(const float *xp, const float *wp, size_t kc, int rm, int rn, float *Y, size_t ldy, int add) {
+AVX512F static void bcast_tile(const float *xp, const float *wp, size_t kc, int rm, int rn, float *Y, size_t ldy, int add,
+                               const char *next, size_t next_ld, size_t esize) {
     __m512 acc[BC_NR][2];
     for (int j = 0; j < BC_NR; j++) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+    /* the next panel's source lines (`next`, rows next_ld bytes apart, esize bytes per element),
+     * one line per row each time these rows have advanced a line */
+    const size_t line_mask = 64 / esize - 1;
     if (rm > 16) {
         for (size_t k = 0; k < kc; k++) {
+            if (next && (k & line_mask) == 0)
+                for (int j = 0; j < BC_NR; j++) __builtin_prefetch(next + j * next_ld + k * esize);
             const __m512 x0 = _mm512_loadu_ps(xp + k * BC_MR), x1 = _mm512_loadu_ps(xp + k * BC_MR + 16);
             for (int j = 0; j < BC_NR; j++) {
                 const __m512 w = _mm512_set1_ps(wp[j * kc + k]);
@@ -324,6 +449,8 @@ AVX512F static void bcast_tile(const float *xp, const float *wp, size_t kc, int 
         }
     } else {
         for (size_t k = 0; k < kc; k++) {
+            if (next && (k & line_mask) == 0)
+                for (int j = 0; j < BC_NR; j++) __builtin_prefetch(next + j * next_ld + k * esize);
             const __m512 x0 = _mm512_loadu_ps(xp + k * BC_MR);
             for (int j = 0; j < BC_NR; j++) acc[j][0] = _mm512_fmadd_ps(x0, _mm512_set1_ps(wp[j * kc + k]), acc[j][0]);
         }
@@ -360,9 +487,13 @@ AVX512F static void gemm_f32_bcast(const float *xp, size_t M, size_t K, const vo
                         memset(wp + j * kc, 0, kc * 4);
                     }
                 }
+                size_t esize = wbf16 ? 2 : 4;
+                const char *next = n + 2 * BC_NR <= n1 ? (const char *)W + ((n + BC_NR) * K + k0) * esize : NULL;
                 for (size_t b = c0; b < c1; b++) {
                     int rm = (int)(M - b * BC_MR < BC_MR ? M - b * BC_MR : BC_MR);
-                    bcast_tile(xb + b * BC_MR * kc, wp, kc, rm, rn, Y + b * BC_MR * ldy + (n - n0), ldy, k0 > 0);
+                    bcast_tile(xb + b * BC_MR * kc, wp, kc, rm, rn, Y + b * BC_MR * ldy + (n - n0), ldy, k0 > 0, next, K * esize,
+                               esize);
+                    next = NULL;
                 }
             }
         }

@@ -268,6 +268,18 @@ void dsk_quant_sq_error(const uint16_t *W, const int32_t *packed, size_t rows, s
     *norm2 += n2;
 }
 
+void dsk_dequant_row_cols_f32(const int32_t *row, size_t cols, int bits, size_t group, const uint16_t *scale, const int8_t *zp,
+                              size_t c0, size_t n, float *out) {
+    const size_t g = group < cols ? group : cols; /* per channel: the row is one group */
+    const size_t word0 = c0 * (size_t)bits / 32;
+    if (c0 % g == 0 && n % g == 0) {
+        if (dequant_row_fast(row + word0, n, bits, g, scale + c0 / g, zp ? zp + c0 / g : NULL, out)) return;
+    } else if (g == cols && n % 16 == 0 && (c0 * (size_t)bits) % 32 == 0) {
+        if (dequant_row_fast(row + word0, n, bits, n, scale, zp, out)) return;
+    }
+    dequant_cols(row, c0, n, bits, group, scale, zp, out);
+}
+
 MULTIVERSION
 void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
                             const uint16_t *scale, const int8_t *zp, float *out) {

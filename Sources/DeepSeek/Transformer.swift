@@ -132,6 +132,46 @@ public final class Transformer {
         return h
     }
 
+    /// Rows the batched layer (`decoderLayer(_:windows:)`) gives its MLP or MoE at once: at V2.5's
+    /// routing (6 of 160 experts) about 150 rows per expert, where one 256-token window gives 10.
+    public static let feedForwardBatchRows = 4096
+
+    /// One decoder layer over independent sequences (calibration windows), each from position 0:
+    /// attention window by window, then the MLP or MoE over the windows' tokens together, in
+    /// batches of whole windows up to `feedForwardBatchRows` rows. The MLP and MoE act on each
+    /// token alone, so each row's result is `decoderLayer`'s up to summation order; what changes
+    /// is that each expert multiplies many rows at once (the GEMM's rate, not a few-row kernel's)
+    /// and reads its weights once per batch instead of once per window.
+    public func decoderLayer(_ l: Int, windows: [Matrix], observer: ForwardObserver? = nil) throws -> [Matrix] {
+        var out = try windows.map { x -> Matrix in
+            var h = x
+            h += try attention(layer: l, x, start: 0, cache: KVCache(config: config), path: .naive)
+            return h
+        }
+        var first = 0
+        while first < out.count {
+            var last = first + 1, rows = out[first].rows
+            while last < out.count && rows + out[last].rows <= Self.feedForwardBatchRows {
+                rows += out[last].rows
+                last += 1
+            }
+            let batch = Matrix(concatenatingRows: Array(out[first..<last]))
+            let m = try feedForward(layer: l, batch, observer: observer)
+            var row = 0
+            for w in first..<last {
+                let n = out[w].rows * out[w].cols
+                out[w].data.withUnsafeMutableBufferPointer { o in
+                    m.data.withUnsafeBufferPointer { src in
+                        for i in 0..<n { o[i] += src[row * m.cols + i] }
+                    }
+                }
+                row += out[w].rows
+            }
+            first = last
+        }
+        return out
+    }
+
     /// Final norm and lm_head: logits over `vocabRange` for the last position (or all).
     public func logits(_ x: Matrix, allPositions: Bool, observer: ForwardObserver? = nil) throws -> Matrix {
         var final = Ops.rmsNorm(x, weight: try weights.vector(.finalNorm), eps: Float(config.rmsNormEps))

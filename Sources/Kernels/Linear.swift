@@ -129,7 +129,7 @@ public enum LinearBackend: Sendable {
 /// `LinearProduct`). Several independent products can share one pool of work (`applyMany`).
 public enum Linear {
     /// Row count from which the exact GEMM beats the direct kernels.
-    public static let gemmThreshold = 32
+    public static let gemmThreshold = 8
     /// Row count from which `bf16Activations` takes the bf16 GEMM (AMX pads rows to 32, and still
     /// beats the direct kernels from a few rows on).
     public static let bf16GemmThreshold = 8

@@ -70,7 +70,10 @@ final class LinearProduct: @unchecked Sendable {
         self.path = path
         // Pieces: whole converted tiles where the weight is converted first; else about four per
         // thread, in multiples of 96 rows (the tiles' 6 and AMX's 32) or 16 for the direct kernels.
-        let converts = w.format == .packed || w.format == .f16
+        // Packed weights the GEMM dequantizes panel by panel itself (dsk_gemm_xwT_packed) are cut
+        // like BF16 ones.
+        var converts = w.format == .packed || w.format == .f16
+        if case .gemm(let kind) = path, w.format == .packed, dsk_gemm_packed_applies(kind, rows) != 0 { converts = false }
         switch path {
         case .gemm, .blasTiles:
             chunk = converts ? Linear.tileRows : max(96, (n + threads * 4 - 1) / (threads * 4) / 96 * 96 + 96)
@@ -136,6 +139,12 @@ final class LinearProduct: @unchecked Sendable {
         case .gemm(let kind):
             if w.format == .bf16 || w.format == .f32 {
                 dsk_gemm_xwT(x, rows, k, wp, w.format == .bf16 ? 1 : 0, n0, n1, y + n0, n, kind)
+                return
+            }
+            if let p = w.packing, dsk_gemm_packed_applies(kind, rows) != 0 {
+                let packed = dsk_packed_weight(words: wp.assumingMemoryBound(to: Int32.self), bits: Int32(p.bits), group: p.groupSize,
+                                               scale: p.scale, zp: p.zeroPoint)
+                dsk_gemm_xwT_packed(x, rows, k, packed, n0, n1, y + n0, n, kind)
                 return
             }
             // Packed or F16: this piece's rows converted first (exactly: packed values are bf16, so

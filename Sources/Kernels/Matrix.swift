@@ -48,6 +48,16 @@ public struct Matrix: Sendable {
         return out
     }
 
+    /// The parts' rows one after another (all parts of one width).
+    public init(concatenatingRows parts: [Matrix]) {
+        let cols = parts.first?.cols ?? 0
+        precondition(parts.allSatisfy { $0.cols == cols }, "concatenated matrices differ in width")
+        var data: [Float] = []
+        data.reserveCapacity(parts.reduce(0) { $0 + $1.data.count })
+        for p in parts { data.append(contentsOf: p.data) }
+        self.init(rows: data.count / max(cols, 1), cols: cols, data: data)
+    }
+
     public static func += (lhs: inout Matrix, rhs: Matrix) {
         precondition(lhs.rows == rhs.rows && lhs.cols == rhs.cols)
         lhs.data.withUnsafeMutableBufferPointer { a in

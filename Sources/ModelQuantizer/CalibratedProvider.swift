@@ -195,7 +195,7 @@ public class LayerwiseCalibration: QuantizedWeightProvider {
 
     /// Runs layer `l` over every window with `model` (its observer sees the projections' inputs).
     func runLayer(_ model: Transformer, layer l: Int) throws -> [Matrix] {
-        try hidden.map { try model.decoderLayer(l, $0) }
+        try model.decoderLayer(l, windows: hidden)
     }
 }
 

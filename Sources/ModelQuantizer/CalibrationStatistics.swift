@@ -54,7 +54,7 @@ public final class CalibrationStatistics: LinearObserver {
         let routing = RoutingCounter(config: source.config)
         for l in 0..<source.config.numHiddenLayers {
             let start = Date()
-            hidden = try hidden.map { try model.decoderLayer(l, $0, observer: routing) }
+            hidden = try model.decoderLayer(l, windows: hidden, observer: routing)
             log?(String(format: "layer %d: %d tokens in %.1f s", l, stats.tokens, Date().timeIntervalSince(start)))
         }
         stats.routed = routing.counts

@@ -80,6 +80,47 @@ import Testing
         }
     }
 
+    /// Packed int4/int8 weights, dequantized panel by panel inside the GEMM, give exactly the sums
+    /// of the same GEMM over the weight dequantized whole (the old path), for groups of 32 and 128
+    /// and per channel, symmetric and not, with K past the K blocks and M and N with tails.
+    @Test func packedWeightsEqualTheirDequantizedForm() {
+        let kinds = [DSK_GEMM_F32, DSK_GEMM_AVX512BF16].map { Int32($0) }.filter { dsk_gemm_supported($0) != 0 }
+        for (bits, group, symmetric) in [(4, 32, true), (4, 128, false), (8, 0, true), (4, 0, true), (8, 128, false)] {
+            for c in [Case(m: 3, k: 2304, n: 13), Case(m: 19, k: 256, n: 50), Case(m: 40, k: 1152, n: 7)] {
+                let g = group == 0 ? c.k : group, groups = c.k / g, words = c.k * bits / 32
+                var seed: UInt64 = UInt64(bits * 1000 + g + c.m)
+                func next() -> UInt64 { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return seed >> 33 }
+                let packed = (0..<(c.n * words)).map { _ in Int32(truncatingIfNeeded: next() | (next() << 31)) }
+                let scales = (0..<(c.n * groups)).map { _ in UInt16((Float(next() % 1000 + 10) * 1e-5).bitPattern >> 16) }
+                let zeros: [Int8]? = symmetric ? nil : (0..<(c.n * groups)).map { _ in Int8(Int(next() % 9) - 4) }
+                var dense = [UInt16](repeating: 0, count: c.n * c.k)
+                zeros.withOptionalPointer { zp in dsk_dequant_packed(packed, c.n, c.k, Int32(bits), g, scales, zp, &dense) }
+                let x = Self.random(c.m * c.k, seed: 5)
+                for kind in kinds where dsk_gemm_packed_applies(kind, c.m) != 0 {
+                    let reference = dense.withUnsafeBytes { Self.run(kind, x, $0.baseAddress!, wIsBF16: true, c) }
+                    var xp = [UInt8](repeating: 0xff, count: dsk_gemm_packed_x_count(c.m, c.k, kind) * (Linear.isExact(kind) ? 4 : 2))
+                    var y = [Float](repeating: .nan, count: c.m * c.n)
+                    packed.withUnsafeBufferPointer { pw in
+                        scales.withUnsafeBufferPointer { sc in
+                            zeros.withOptionalPointer { zp in
+                                xp.withUnsafeMutableBytes { p in
+                                    dsk_gemm_pack_x(x, c.m, c.k, c.k, kind, p.baseAddress!)
+                                    let w = dsk_packed_weight(words: pw.baseAddress!, bits: Int32(bits), group: g, scale: sc.baseAddress!, zp: zp)
+                                    let split = 6
+                                    y.withUnsafeMutableBufferPointer { yb in
+                                        dsk_gemm_xwT_packed(p.baseAddress!, c.m, c.k, w, 0, split, yb.baseAddress!, c.n, kind)
+                                        dsk_gemm_xwT_packed(p.baseAddress!, c.m, c.k, w, split, c.n, yb.baseAddress! + split, c.n, kind)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    #expect(y == reference, "kind \(kind), int\(bits) group \(g)\(symmetric ? "" : " asymmetric"), \(c)")
+                }
+            }
+        }
+    }
+
     /// Packing X's row blocks separately (as threads do) writes the same bytes as packing it whole.
     @Test func packingRowBlocksEqualsPackingWhole() {
         let m = 70, k = 2100
@@ -154,5 +195,15 @@ import Testing
         var e = 0.0, r = 0.0
         for (p, q) in zip(a, b) { e += Double(p - q) * Double(p - q); r += Double(q) * Double(q) }
         return (e / max(r, 1e-30)).squareRoot()
+    }
+}
+
+extension Optional where Wrapped == [Int8] {
+    /// The array's storage for a C call, or NULL.
+    func withOptionalPointer<R>(_ body: (UnsafePointer<Int8>?) -> R) -> R {
+        switch self {
+        case .some(let a): return a.withUnsafeBufferPointer { body($0.baseAddress) }
+        case .none: return body(nil)
+        }
     }
 }

@@ -34,7 +34,18 @@ import Testing
         let inputs = awq.currentHidden
         let layer = 1
         let original = try routing(Transformer(checkpoint: source, threads: 2), layer: layer, inputs)
-        let folded = try awq.foldedWeights(layer: layer)
+        // The searched folding routes as the source does (the search may also pick the identity).
+        let searched = try routing(Transformer(config: source.config, weights: try awq.foldedWeights(layer: layer), threads: 2), layer: layer, inputs)
+        let sameSearched = zip(original, searched).filter { $0 == $1 }.count
+        #expect(Double(sameSearched) >= 0.97 * Double(original.count), "searched folding routes \(sameSearched) of \(original.count) tokens as the source")
+        // A scale far from the identity, folded into the norm, the experts' gate/up and the router.
+        let c = source.config
+        let balance = (0..<(c.nRoutedExperts ?? 0)).flatMap { e in
+            [TensorRole.routedExpert(layer: layer, expert: e, .gate), .routedExpert(layer: layer, expert: e, .up)]
+        } + [.sharedExpert(layer: layer, .gate), .sharedExpert(layer: layer, .up)]
+        let scale = (0..<c.hiddenSize).map { Float(0.25 + 1.5 * Double(($0 * 37) % 17) / 16) }
+        try awq.fold(scale, smooth: .postAttentionNorm(layer: layer), balance: balance, alsoScaled: [.router(layer: layer)])
+        let folded = awq.takeFolded()
         let withRouter = try routing(Transformer(config: source.config, weights: folded, threads: 2), layer: layer, inputs)
         // The bug: norms folded, router left as it was.
         folded.overrides[.router(layer: layer)] = nil

@@ -141,6 +141,10 @@ void dsk_matmul_q8act_packed8(const int8_t *xq, const float *xs, const int32_t *
                               size_t group, const uint16_t *scale, size_t n0, size_t n1, float *Y, size_t ldy);
 void dsk_matmul_xwT_packed(const float *X, size_t M, size_t ldx, const int32_t *W, size_t K, int bits, size_t group,
                            const uint16_t *scale, const int8_t *zp, size_t n0, size_t n1, float *Y, size_t ldy);
+/* Columns [c0, c0 + n) of one packed row (its words, bf16 scales and int8 zero points or NULL,
+ * `cols` columns in all) dequantized to f32: c0 on a word boundary (a multiple of 32 / bits). */
+void dsk_dequant_row_cols_f32(const int32_t *row, size_t cols, int bits, size_t group, const uint16_t *scale, const int8_t *zp,
+                              size_t c0, size_t n, float *out);
 /* Rows [0, rows) of a packed weight dequantized to f32 (for the sgemm tiles of prefill). */
 void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
                             const uint16_t *scale, const int8_t *zp, float *out);
@@ -164,6 +168,22 @@ void dsk_gemm_pack_x(const float *X, size_t M, size_t ldx, size_t K, int kind, v
  * depends on the kind and, for DSK_GEMM_F32, on M (many rows take broadcast tiles). */
 size_t dsk_gemm_x_row_block(int kind, size_t M);
 void dsk_gemm_pack_x_rows(const float *X, size_t M, size_t ldx, size_t K, int kind, void *out, size_t m0, size_t m1);
+/* A packed quantized weight as the GEMM reads it (compressed-tensors pack-quantized, Linear.swift's
+ * PackedLayout): int32 words [N, ceil(K · bits / 32)], bf16 scales and int8 zero points (NULL:
+ * symmetric) [N, ceil(K / group)]. */
+typedef struct {
+    const int32_t *words;
+    int bits;
+    size_t group;
+    const uint16_t *scale;
+    const int8_t *zp;
+} dsk_packed_weight;
+/* dsk_gemm_xwT for a packed W, each 6-row panel dequantized (exactly) per K block as the tiles
+ * take it, so that no dequantized copy of W leaves the cache. For DSK_GEMM_AVX512BF16, and for
+ * DSK_GEMM_F32 below the broadcast tiles' row count: dsk_gemm_packed_applies(kind, M). */
+int dsk_gemm_packed_applies(int kind, size_t M);
+void dsk_gemm_xwT_packed(const void *xp, size_t M, size_t K, dsk_packed_weight w, size_t n0, size_t n1, float *Y, size_t ldy,
+                         int kind);
 void dsk_gemm_xwT(const void *xp, size_t M, size_t K, const void *W, int w_is_bf16, size_t n0, size_t n1, float *Y,
                   size_t ldy, int kind);
 /* x rounded to the nearest bf16 (ties to even), kept as f32 / stored as bf16. */
