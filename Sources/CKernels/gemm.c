@@ -164,7 +164,7 @@ typedef struct {
     size_t next_ld;
 } w_panel;
 
-AVX512BF16 static void tile_bf16(const uint16_t *xp, w_panel w, size_t steps, int rm, int rn, float *Y, size_t ldy, int add) {
+AVX512BF16 static inline __attribute__((always_inline)) void tile_bf16(const uint16_t *xp, w_panel w, size_t steps, int rm, int rn, float *Y, size_t ldy, int add) {
     __m512 acc[RM][RN];
     for (int i = 0; i < RM; i++)
         for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
@@ -354,6 +354,14 @@ static void gemm_f32(const float *xp, size_t M, size_t K, const void *W, int wbf
 
 /* ---------- packed quantized weights ---------- */
 
+/* The bf16 bits of 32 floats that are bf16 numbers (exact: their low halves are zero). */
+AVX512F static void high_halves32(const float *in, uint16_t *out) {
+    for (int h = 0; h < 32; h += 16) {
+        __m512i u = _mm512_srli_epi32(_mm512_castps_si512(_mm512_loadu_ps(in + h)), 16);
+        _mm256_storeu_si256((__m256i *)(out + h), _mm512_cvtepi32_epi16(u));
+    }
+}
+
 /* Rows [n, n + rn) × columns [k0, k0 + kc) of a packed W dequantized into a panel laid out as
  * pack_bf16_rows (bf16) or pack_f32_rows (f32) lay theirs: [steps][RN][L], zero past rn and kc.
  * The dequantized values are bf16 numbers, so the bf16 panel holds them exactly. `line`: kc floats. */
@@ -369,12 +377,16 @@ static void pack_dequant_rows(dsk_packed_weight w, size_t K, size_t n, size_t rn
             size_t k = st * lanes, cnt = j < rn ? (kc - k < lanes ? kc - k : lanes) : 0;
             if (bf16) {
                 uint16_t *o = (uint16_t *)out + (st * RN + j) * 32;
-                for (size_t l = 0; l < cnt; l++) {
-                    uint32_t u;
-                    memcpy(&u, line + k + l, 4);
-                    o[l] = (uint16_t)(u >> 16); /* exact: the value is a bf16 number */
+                if (cnt == 32) {
+                    high_halves32(line + k, o);
+                } else {
+                    for (size_t l = 0; l < cnt; l++) {
+                        uint32_t u;
+                        memcpy(&u, line + k + l, 4);
+                        o[l] = (uint16_t)(u >> 16);
+                    }
+                    for (size_t l = cnt; l < 32; l++) o[l] = 0;
                 }
-                for (size_t l = cnt; l < 32; l++) o[l] = 0;
             } else {
                 float *o = (float *)out + (st * RN + j) * 16;
                 if (cnt) memcpy(o, line + k, cnt * 4);
@@ -388,39 +400,53 @@ static int use_bcast(int kind, size_t M);
 
 int dsk_gemm_packed_applies(int kind, size_t M) {
     if (!dsk_gemm_supported(kind)) return 0;
+    /* Up to one chunk of X's rows: more would dequantize each panel once per chunk, where the
+     * caller's whole-tile conversion is amortized over the rows anyway. */
+    if (M > RM * M_CHUNK) return 0;
     return kind == DSK_GEMM_AVX512BF16 || (kind == DSK_GEMM_F32 && !use_bcast(kind, M));
+}
+
+/* The loops of dsk_gemm_xwT_packed, instantiated per kind (each with its tile inlined). */
+#define GEMM_PACKED_LOOPS(BF16, TILE_CALL)                                                                          \
+    const size_t kcb = BF16 ? KC_BF16 : KC_F32, lanes = BF16 ? 32 : 16, esize = BF16 ? 2 : 4;                         \
+    const size_t mb = round_up(M, RM) / RM, kcmax = K < kcb ? round_up(K, lanes) : kcb;                               \
+    void *wp = scratch(RN * kcmax * esize);                                                                           \
+    float *line = scratch(kcmax * sizeof(float));                                                                     \
+    for (size_t k0 = 0; k0 < K; k0 += kcb) {                                                                          \
+        size_t kc = K - k0 < kcb ? K - k0 : kcb, steps = round_up(kc, lanes) / lanes;                                 \
+        for (size_t c0 = 0; c0 < mb; c0 += M_CHUNK) {                                                                 \
+            size_t c1 = c0 + M_CHUNK < mb ? c0 + M_CHUNK : mb;                                                        \
+            for (size_t n = n0; n < n1; n += RN) {                                                                    \
+                int rn = (int)(n1 - n < RN ? n1 - n : RN);                                                            \
+                pack_dequant_rows(w, K, n, (size_t)rn, k0, kc, BF16, wp, line);                                       \
+                for (size_t b = c0; b < c1; b++) {                                                                    \
+                    int rm = (int)(M - b * RM < RM ? M - b * RM : RM);                                                \
+                    float *y = Y + b * RM * ldy + (n - n0);                                                           \
+                    TILE_CALL;                                                                                        \
+                }                                                                                                     \
+            }                                                                                                         \
+        }                                                                                                             \
+    }                                                                                                                 \
+    free(line);                                                                                                       \
+    free(wp);
+
+AVX512BF16 static void gemm_packed_bf16(const uint16_t *xp, size_t M, size_t K, dsk_packed_weight w, size_t n0, size_t n1,
+                                        float *Y, size_t ldy) {
+    GEMM_PACKED_LOOPS(1, tile_bf16(xp + mb * RM * k0 + b * RM * steps * 32, (w_panel){wp, 32, RN * 32, NULL, 0}, steps, rm, rn, y,
+                                   ldy, k0 > 0))
+}
+
+AVX512F static void gemm_packed_f32(const float *xp, size_t M, size_t K, dsk_packed_weight w, size_t n0, size_t n1, float *Y,
+                                    size_t ldy) {
+    GEMM_PACKED_LOOPS(0, tile_f32(xp + mb * RM * k0 + b * RM * steps * 16, wp, steps, rm, rn, y, ldy, k0 > 0, NULL, 0, 0))
 }
 
 void dsk_gemm_xwT_packed(const void *xp, size_t M, size_t K, dsk_packed_weight w, size_t n0, size_t n1, float *Y, size_t ldy,
                          int kind) {
     if (M == 0 || n1 <= n0) return;
     if (!dsk_gemm_packed_applies(kind, M) || (w.bits != 4 && w.bits != 8) || w.group == 0) abort(); /* caller bugs */
-    const int bf16 = kind == DSK_GEMM_AVX512BF16;
-    const size_t kcb = bf16 ? KC_BF16 : KC_F32, lanes = bf16 ? 32 : 16, esize = bf16 ? 2 : 4;
-    const size_t mb = round_up(M, RM) / RM, kcmax = K < kcb ? round_up(K, lanes) : kcb;
-    void *wp = scratch(RN * kcmax * esize);
-    float *line = scratch(kcmax * sizeof(float));
-    for (size_t k0 = 0; k0 < K; k0 += kcb) {
-        size_t kc = K - k0 < kcb ? K - k0 : kcb, steps = round_up(kc, lanes) / lanes;
-        for (size_t c0 = 0; c0 < mb; c0 += M_CHUNK) {
-            size_t c1 = c0 + M_CHUNK < mb ? c0 + M_CHUNK : mb;
-            for (size_t n = n0; n < n1; n += RN) {
-                int rn = (int)(n1 - n < RN ? n1 - n : RN);
-                pack_dequant_rows(w, K, n, (size_t)rn, k0, kc, bf16, wp, line);
-                for (size_t b = c0; b < c1; b++) {
-                    int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
-                    float *y = Y + b * RM * ldy + (n - n0);
-                    if (bf16)
-                        tile_bf16((const uint16_t *)xp + mb * RM * k0 + b * RM * steps * 32, (w_panel){wp, 32, RN * 32, NULL, 0}, steps,
-                                  rm, rn, y, ldy, k0 > 0);
-                    else
-                        tile_f32((const float *)xp + mb * RM * k0 + b * RM * steps * 16, wp, steps, rm, rn, y, ldy, k0 > 0, NULL, 0, 0);
-                }
-            }
-        }
-    }
-    free(line);
-    free(wp);
+    if (kind == DSK_GEMM_AVX512BF16) gemm_packed_bf16(xp, M, K, w, n0, n1, Y, ldy);
+    else gemm_packed_f32(xp, M, K, w, n0, n1, Y, ldy);
 }
 
 /* ---------- broadcast tiles (DSK_GEMM_F32, many rows) ---------- */

@@ -180,7 +180,8 @@ typedef struct {
 } dsk_packed_weight;
 /* dsk_gemm_xwT for a packed W, each 6-row panel dequantized (exactly) per K block as the tiles
  * take it, so that no dequantized copy of W leaves the cache. For DSK_GEMM_AVX512BF16, and for
- * DSK_GEMM_F32 below the broadcast tiles' row count: dsk_gemm_packed_applies(kind, M). */
+ * DSK_GEMM_F32 below the broadcast tiles' row count, up to 128 rows of X (few rows: prefill's
+ * experts): dsk_gemm_packed_applies(kind, M). */
 int dsk_gemm_packed_applies(int kind, size_t M);
 void dsk_gemm_xwT_packed(const void *xp, size_t M, size_t K, dsk_packed_weight w, size_t n0, size_t n1, float *Y, size_t ldy,
                          int kind);
