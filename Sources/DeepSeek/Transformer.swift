@@ -126,10 +126,7 @@ public final class Transformer {
     /// One whole decoder layer over a sequence starting at position 0, with a cache of its own
     /// (calibration walks the model layer by layer): x + attn(x), then + mlp of that.
     public func decoderLayer(_ l: Int, _ x: Matrix, observer: ForwardObserver? = nil) throws -> Matrix {
-        var h = x
-        h += try attention(layer: l, x, start: 0, cache: KVCache(config: config), path: .naive)
-        h += try feedForward(layer: l, h, observer: observer)
-        return h
+        try decoderLayer(l, windows: [x], observer: observer)[0]
     }
 
     /// Rows the batched layer (`decoderLayer(_:windows:)`) gives its MLP or MoE at once: at V2.5's

@@ -14,6 +14,9 @@ final class LinearProduct: @unchecked Sendable {
     private enum Path {
         /// `dsk_gemm_xwT` of this kind over the packed input.
         case gemm(Int32)
+        /// `dsk_gemm_xwT_packed` of this kind: a packed weight dequantized panel by panel inside
+        /// the GEMM (few rows; `dsk_gemm_packed_applies`).
+        case packedGemm(Int32)
         /// BLAS sgemm over f32 weight tiles.
         case blasTiles
         /// The direct kernels that read the stored weight once (few rows).
@@ -67,15 +70,14 @@ final class LinearProduct: @unchecked Sendable {
                 path = .int8Activations
             }
         }
+        if case .gemm(let kind) = path, w.format == .packed, dsk_gemm_packed_applies(kind, rows) != 0 { path = .packedGemm(kind) }
         self.path = path
         // Pieces: whole converted tiles where the weight is converted first; else about four per
         // thread, in multiples of 96 rows (the tiles' 6 and AMX's 32) or 16 for the direct kernels.
-        // Packed weights the GEMM dequantizes panel by panel itself (dsk_gemm_xwT_packed) are cut
-        // like BF16 ones.
         var converts = w.format == .packed || w.format == .f16
-        if case .gemm(let kind) = path, w.format == .packed, dsk_gemm_packed_applies(kind, rows) != 0 { converts = false }
+        if case .packedGemm = path { converts = false }  // the GEMM dequantizes its own panels
         switch path {
-        case .gemm, .blasTiles:
+        case .gemm, .packedGemm, .blasTiles:
             chunk = converts ? Linear.tileRows : max(96, (n + threads * 4 - 1) / (threads * 4) / 96 * 96 + 96)
         case .direct, .int8Activations:
             chunk = max(16, (n + threads * 8 - 1) / (threads * 8))
@@ -83,7 +85,7 @@ final class LinearProduct: @unchecked Sendable {
         pieces = rows == 0 || output == nil ? 0 : (n + chunk - 1) / chunk
 
         switch path {
-        case .gemm(let kind):
+        case .gemm(let kind), .packedGemm(let kind):
             let count = dsk_gemm_packed_x_count(rows, k, kind)
             let bytes = count * (Linear.isExact(kind) ? 4 : 2)
             x = .allocate(byteCount: max(bytes, 64), alignment: 64)
@@ -141,12 +143,6 @@ final class LinearProduct: @unchecked Sendable {
                 dsk_gemm_xwT(x, rows, k, wp, w.format == .bf16 ? 1 : 0, n0, n1, y + n0, n, kind)
                 return
             }
-            if let p = w.packing, dsk_gemm_packed_applies(kind, rows) != 0 {
-                let packed = dsk_packed_weight(words: wp.assumingMemoryBound(to: Int32.self), bits: Int32(p.bits), group: p.groupSize,
-                                               scale: p.scale, zp: p.zeroPoint)
-                dsk_gemm_xwT_packed(x, rows, k, packed, n0, n1, y + n0, n, kind)
-                return
-            }
             // Packed or F16: this piece's rows converted first (exactly: packed values are bf16, so
             // the bf16 kinds take them dequantized straight to bf16).
             let tile = w.rowSlice(n0, count)
@@ -162,6 +158,11 @@ final class LinearProduct: @unchecked Sendable {
             defer { f32.deallocate() }
             tile.convert(into: f32)
             dsk_gemm_xwT(x, rows, k, f32, 0, 0, count, y + n0, n, kind)
+        case .packedGemm(let kind):
+            guard let p = w.packing else { return }
+            let packed = dsk_packed_weight(words: wp.assumingMemoryBound(to: Int32.self), bits: Int32(p.bits), group: p.groupSize,
+                                           scale: p.scale, zp: p.zeroPoint)
+            dsk_gemm_xwT_packed(x, rows, k, packed, n0, n1, y + n0, n, kind)
         case .blasTiles:
             let tile = w.rowSlice(n0, count)
             if w.format == .f32 {

@@ -155,7 +155,19 @@ struct MomentLoss: AWQLoss {
 /// projections are replaced by their quantized forms (llm-compressor's and AutoAWQ's loss: the
 /// error after the rest of the block, routing, SiLU·up and down included).
 struct BlockReference {
-    enum Block { case attention, mlp }
+    enum Block {
+        case attention, mlp
+
+        /// The block a smoothing point's norm feeds whole (llm-compressor's and AutoAWQ's parent
+        /// module of the balanced projections); nil where it feeds one projection.
+        init?(smoothedBy smooth: TensorRole) {
+            switch smooth {
+            case .inputNorm: self = .attention
+            case .postAttentionNorm: self = .mlp
+            default: return nil
+            }
+        }
+    }
 
     let layer: Int
     let attentionInputs: [Matrix]
@@ -322,15 +334,10 @@ public final class AWQProvider: LayerwiseCalibration {
         for p in points {
             let balance = p.balance.filter { plan.scheme($0) != nil && sampler.covers($0) }
             guard !balance.isEmpty, let xMean = sampler.meanAbs(balance) else { continue }
-            // The two norms that feed a whole block are judged on the block's output (llm-compressor
-            // and AutoAWQ: the balanced projections' parent module); the others on their one projection.
-            var block: BlockReference.Block? = nil
-            switch p.smooth {
-            case .inputNorm: block = .attention
-            case .postAttentionNorm: block = .mlp
-            default: break
-            }
-            let s = try searchScale(balance: balance, xMean: xMean, sampler: sampler, block: block.flatMap { b in blocks.map { ($0, b) } })
+            // Norms that feed a whole block are judged on the block's output, the others on their one projection.
+            var judge: (reference: BlockReference, block: BlockReference.Block)? = nil
+            if let blocks, let block = BlockReference.Block(smoothedBy: p.smooth) { judge = (blocks, block) }
+            let s = try searchScale(balance: balance, xMean: xMean, sampler: sampler, block: judge)
             try fold(s, smooth: p.smooth, balance: p.balance, alsoScaled: p.alsoScaled)
             for b in p.balance { inputScale[b] = s }
         }
@@ -364,6 +371,7 @@ public final class AWQProvider: LayerwiseCalibration {
     }
 
     /// s = (x̄^r / (w̄^(1−r) + 1e−4)).clamp(1e−4), normalized by √(max·min), over `scaleGrid`, minimizing
+    /// `block`'s output error with the balance projections replaced by Q(W·s)/s, or without a block
     /// Σ over the balance projections of ‖X·(Q(W·s)/s)ᵀ − X·Wᵀ‖².
     func searchScale(balance: [TensorRole], xMean: [Float], sampler: any AWQLoss,
                      block: (reference: BlockReference, block: BlockReference.Block)? = nil) throws -> [Float] {

@@ -24,9 +24,6 @@ struct Merge: ParsableCommand {
 
     @OptionGroup var threads: ThreadOptions
 
-    func validate() throws {
-    }
-
     func run() throws {
         try runCommand {
             _ = try OpenedCheckpoint.open(directory, threads: threads.count).reshardManifest(for: "merge")

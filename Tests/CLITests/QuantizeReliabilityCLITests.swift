@@ -10,6 +10,15 @@ import Testing
     let fm = FileManager.default
     static let trained = CLI.fixtures + "/trained-dsv2.5"
 
+    /// A copy of the trained fixture in `dir` with a NaN in one weight: its path and that tensor.
+    static func poisonedCopy(in dir: String, as name: String) throws -> (model: String, tensor: String) {
+        let model = dir + "/" + name
+        try FileManager.default.copyItem(atPath: trained, toPath: model)
+        let tensor = "model.layers.0.self_attn.o_proj.weight"
+        try CLI.poison(model, tensor: tensor)
+        return (model, tensor)
+    }
+
     @Test func aCalibrationTextInsideTheOutputIsRefusedAndKept() throws {
         let dir = temporaryDirectory()
         defer { try? fm.removeItem(atPath: dir) }
@@ -47,10 +56,7 @@ import Testing
     @Test func calibrateRefusesDamagedSourcesAndBadOutputs() throws {
         let dir = temporaryDirectory()
         defer { try? fm.removeItem(atPath: dir) }
-        let model = dir + "/model"
-        try fm.copyItem(atPath: Self.trained, toPath: model)
-        let name = "model.layers.0.self_attn.o_proj.weight"
-        try CLI.poison(model, tensor: name)
+        let (model, name) = try Self.poisonedCopy(in: dir, as: "model")
         let text = dir + "/text.txt"
         try String(repeating: "Calibration text, plain and simple. ", count: 40).write(toFile: text, atomically: true, encoding: .utf8)
         let r = try CLI.run(["calibrate", model, "--text", text, "--samples", "2", "--seq-len", "32", "--out", dir + "/stats.h5"])
@@ -242,10 +248,7 @@ import Testing
     @Test func calibratedMethodsRefuseNaNSources() throws {
         let dir = temporaryDirectory()
         defer { try? fm.removeItem(atPath: dir) }
-        let model = dir + "/m"
-        try fm.copyItem(atPath: Self.trained, toPath: model)
-        let name = "model.layers.0.self_attn.o_proj.weight"
-        try CLI.poison(model, tensor: name)
+        let (model, name) = try Self.poisonedCopy(in: dir, as: "m")
         for method in ["gptq", "awq"] {
             let r = try CLI.run(["quantize", model, "--bits", "4", "--group-size", "32", "--method", method, "--text", Self.trained + "/calibration.txt",
                                  "--samples", "1", "--seq-len", "16", "--out", dir + "/q-" + method])
