@@ -167,3 +167,107 @@ void dsk_rows_axpy_bf16(const float *a, size_t n, const uint16_t *W, size_t cols
         for (size_t c = 0; c < cols; c++) out[c] += s * bf16f(w[c]);
     }
 }
+
+/* ---- One input row (decode): weight rows read one after another ----
+ * A decoded token's products are bound by how fast the weights stream in. Reading one weight row
+ * at a time makes a piece's reads one sequential stream over contiguous memory, which the
+ * hardware prefetchers follow best; several rows at once make that many short streams (a
+ * 1536-column row is 3 KB, shorter than a page), each of which the prefetchers must find anew.
+ * Few instructions per byte matter too: the loads the core can keep in flight are bounded by
+ * its out-of-order window, so the f32 kernel takes x pre-split into even and odd columns and
+ * converts a bf16 pair word with one shift and one mask. */
+
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+#define MATVEC_X86 1
+#define MATVEC_AVX512F __attribute__((target("avx512f")))
+#define MATVEC_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+int dsk_matvec_bf16_supported(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+
+int dsk_matvec_bf16dot_supported(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bf16");
+}
+#else
+int dsk_matvec_bf16_supported(void) { return 0; }
+int dsk_matvec_bf16dot_supported(void) { return 0; }
+#endif
+
+size_t dsk_matvec_split_count(size_t K) { return K / 64 * 64; }
+
+void dsk_matvec_split_x(const float *x, size_t K, float *xs) {
+    for (size_t b = 0; b + 64 <= K; b += 64)
+        for (size_t h = b; h < b + 64; h += 32)
+            for (int i = 0; i < 16; i++) {
+                xs[h + i] = x[h + 2 * i];
+                xs[h + 16 + i] = x[h + 2 * i + 1];
+            }
+}
+
+#ifdef MATVEC_X86
+MATVEC_AVX512F static inline float matvec_row_f32(const float *xs, const float *x, size_t K, size_t K64, const uint16_t *w) {
+    const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t k = 0; k < K64; k += 64) {
+        __m512i v0 = _mm512_loadu_si512(w + k), v1 = _mm512_loadu_si512(w + k + 32);
+        a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), _mm512_load_ps(xs + k), a0);
+        a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v0, high)), _mm512_load_ps(xs + k + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)), _mm512_load_ps(xs + k + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v1, high)), _mm512_load_ps(xs + k + 48), a3);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    for (size_t k = K64; k < K; k++) s += x[k] * bf16f(w[k]);
+    return s;
+}
+
+MATVEC_AVX512F static void matvec_bf16_avx512(const float *xs, const float *x, size_t K, const uint16_t *W, size_t n0,
+                                              size_t n1, float *y) {
+    size_t K64 = K / 64 * 64;
+    for (size_t n = n0; n < n1; n++) y[n - n0] = matvec_row_f32(xs, x, K, K64, W + n * K);
+}
+
+#endif
+
+void dsk_matvec_bf16(const float *xs, const float *x, size_t K, const uint16_t *W, size_t n0, size_t n1, float *y) {
+#ifdef MATVEC_X86
+    if (dsk_matvec_bf16_supported()) {
+        matvec_bf16_avx512(xs, x, K, W, n0, n1, y);
+        return;
+    }
+#endif
+    dsk_matmul_xwT_bf16(x, 1, K, W, K, n0, n1, y, 1);
+}
+
+#ifdef MATVEC_X86
+MATVEC_AVX512BF16 static void matvec_bf16dot_avx512(const uint16_t *xb, size_t K, const uint16_t *W, size_t n0, size_t n1,
+                                                    float *y) {
+    size_t K64 = K / 64 * 64;
+    for (size_t n = n0; n < n1; n++) {
+        const uint16_t *w = W + n * K;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        for (size_t k = 0; k < K64; k += 64) {
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(w + k), (__m512bh)_mm512_loadu_si512(xb + k));
+            a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(w + k + 32), (__m512bh)_mm512_loadu_si512(xb + k + 32));
+        }
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        for (size_t k = K64; k < K; k++) s += bf16f(xb[k]) * bf16f(w[k]);
+        y[n - n0] = s;
+    }
+}
+
+#endif
+
+void dsk_matvec_bf16dot(const uint16_t *xb, size_t K, const uint16_t *W, size_t n0, size_t n1, float *y) {
+#ifdef MATVEC_X86
+    if (dsk_matvec_bf16dot_supported()) {
+        matvec_bf16dot_avx512(xb, K, W, n0, n1, y);
+        return;
+    }
+#endif
+    for (size_t n = n0; n < n1; n++) {
+        float s = 0;
+        for (size_t k = 0; k < K; k++) s += bf16f(xb[k]) * bf16f(W[n * K + k]);
+        y[n - n0] = s;
+    }
+}

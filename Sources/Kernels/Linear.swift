@@ -113,14 +113,18 @@ public enum LinearBackend: Sendable {
     /// As `fast`, except that symmetric int4 and int8 weights (groups of 64 or more, or per
     /// channel) meet 1–4 input rows quantized to int8 per 64 columns, multiplied with integer dot
     /// products (AVX-512 VNNI; the Q8 activations llama.cpp uses). Not exact: about 4e-3 relative error per product, which
-    /// `verify --reference` reports as KL. Where the CPU or weight does not qualify: `fast`.
+    /// `verify --reference` reports as KL. One-row products on the BF16 weights it leaves alone
+    /// (lm_head) take the input rounded to bf16, as `bf16Activations` does and as llama.cpp does
+    /// for BF16 tensors. Where the CPU or weight does not qualify: `fast`.
     case fastInt8Activations
     /// Prefill and calibration speed: from `Linear.bf16GemmThreshold` rows on, inputs rounded to
     /// bf16 meet BF16 weights (and packed int4/int8 ones, whose values are bf16) on AMX-BF16 or
     /// AVX-512 BF16 tiles with f32 accumulation (`Linear.bf16Kind`); where this CPU has neither
     /// faster than f32 FMAs, the rounded inputs take the exact kernels. Not exact: the rounding
-    /// of activations (2⁻⁹ relative), reported by the bench as KL against the exact path. Fewer
-    /// rows, and F16/F32 weights: `fast`.
+    /// of activations (2⁻⁹ relative), reported by the bench as KL against the exact path. One-row
+    /// products (decode) on BF16 weights round their input too, on AVX-512 BF16 dot products where
+    /// the CPU has them (half the instructions per weight byte of converting to f32). Other row
+    /// counts below the threshold, and F16/F32 weights: `fast`.
     case bf16Activations
 }
 
@@ -198,6 +202,13 @@ public enum Linear {
         let g = groupSize ?? 64
         return dsk_q8act_supported(Int32(bits), g, g, symmetric ? 0 : 1) != 0
     }
+
+    /// Widest BF16 row (columns) that exact one-row products read a weight row at a time
+    /// (`dsk_matvec_bf16`). Up to 4 KB rows, eight rows at once would be eight streams shorter than
+    /// a page, which the prefetchers lose: one sequential stream read 1.2–1.5× faster (q_b, expert
+    /// down projections, 1536 columns). Longer rows keep the eight-row kernel, which loads x once
+    /// for eight rows and measured faster in the model at 5120 columns.
+    public static let matvecMaxColumns = 2048
 
     /// Weight rows converted per piece where a weight must be converted first (packed, F16; ≈ 5 MB
     /// of f32 at K = 5120).

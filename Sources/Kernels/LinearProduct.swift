@@ -23,6 +23,12 @@ final class LinearProduct: @unchecked Sendable {
         case direct
         /// int4 weights × int8-quantized input rows (VNNI).
         case int8Activations
+        /// One input row against BF16 weights, a weight row at a time (`dsk_matvec_bf16`); the
+        /// input held split into even and odd columns, then as it is.
+        case matvec
+        /// The same with the input rounded to bf16, on AVX-512 BF16 dot products
+        /// (`dsk_matvec_bf16dot`; `bf16Activations`).
+        case matvecBF16Dot
     }
 
     let pieces: Int
@@ -53,10 +59,7 @@ final class LinearProduct: @unchecked Sendable {
                 path = .gemm(bf16Kind)
             } else {
                 // No bf16 kernel beats f32 FMAs here: the same rounding, then the exact kernels.
-                source = Matrix(rows: input.rows, cols: input.cols)
-                input.data.withUnsafeBufferPointer { i in
-                    source.data.withUnsafeMutableBufferPointer { dsk_round_bf16_f32(i.baseAddress!, i.count, $0.baseAddress!) }
-                }
+                source = Self.roundedToBF16(input)
                 path = .direct
             }
         } else {
@@ -71,6 +74,18 @@ final class LinearProduct: @unchecked Sendable {
             }
         }
         if case .gemm(let kind) = path, w.format == .packed, dsk_gemm_packed_applies(kind, rows) != 0 { path = .packedGemm(kind) }
+        if case .direct = path, rows == 1, w.format == .bf16 {
+            // The input rounded to bf16 where asked for: by `bf16Activations`, and by
+            // `fastInt8Activations` for the weights it leaves in BF16 (lm_head), as llama.cpp's
+            // Q4_0/Q8_0 decode does; on AVX-512 BF16 dot products where the CPU has them.
+            let roundsInput = backend == .bf16Activations || backend == .fastInt8Activations
+            if roundsInput && dsk_matvec_bf16dot_supported() != 0 {
+                path = .matvecBF16Dot
+            } else {
+                if roundsInput { source = Self.roundedToBF16(input) }
+                if dsk_matvec_bf16_supported() != 0 && k <= Linear.matvecMaxColumns { path = .matvec }
+            }
+        }
         self.path = path
         // Pieces: whole converted tiles where the weight is converted first; else about four per
         // thread, in multiples of 96 rows (the tiles' 6 and AMX's 32) or 16 for the direct kernels.
@@ -79,7 +94,7 @@ final class LinearProduct: @unchecked Sendable {
         switch path {
         case .gemm, .packedGemm, .blasTiles:
             chunk = converts ? Linear.tileRows : max(96, (n + threads * 4 - 1) / (threads * 4) / 96 * 96 + 96)
-        case .direct, .int8Activations:
+        case .direct, .int8Activations, .matvec, .matvecBF16Dot:
             chunk = max(16, (n + threads * 8 - 1) / (threads * 8))
         }
         pieces = rows == 0 || output == nil ? 0 : (n + chunk - 1) / chunk
@@ -116,10 +131,29 @@ final class LinearProduct: @unchecked Sendable {
                 }
             }
             q8 = (scales, sums)
+        case .matvec:
+            let split = dsk_matvec_split_count(k)
+            x = .allocate(byteCount: (split + k) * 4, alignment: 64)
+            let xs = x.assumingMemoryBound(to: Float.self)
+            source.data.withUnsafeBufferPointer { s in
+                dsk_matvec_split_x(s.baseAddress!, k, xs)
+                (xs + split).update(from: s.baseAddress!, count: k)
+            }
+        case .matvecBF16Dot:
+            x = .allocate(byteCount: max(k * 2, 64), alignment: 64)
+            source.data.withUnsafeBufferPointer { dsk_f32_to_bf16($0.baseAddress!, x.assumingMemoryBound(to: UInt16.self), k) }
         case .blasTiles, .direct:
             x = .allocate(byteCount: max(source.data.count * 4, 4), alignment: 64)
             source.data.withUnsafeBytes { x.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         }
+    }
+
+    private static func roundedToBF16(_ input: Matrix) -> Matrix {
+        var out = Matrix(rows: input.rows, cols: input.cols)
+        input.data.withUnsafeBufferPointer { i in
+            out.data.withUnsafeMutableBufferPointer { dsk_round_bf16_f32(i.baseAddress!, i.count, $0.baseAddress!) }
+        }
+        return out
     }
 
     deinit {
@@ -178,6 +212,10 @@ final class LinearProduct: @unchecked Sendable {
             let kernel = p.bits == 8 ? dsk_matmul_q8act_packed8 : dsk_matmul_q8act_packed4
             kernel(x.assumingMemoryBound(to: Int8.self), q.scales, q.sums, rows, k, wp.assumingMemoryBound(to: Int32.self),
                    p.groupSize, p.scale, n0, n1, y + n0, n)
+        case .matvec:
+            dsk_matvec_bf16(xf, xf + dsk_matvec_split_count(k), k, wp.assumingMemoryBound(to: UInt16.self), n0, n1, y + n0)
+        case .matvecBF16Dot:
+            dsk_matvec_bf16dot(x.assumingMemoryBound(to: UInt16.self), k, wp.assumingMemoryBound(to: UInt16.self), n0, n1, y + n0)
         case .direct:
             switch w.format {
             case .bf16:

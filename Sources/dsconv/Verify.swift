@@ -29,7 +29,7 @@ struct Verify: ParsableCommand {
     @Option(name: .customLong("prompt-ids"), help: "Generate from these token ids (comma-separated), as they are.")
     var promptIDs: String?
 
-    @Flag(name: .customLong("int8-activations"), help: "Decode symmetric int4 and int8 weights (groups of 64 or more, or per channel) with the activations quantized to int8 per 64 columns and integer dot products (AVX-512 VNNI), as llama.cpp's Q4_0 and Q8_0 do: faster, not exact. With --reference, our logits are then taken token by token through the decode path, so the KL is what it costs.")
+    @Flag(name: .customLong("int8-activations"), help: "Decode symmetric int4 and int8 weights (groups of 64 or more, or per channel) with the activations quantized to int8 per 64 columns and integer dot products (AVX-512 VNNI), as llama.cpp's Q4_0 and Q8_0 do; the weights left in BF16 (lm_head) meet the activations rounded to bf16, as llama.cpp's BF16 tensors do: faster, not exact. With --reference, our logits are then taken token by token through the decode path, so the KL is what it costs.")
     var int8Activations = false
 
     @Flag(help: "Tokenize --prompt as it is (BOS added), without the chat template.")

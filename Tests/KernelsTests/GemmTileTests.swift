@@ -172,6 +172,37 @@ import Testing
         #expect(Linear.apply(few, w, threads: 2, backend: .bf16Activations).data == Linear.apply(few, w, threads: 2, backend: .fast).data)
     }
 
+    /// One-row products (decode) on BF16 weights: the exact path within f32 summation of a
+    /// double-precision reference, whichever kernel its width takes (a row at a time up to
+    /// `Linear.matvecMaxColumns`, eight rows at once beyond), with column tails past the 64-column
+    /// blocks and the same values however the rows are cut among threads. `bf16Activations`, and
+    /// `fastInt8Activations` on the BF16 weights it leaves alone, give the product of the input
+    /// rounded to bf16.
+    @Test(arguments: [Case(m: 1, k: 70, n: 45), Case(m: 1, k: 1536, n: 77), Case(m: 1, k: Linear.matvecMaxColumns, n: 33),
+                      Case(m: 1, k: Linear.matvecMaxColumns + 13, n: 40), Case(m: 1, k: 5120, n: 19)])
+    func oneRowProducts(_ c: Case) {
+        let values = Self.bf16(Self.random(c.n * c.k, seed: 31))
+        let (w, storage) = Self.weight(values, rows: c.n, cols: c.k)
+        defer { storage.deallocate() }
+        let x = Matrix(rows: 1, cols: c.k, data: Self.random(c.k, seed: 32))
+        let wide = Self.widen(values)
+        func reference(_ x: [Float]) -> [Double] {
+            (0..<c.n).map { r in (0..<c.k).reduce(0.0) { $0 + Double(x[$1]) * Double(wide[r * c.k + $1]) } }
+        }
+        func close(_ y: [Float], _ ref: [Double]) -> Bool {
+            let scale = ref.map { abs($0) }.max() ?? 1
+            return zip(y, ref).allSatisfy { abs(Double($0) - $1) <= 1e-5 * max(scale, 1) }
+        }
+        let exact = Linear.apply(x, w, threads: 2, backend: .fast)
+        #expect(close(exact.data, reference(x.data)), "\(c) fast")
+        for threads in [1, 3, 7] { #expect(Linear.apply(x, w, threads: threads, backend: .fast).data == exact.data, "\(c), \(threads) threads") }
+        let rounded = Self.rounded(x.data)
+        let bf16 = Linear.apply(x, w, threads: 2, backend: .bf16Activations)
+        #expect(close(bf16.data, reference(rounded)), "\(c) bf16 activations")
+        #expect(Linear.apply(x, w, threads: 5, backend: .fastInt8Activations).data == bf16.data, "\(c) int8 activations on BF16")
+        if dsk_matvec_bf16dot_supported() != 0 { #expect(bf16.data != exact.data, "\(c): the bf16 path rounds its input") }
+    }
+
     /// Products run as one pool give exactly what each gives alone, whatever the thread count.
     @Test func applyManyEqualsApplyOneByOne() {
         var products: [(Matrix, WeightMatrix)] = []

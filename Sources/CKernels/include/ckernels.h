@@ -46,6 +46,20 @@ void dsk_matmul_xwT_bf16(const float *X, size_t M, size_t ldx, const uint16_t *W
 /* The same for f32 W. */
 void dsk_matmul_xwT_f32(const float *X, size_t M, size_t ldx, const float *W, size_t K,
                         size_t n0, size_t n1, float *Y, size_t ldy);
+/* One input row x (decode) against bf16 W rows n0 <= n < n1: y[n - n0] = x · W[n], one weight row
+ * after another (a piece's reads are one sequential stream). `dsk_matvec_bf16` is exact (f32
+ * sums of exactly converted products, order aside) and takes x twice: as it is, and through
+ * `dsk_matvec_split_x` (`dsk_matvec_split_count(K)` floats, 64-byte aligned: per 64 columns the even
+ * then the odd columns of each half). `dsk_matvec_bf16dot` takes x rounded to bf16 and sums pairs
+ * with AVX-512 BF16 dot products (vdpbf16ps; bf16 activations). The `_supported` calls say whether
+ * this CPU runs the vector kernels; without them both compute the same products in plain f32 sums
+ * (vdpbf16ps also flushes subnormal inputs to zero). */
+int dsk_matvec_bf16_supported(void);
+int dsk_matvec_bf16dot_supported(void);
+size_t dsk_matvec_split_count(size_t K);
+void dsk_matvec_split_x(const float *x, size_t K, float *xs);
+void dsk_matvec_bf16(const float *xs, const float *x, size_t K, const uint16_t *W, size_t n0, size_t n1, float *y);
+void dsk_matvec_bf16dot(const uint16_t *xb, size_t K, const uint16_t *W, size_t n0, size_t n1, float *y);
 /* out[c] = sum_d a[d] * W[d, c] for bf16 W row-major [n, cols], rows in order. */
 void dsk_rows_axpy_bf16(const float *a, size_t n, const uint16_t *W, size_t cols, float *out);
 
