@@ -499,56 +499,94 @@ __attribute__((target("avx512f"))) static void packed4_row_avx512(const float *x
 #endif
 
 /* Decode with int8 activations (llama.cpp's Q8 trick; not exact): input rows quantized per
- * 64-column block to int8 with a block scale (max |x| / 127, round to nearest), each block's
- * columns split into even then odd to match the packed nibbles, and 8 · Σ of the block kept. */
-void dsk_q8act_quantize(const float *x, size_t K, int8_t *xq, float *xs, int32_t *xsum) {
-    for (size_t b = 0; b < K / 64; b++) {
+ * 64-column block to int8 with a block scale (max |x| / 127, round to nearest). A block's
+ * columns are split into even then odd to match the packed nibbles, and blocks are laid out in
+ * pairs so that one 512-bit load of codes (two blocks) meets one 512-bit load of inputs: for
+ * pair p, [even of 2p | even of 2p+1 | odd of 2p | odd of 2p+1], 32 bytes each; an odd last
+ * block lies alone as [even | odd]. Per block, for each of the 8 dword lanes of a vpdpbusd over
+ * it: xs the block's scale, and xinit = −8 · Σ of the 8 inputs that lane meets (4 even, 4 odd),
+ * the starting sum that takes the codes' +8 offset back out. */
+void dsk_q8act_quantize(const float *x, size_t K, int8_t *xq, float *xs, int32_t *xinit) {
+    const size_t blocks = K / 64, paired = blocks / 2 * 2;
+    for (size_t b = 0; b < blocks; b++) {
         float m = 0;
         for (int j = 0; j < 64; j++) { const float a = fabsf(x[b * 64 + j]); m = a > m ? a : m; }
         const float inv = m > 0 ? 127.0f / m : 0.0f;
-        int32_t sum = 0;
-        for (int j = 0; j < 32; j++) {
-            const int e = (int)lrintf(x[b * 64 + 2 * j] * inv), o = (int)lrintf(x[b * 64 + 2 * j + 1] * inv);
-            xq[b * 64 + j] = (int8_t)e;
-            xq[b * 64 + 32 + j] = (int8_t)o;
-            sum += e + o;
+        int8_t *even = b < paired ? xq + (b / 2) * 128 + (b % 2) * 32 : xq + b * 64;
+        int8_t *odd = even + (b < paired ? 64 : 32);
+        for (int lane = 0; lane < 8; lane++) {
+            int32_t sum = 0;
+            for (int j = lane * 4; j < lane * 4 + 4; j++) {
+                const int e = (int)lrintf(x[b * 64 + 2 * j] * inv), o = (int)lrintf(x[b * 64 + 2 * j + 1] * inv);
+                even[j] = (int8_t)e;
+                odd[j] = (int8_t)o;
+                sum += e + o;
+            }
+            xs[b * 8 + lane] = m / 127.0f;
+            xinit[b * 8 + lane] = -8 * sum;
         }
-        xs[b] = m / 127.0f;
-        xsum[b] = 8 * sum;
     }
 }
 
 #if defined(__x86_64__) && defined(__clang__)
 /* One quantized input row against symmetric int4 rows (groups multiples of 64), a row at a
- * time: each block's dot product is integer (vpdpbusd: the unsigned code u = q + 8 times the
- * signed input), minus 8 · Σ input, then scaled by the block's and the group's scales in f32.
- * Weights are taken as q · scale (not rounded to bf16). */
+ * time, two 64-column blocks per step: each lane's dot product is integer (vpdpbusd: the
+ * unsigned code u = q + 8 times the signed input, started from xinit so the lane holds Σ q·x),
+ * then scaled by the block's and the group's scales in f32. Weights are taken as q · scale (not
+ * rounded to bf16). About half the instructions per weight byte of one block per step with a
+ * scalar offset correction: decode streams weights, and the loads in flight are bounded by the
+ * instructions between them. */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void packed4_row_q8act(
-    const int8_t *xq, const float *xs, const int32_t *xsum, const int32_t *W, size_t K, size_t group, const uint16_t *scale,
+    const int8_t *xq, const float *xs, const int32_t *xinit, const int32_t *W, size_t K, size_t group, const uint16_t *scale,
     size_t n0, size_t n1, float *y) {
-    const size_t words = K / 8, groups = K / group, per = group / 64;
-    const __m256i low = _mm256_set1_epi8(15);
+    const size_t words = K / 8, groups = K / group, blocks = K / 64, pairs = blocks / 2, per = group / 64;
+    const __m512i low = _mm512_set1_epi8(15);
     for (size_t n = n0; n < n1; n++) {
         const int32_t *row = W + n * words;
-        __m256 acc = _mm256_setzero_ps();
-        float correction = 0;
-        for (size_t g = 0; g < groups; g++) {
-            const float s = bf16_to_f32(scale[n * groups + g]);
-            for (size_t k = 0; k < per; k++) {
-                const size_t b = g * per + k;
-                const __m256i codes = _mm256_loadu_si256((const __m256i *)(row + b * 8));
-                const __m256i even = _mm256_and_si256(codes, low), odd = _mm256_and_si256(_mm256_srli_epi16(codes, 4), low);
-                __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), even, _mm256_loadu_si256((const __m256i *)(xq + b * 64)));
-                dot = _mm256_dpbusd_epi32(dot, odd, _mm256_loadu_si256((const __m256i *)(xq + b * 64 + 32)));
-                const float f = s * xs[b];
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(f), acc);
-                correction += f * (float)xsum[b];
+        const uint16_t *rs = scale + n * groups;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        size_t g = 0, left = per; /* the group of block 2p, and its blocks from 2p on */
+        for (size_t p = 0; p < pairs; p++) {
+            const size_t b = 2 * p;
+            __m512 s;
+            if (left >= 2) {
+                s = _mm512_set1_ps(bf16_to_f32(rs[g]));
+                left -= 2;
+            } else { /* the pair's second block opens the next group */
+                s = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(bf16_to_f32(rs[g])), _mm512_set1_ps(bf16_to_f32(rs[g + 1])));
+                g++;
+                left = per - 1;
             }
+            if (left == 0) {
+                g++;
+                left = per;
+            }
+            const __m512i codes = _mm512_loadu_si512(row + b * 8);
+            const __m512i even = _mm512_and_si512(codes, low), odd = _mm512_and_si512(_mm512_srli_epi16(codes, 4), low);
+            __m512i dot = _mm512_loadu_si512(xinit + b * 8);
+            dot = _mm512_dpbusd_epi32(dot, even, _mm512_loadu_si512(xq + p * 128));
+            dot = _mm512_dpbusd_epi32(dot, odd, _mm512_loadu_si512(xq + p * 128 + 64));
+            const __m512 f = _mm512_mul_ps(s, _mm512_loadu_ps(xs + b * 8));
+            if (p & 1) a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), f, a1);
+            else a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), f, a0);
         }
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-        y[n - n0] = _mm_cvtss_f32(h) - correction;
+        float sum = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        if (blocks % 2) {
+            const size_t b = blocks - 1;
+            const __m256i low8 = _mm256_set1_epi8(15);
+            const __m256i codes = _mm256_loadu_si256((const __m256i *)(row + b * 8));
+            const __m256i even = _mm256_and_si256(codes, low8), odd = _mm256_and_si256(_mm256_srli_epi16(codes, 4), low8);
+            __m256i dot = _mm256_loadu_si256((const __m256i *)(xinit + b * 8));
+            dot = _mm256_dpbusd_epi32(dot, even, _mm256_loadu_si256((const __m256i *)(xq + b * 64)));
+            dot = _mm256_dpbusd_epi32(dot, odd, _mm256_loadu_si256((const __m256i *)(xq + b * 64 + 32)));
+            const __m256 f = _mm256_mul_ps(_mm256_set1_ps(bf16_to_f32(rs[b * 64 / group])), _mm256_loadu_ps(xs + b * 8));
+            __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), f);
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+            sum += _mm_cvtss_f32(h);
+        }
+        y[n - n0] = sum;
     }
 }
 /* The same for symmetric int8 rows: the stored byte u = q + 128 is the unsigned operand as it
@@ -617,13 +655,13 @@ int dsk_q8act_supported(int bits, size_t K, size_t group, int asymmetric) {
 #endif
 }
 
-void dsk_matmul_q8act_packed4(const int8_t *xq, const float *xs, const int32_t *xsum, size_t M, size_t K, const int32_t *W,
+void dsk_matmul_q8act_packed4(const int8_t *xq, const float *xs, const int32_t *xinit, size_t M, size_t K, const int32_t *W,
                               size_t group, const uint16_t *scale, size_t n0, size_t n1, float *Y, size_t ldy) {
 #if defined(__x86_64__) && defined(__clang__)
     for (size_t m = 0; m < M; m++)
-        packed4_row_q8act(xq + m * K, xs + m * (K / 64), xsum + m * (K / 64), W, K, group, scale, n0, n1, Y + m * ldy);
+        packed4_row_q8act(xq + m * K, xs + m * (K / 8), xinit + m * (K / 8), W, K, group, scale, n0, n1, Y + m * ldy);
 #else
-    (void)xq; (void)xs; (void)xsum; (void)M; (void)K; (void)W; (void)group; (void)scale; (void)n0; (void)n1; (void)Y; (void)ldy;
+    (void)xq; (void)xs; (void)xinit; (void)M; (void)K; (void)W; (void)group; (void)scale; (void)n0; (void)n1; (void)Y; (void)ldy;
 #endif
 }
 

@@ -117,17 +117,19 @@ final class LinearProduct: @unchecked Sendable {
                 }
             }
         case .int8Activations:
-            let blocks = k / 64
-            x = .allocate(byteCount: max(rows * k, 1), alignment: 64)
-            let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks)
-            let sums = UnsafeMutablePointer<Int32>.allocate(capacity: rows * blocks)
-            let xq = x.assumingMemoryBound(to: Int8.self)
+            // Per row: int8 codes, then scales and sums, one per 64-column block for int8 weights
+            // and one per dword lane (8 per block) for int4's (see `dsk_q8act_quantize`).
             let eight = w.packing?.bits == 8
+            let perRow = k / 64 * (eight ? 1 : 8)
+            x = .allocate(byteCount: max(rows * k, 1), alignment: 64)
+            let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows * perRow)
+            let sums = UnsafeMutablePointer<Int32>.allocate(capacity: rows * perRow)
+            let xq = x.assumingMemoryBound(to: Int8.self)
             source.data.withUnsafeBufferPointer { xb in
                 for r in 0..<rows {
                     // int4 codes interleave even and odd columns; int8 codes lie in column order
-                    if eight { dsk_q8act_quantize8(xb.baseAddress! + r * k, k, xq + r * k, scales + r * blocks, sums + r * blocks) }
-                    else { dsk_q8act_quantize(xb.baseAddress! + r * k, k, xq + r * k, scales + r * blocks, sums + r * blocks) }
+                    if eight { dsk_q8act_quantize8(xb.baseAddress! + r * k, k, xq + r * k, scales + r * perRow, sums + r * perRow) }
+                    else { dsk_q8act_quantize(xb.baseAddress! + r * k, k, xq + r * k, scales + r * perRow, sums + r * perRow) }
                 }
             }
             q8 = (scales, sums)

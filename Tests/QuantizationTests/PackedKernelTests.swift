@@ -44,15 +44,17 @@ import Testing
 /// The int8-activation decode path (`fastInt8Activations`): close to the exact kernels, not equal;
 /// weights it does not take (asymmetric, groups under 64) and many rows run the exact path.
 @Suite struct Int8ActivationKernelTests {
-    @Test(arguments: [(4, 64, true), (4, 128, true), (4, 128, false), (4, 32, true), (8, 64, true), (8, 256, true), (8, 64, false),
-                      (8, 32, true)])
-    func int8ActivationsStayCloseOrFallBack(bits: Int, group: Int, symmetric: Bool) {
+    /// (bits, group, symmetric, groups per row): int4 blocks go two at a time, so odd block counts
+    /// (5 × 64, 3 × 192) and pairs across a group boundary (64, 192) are cases of their own.
+    @Test(arguments: [(4, 64, true, 4), (4, 64, true, 5), (4, 128, true, 4), (4, 192, true, 3), (4, 128, false, 4), (4, 32, true, 4),
+                      (8, 64, true, 4), (8, 256, true, 4), (8, 64, false, 4), (8, 32, true, 4)])
+    func int8ActivationsStayCloseOrFallBack(bits: Int, group: Int, symmetric: Bool, groups: Int) {
         var seed: UInt64 = 23
         func next() -> Float {
             seed = seed &* 6364136223846793005 &+ 1442695040888963407
             return Float(Int64(bitPattern: seed >> 11) % 2001 - 1000) / 1000
         }
-        let rows = 37, cols = group * 4
+        let rows = 37, cols = group * groups
         let w: [UInt16] = (0..<(rows * cols)).map { _ in UInt16(truncatingIfNeeded: (Float(0.02) * next()).bitPattern >> 16) }
         let scheme = QuantScheme(bits: bits, groupSize: group, symmetric: symmetric)
         let q = w.withUnsafeBufferPointer { RoundToNearest.quantize($0.baseAddress!, rows: rows, cols: cols, scheme: scheme) }
@@ -73,6 +75,29 @@ import Testing
                         let rel = (err / max(norm, 1e-30)).squareRoot()
                         if takes && m <= 4 {
                             #expect(rel > 0 && rel < 2e-2, "bits \(bits) g\(group) m \(m): relative L2 \(rel)")
+                            // And it is exactly the approximation it claims, to f32 summation: the
+                            // input rounded to int8 per 64 columns (max |x| / 127), times q · scale.
+                            let integers = q.integers()
+                            for r in 0..<m {
+                                var xq = [Double](repeating: 0, count: cols)
+                                for b in 0..<(cols / 64) {
+                                    let block = (0..<64).map { x[r, b * 64 + $0] }
+                                    let top = block.map { abs($0) }.max() ?? 0
+                                    for j in 0..<64 {
+                                        let code = top > 0 ? Float(block[j] * (127 / top)).rounded(.toNearestOrEven) : 0
+                                        xq[b * 64 + j] = Double(code) * Double(top / 127)
+                                    }
+                                }
+                                for n in 0..<rows {
+                                    var ref = 0.0, size = 0.0
+                                    for c in 0..<cols {
+                                        let term = xq[c] * Double(integers[n * cols + c]) * Double(Conversion.float(bf16: q.scale[n * (cols / group) + c / group]))
+                                        ref += term
+                                        size += abs(term)
+                                    }
+                                    #expect(abs(Double(fast[r, n]) - ref) <= 1e-5 * max(size, 1e-6), "bits \(bits) g\(group) [\(r), \(n)]: \(fast[r, n]) vs \(ref)")
+                                }
+                            }
                         } else {
                             #expect(rel == 0, "bits \(bits) g\(group) sym \(symmetric) m \(m): should run the exact path, relative L2 \(rel)")
                         }
