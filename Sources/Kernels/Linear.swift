@@ -258,6 +258,12 @@ public enum Linear {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
     }
 
+    /// C = Aᵀ · B (A [k, m], B [k, n], C [m, n]).
+    public static func sgemmATB(_ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                                _ c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int, k: Int) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+    }
+
     /// C = A · B (A [m, k], B [k, n], C [m, n]).
     public static func sgemmAB(_ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                                _ c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int, k: Int) {

@@ -6,24 +6,47 @@ import Quantization
 
 /// Samples each projection's inputs during a calibration pass: mean |x| per channel over every
 /// token, and `cap` token rows drawn uniformly from all of them (reservoir sampling, a fixed seed)
-/// for the loss of the scale and clip searches: every window is represented however many there are.
+/// for the loss of the scale searches: every window is represented however many there are. For
+/// the clip search, whose loss is per quantization group, it also sums each group's second moments
+/// over every token (`groupMoments`), where the groups are narrow enough to keep.
 final class ActivationSampler: LinearObserver {
     let wanted: Set<TensorRole>
     let cap: Int
+    /// Per input (`key`), the group widths whose block-diagonal second moments are kept.
+    let momentWidths: [TensorRole: Set<Int>]
     private(set) var absSum: [TensorRole: [Double]] = [:]
     private(set) var count: [TensorRole: Int] = [:]
     private(set) var rows: [TensorRole: [Float]] = [:]
     private(set) var width: [TensorRole: Int] = [:]
+    /// key → group width → Σ over tokens of x_g·x_gᵀ for each group g, the groups' gw×gw blocks in order.
+    private(set) var moments: [TensorRole: [Int: [Double]]] = [:]
     private var random = SplitMix(seed: 0x5EED_A3E1)
 
-    init(wanted: Set<TensorRole>, cap: Int) {
+    /// Widest group whose block-diagonal moments are kept (cols × width doubles per input: 5 MB
+    /// at 5120 columns and 128; per channel would be cols², so those groups use the sample).
+    static let momentGroupLimit = 256
+
+    /// `groupWidth`: the width of each wanted projection's quantization groups (nil: no clip search).
+    init(wanted: Set<TensorRole>, cap: Int, groupWidth: (TensorRole) -> Int? = { _ in nil }) {
         self.wanted = wanted
         self.cap = cap
+        var widths: [TensorRole: Set<Int>] = [:]
+        for role in wanted {
+            guard let gw = groupWidth(role), gw <= Self.momentGroupLimit else { continue }
+            let k = HessianCollector.key(role)
+            widths[wanted.contains(k) ? k : role, default: []].insert(gw)
+        }
+        momentWidths = widths
     }
 
     func linearInput(_ role: TensorRole, _ x: Matrix) {
         let k = HessianCollector.key(role)
         guard wanted.contains(role), k == role || !wanted.contains(k) else { return }
+        for gw in momentWidths[k] ?? [] where x.cols % gw == 0 {
+            var m = moments[k]?[gw] ?? [Double](repeating: 0, count: x.cols * gw)
+            Self.accumulateGroupMoments(x, groupWidth: gw, into: &m)
+            moments[k, default: [:]][gw] = m
+        }
         var s = absSum[k] ?? [Double](repeating: 0, count: x.cols)
         for r in 0..<x.rows { for c in 0..<x.cols { s[c] += Double(abs(x.data[r * x.cols + c])) } }
         absSum[k] = s
@@ -70,6 +93,54 @@ final class ActivationSampler: LinearObserver {
         guard let d = rows[key(role)], let w = width[key(role)], !d.isEmpty else { return nil }
         return Matrix(rows: d.count / w, cols: w, data: d)
     }
+
+    /// m[g] += X_gᵀ·X_g for each group of `groupWidth` columns (f32 products per call, summed in f64).
+    static func accumulateGroupMoments(_ x: Matrix, groupWidth gw: Int, into m: inout [Double]) {
+        guard x.rows > 0 else { return }
+        var block = [Float](repeating: 0, count: gw * gw)
+        x.data.withUnsafeBufferPointer { xb in
+            for g in 0..<(x.cols / gw) {
+                block.withUnsafeMutableBufferPointer { b in
+                    Linear.sgemmATB(xb.baseAddress! + g * gw, lda: x.cols, xb.baseAddress! + g * gw, ldb: x.cols, b.baseAddress!, ldc: gw,
+                                    m: gw, n: gw, k: x.rows)
+                }
+                let base = g * gw * gw
+                for i in 0..<(gw * gw) { m[base + i] += Double(block[i]) }
+            }
+        }
+    }
+
+    /// Per (row, group) of Δ: Δ_g·(S⁻¹·M_g·S⁻¹)·Δ_gᵀ from the group moments M (all tokens; S the
+    /// input scale), nil where this input's moments for these groups were not kept.
+    func momentGroupErrors(_ role: TensorRole, diff: [Float], rows: Int, cols: Int, groupWidth gw: Int, inputScale: [Float]?) -> [Double]? {
+        guard let m = moments[key(role)]?[gw], m.count == cols * gw else { return nil }
+        let groups = cols / gw
+        var err = [Double](repeating: 0, count: rows * groups)
+        var h = [Float](repeating: 0, count: gw * gw)
+        var e = [Float](repeating: 0, count: rows * gw)
+        diff.withUnsafeBufferPointer { d in
+            for g in 0..<groups {
+                for i in 0..<gw {
+                    for j in 0..<gw {
+                        let si = Double(inputScale?[g * gw + i] ?? 1), sj = Double(inputScale?[g * gw + j] ?? 1)
+                        h[i * gw + j] = Float(m[g * gw * gw + i * gw + j] / (si * sj))
+                    }
+                }
+                // E = Δ_g·H, then each row's Σ E ∘ Δ_g.
+                h.withUnsafeBufferPointer { hb in
+                    e.withUnsafeMutableBufferPointer { eb in
+                        Linear.sgemmAB(d.baseAddress! + g * gw, lda: cols, hb.baseAddress!, ldb: gw, eb.baseAddress!, ldc: gw, m: rows, n: gw, k: gw)
+                    }
+                }
+                for r in 0..<rows {
+                    var s = 0.0
+                    for c in 0..<gw { s += Double(e[r * gw + c]) * Double(d[r * cols + g * gw + c]) }
+                    err[r * groups + g] = s
+                }
+            }
+        }
+        return err
+    }
 }
 
 /// What AWQ's scale and clip searches measure their loss on: sampled calibration activations
@@ -94,6 +165,9 @@ extension ActivationSampler: AWQLoss {
     }
 
     func groupErrors(_ role: TensorRole, diff: [Float], rows: Int, cols: Int, groupWidth: Int, inputScale: [Float]?) -> [Double] {
+        if let exact = momentGroupErrors(role, diff: diff, rows: rows, cols: cols, groupWidth: groupWidth, inputScale: inputScale) {
+            return exact
+        }
         guard var x = sample(role) else { return [Double](repeating: 0, count: rows * (cols / groupWidth)) }
         if let s = inputScale { for r in 0..<x.rows { for c in 0..<x.cols { x.data[r * x.cols + c] /= s[c] } } }
         var err = [Double](repeating: 0, count: rows * (cols / groupWidth))
@@ -302,7 +376,11 @@ public final class AWQProvider: LayerwiseCalibration {
         if let moments {
             sampler = MomentLoss(moments: moments)
         } else {
-            let activations = ActivationSampler(wanted: Set(quantizedRoles(layer: l)), cap: sampleCap)
+            let plan = self.plan, source = self.source
+            let activations = ActivationSampler(wanted: Set(quantizedRoles(layer: l)), cap: sampleCap) { role in
+                guard !Self.skipsClip(role), let scheme = plan.scheme(role), let cols = try? source.matrix(role).cols else { return nil }
+                return scheme.groupWidth(cols: cols)
+            }
             let model = passModel()
             model.linearObserver = activations
             model.allTokensThroughExperts = allTokensThroughExperts
@@ -471,8 +549,9 @@ public final class AWQProvider: LayerwiseCalibration {
         }
     }
 
-    /// Per (row, group), the range factor in {1, 0.95, …, 0.55} minimizing Σ over sampled tokens of
-    /// (Σ_group x·(q(w) − w))². (A refinement in steps of 0.01 around each group's best fitted
+    /// Per (row, group), the range factor in {1, 0.95, …, 0.55} minimizing Σ over the calibration
+    /// tokens of (Σ_group x·(q(w) − w))²: over all of them from the groups' second moments, or over
+    /// the sampled ones for groups too wide to keep moments of (per channel). (A refinement in steps of 0.01 around each group's best fitted
     /// the sample, not the text: on the trained fixture it raised held-out KL from 0.80× to 0.85×
     /// RTN's, mean of five samples.)
     func searchClip(_ w: [UInt16], rows: Int, cols: Int, scheme: QuantScheme, role: TensorRole, inputScale: [Float]?,
