@@ -14,8 +14,10 @@ public enum AttentionPath: Sendable {
 
 /// Multi-head Latent Attention of one layer.
 struct MLA {
-    /// Query rows whose scores are held at once in the naive (prefill) path.
-    static let queryBlock = 256
+    /// Query rows whose scores are held at once in the naive (prefill) path. A block meets only the
+    /// keys its last row sees, so smaller blocks skip more of the causal mask's zeros: at 64 rows a
+    /// 512-token prefill computes 56% of the full T × S scores instead of 75% at 256.
+    static let queryBlock = 64
 
     let config: ModelConfig
     let layer: Int
@@ -123,15 +125,16 @@ struct MLA {
                                     var i0 = 0
                                     while i0 < t {
                                         let m = Swift.min(block, t - i0)
-                                        Linear.sgemmABT(qb.baseAddress! + i0 * qd, lda: qd, kb.baseAddress!, ldb: qd, sb.baseAddress!, ldc: s,
-                                                        m: m, n: s, k: qd, alpha: scale)
+                                        let keys = start + i0 + m  // what the block's last row sees (causal)
+                                        Linear.sgemmABT(qb.baseAddress! + i0 * qd, lda: qd, kb.baseAddress!, ldb: qd, sb.baseAddress!, ldc: keys,
+                                                        m: m, n: keys, k: qd, alpha: scale)
                                         for i in 0..<m {
-                                            let visible = start + i0 + i + 1  // causal
-                                            Ops.softmax(sb.baseAddress! + i * s, visible)
-                                            for j in visible..<s { sb[i * s + j] = 0 }
+                                            let visible = start + i0 + i + 1
+                                            Ops.softmax(sb.baseAddress! + i * keys, visible)
+                                            for j in visible..<keys { sb[i * keys + j] = 0 }
                                         }
-                                        Linear.sgemmAB(sb.baseAddress!, lda: s, vb.baseAddress!, ldb: vDim, ob.baseAddress! + i0 * vDim, ldc: vDim,
-                                                       m: m, n: vDim, k: s)
+                                        Linear.sgemmAB(sb.baseAddress!, lda: keys, vb.baseAddress!, ldb: vDim, ob.baseAddress! + i0 * vDim, ldc: vDim,
+                                                       m: m, n: vDim, k: keys)
                                         i0 += m
                                     }
                                 }
