@@ -1,5 +1,6 @@
 import CKernels
 import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -64,23 +65,19 @@ final class HeapMutex: @unchecked Sendable {
     }
 }
 
-/// A lock-protected counter (fetch-and-add), for handing out work.
-public final class AtomicCounter: @unchecked Sendable {
-    private var value = 0
-    private let lock = HeapMutex()
+/// A fetch-and-add counter, for handing out work (one atomic instruction per piece, so pieces
+/// may be small: decode hands out a few hundred KB of weights at a time).
+public final class AtomicCounter: Sendable {
+    private let value: Atomic<Int>
 
-    public init(_ start: Int = 0) { value = start }
+    public init(_ start: Int = 0) { value = Atomic(start) }
 
     /// Returns the value before adding `by`.
     public func increment(by: Int = 1) -> Int {
-        lock.withLock {
-            let v = value
-            value += by
-            return v
-        }
+        value.wrappingAdd(by, ordering: .relaxed).oldValue
     }
 
-    public var current: Int { lock.withLock { value } }
+    public var current: Int { value.load(ordering: .relaxed) }
 }
 
 /// A mutex around a value, for results gathered from parallel workers.
