@@ -96,53 +96,44 @@ struct MLA {
         let qd = qDim, nope = nope, ropeDim = ropeDim, vDim = vDim, heads = heads, rank = rank
         let qp = UnsafeSendable(q), kvp = UnsafeSendable(kv)
         let lat = UnsafeSendable(latents)
-        // Each head writes its own columns of `out` (disjoint), so no serial gather follows.
+        // Each head reads its Q, K and V in place (BLAS strides: q's and kv's rows hold every head,
+        // k_pe is the latents' shared tail) and writes its own columns of `out` (disjoint).
         out.data.withUnsafeMutableBufferPointer { outBuffer in
             let outp = UnsafeSendable(outBuffer.baseAddress!)
             parallelFor(heads, threads: threads) { h in
                 let q = qp.value, kv = kvp.value
-                // Q_h [T, qd], K_h [S, qd] = [k_nope_h | k_pe], V_h [S, v].
-                var qh = [Float](repeating: 0, count: t * qd)
-                var kh = [Float](repeating: 0, count: s * qd)
-                var vh = [Float](repeating: 0, count: s * vDim)
-                for i in 0..<t { for d in 0..<qd { qh[i * qd + d] = q.data[i * heads * qd + h * qd + d] } }
-                let kvw = heads * (nope + vDim)
-                for j in 0..<s {
-                    for d in 0..<nope { kh[j * qd + d] = kv.data[j * kvw + h * (nope + vDim) + d] }
-                    for d in 0..<ropeDim { kh[j * qd + nope + d] = lat.value[j * w + rank + d] }
-                    for d in 0..<vDim { vh[j * vDim + d] = kv.data[j * kvw + h * (nope + vDim) + nope + d] }
-                }
-                // scores = scale · Q_h K_hᵀ; causal softmax; o = P V_h [T, v], a block of query rows at
-                // a time so that the scores never exceed queryBlock × S (memory linear in the prompt).
+                let kvw = heads * (nope + vDim), qRow = heads * qd
+                // scores = scale · (Q_nope K_nopeᵀ + Q_pe K_peᵀ); causal softmax; o = P V_h, a block
+                // of query rows at a time so that the scores never exceed queryBlock × S (memory
+                // linear in the prompt).
                 let block = Swift.max(1, Swift.min(t, MLA.queryBlock))
                 var scores = [Float](repeating: 0, count: block * s)
-                var o = [Float](repeating: 0, count: t * vDim)
-                qh.withUnsafeBufferPointer { qb in
-                    kh.withUnsafeBufferPointer { kb in
-                        scores.withUnsafeMutableBufferPointer { sb in
-                            vh.withUnsafeBufferPointer { vb in
-                                o.withUnsafeMutableBufferPointer { ob in
-                                    var i0 = 0
-                                    while i0 < t {
-                                        let m = Swift.min(block, t - i0)
-                                        let keys = start + i0 + m  // what the block's last row sees (causal)
-                                        Linear.sgemmABT(qb.baseAddress! + i0 * qd, lda: qd, kb.baseAddress!, ldb: qd, sb.baseAddress!, ldc: keys,
-                                                        m: m, n: keys, k: qd, alpha: scale)
-                                        for i in 0..<m {
-                                            let visible = start + i0 + i + 1
-                                            Ops.softmax(sb.baseAddress! + i * keys, visible)
-                                            for j in visible..<keys { sb[i * keys + j] = 0 }
-                                        }
-                                        Linear.sgemmAB(sb.baseAddress!, lda: keys, vb.baseAddress!, ldb: vDim, ob.baseAddress! + i0 * vDim, ldc: vDim,
-                                                       m: m, n: vDim, k: keys)
-                                        i0 += m
+                q.data.withUnsafeBufferPointer { qb in
+                    kv.data.withUnsafeBufferPointer { kb in
+                        lat.value.withUnsafeBufferPointer { lb in
+                            scores.withUnsafeMutableBufferPointer { sb in
+                                let qh = qb.baseAddress! + h * qd, kh = kb.baseAddress! + h * (nope + vDim)
+                                var i0 = 0
+                                while i0 < t {
+                                    let m = Swift.min(block, t - i0)
+                                    let keys = start + i0 + m  // what the block's last row sees (causal)
+                                    Linear.sgemmABT(qh + i0 * qRow, lda: qRow, kh, ldb: kvw, sb.baseAddress!, ldc: keys,
+                                                    m: m, n: keys, k: nope, alpha: scale)
+                                    Linear.sgemmABT(qh + i0 * qRow + nope, lda: qRow, lb.baseAddress! + rank, ldb: w, sb.baseAddress!, ldc: keys,
+                                                    m: m, n: keys, k: ropeDim, alpha: scale, beta: 1)
+                                    for i in 0..<m {
+                                        let visible = start + i0 + i + 1
+                                        Ops.softmax(sb.baseAddress! + i * keys, visible)
+                                        for j in visible..<keys { sb[i * keys + j] = 0 }
                                     }
+                                    Linear.sgemmAB(sb.baseAddress!, lda: keys, kh + nope, ldb: kvw, outp.value + i0 * heads * vDim + h * vDim,
+                                                   ldc: heads * vDim, m: m, n: vDim, k: keys)
+                                    i0 += m
                                 }
                             }
                         }
                     }
                 }
-                for i in 0..<t { for d in 0..<vDim { outp.value[i * heads * vDim + h * vDim + d] = o[i * vDim + d] } }
             }
         }
         return out
