@@ -14,6 +14,7 @@ import SafeTensors
 //   dsconv-bench gemm [--threads N]                  our GEMM tiles (f32 exact, bf16 kind) at 512 × 5120 × 5120 (GFLOP/s)
 //   dsconv-bench prefill DIR [--tokens T] [--threads N] [--bf16-activations]
 //   dsconv-bench decode DIR [--tokens T] [--threads N] [--int8-activations]
+//   dsconv-bench forkjoin       one parallel region's overhead (8 × 25 µs of work)
 
 func arg(_ name: String, _ def: Int) -> Int {
     let a = CommandLine.arguments
@@ -78,6 +79,16 @@ case "gemm":
         result[name] = best
     }
     print("{\"case\":\"gemm\",\"threads\":\(threads),\"bf16_kind\":\"\(Linear.bf16KindName)\",\"f32_tiles_gflops\":\(result["f32_tiles"] ?? 0),\"bf16_gflops\":\(result["bf16"] ?? 0)}")
+case "forkjoin":
+    // One parallel region's cost: 8 items of 25 µs of spinning (200 µs of work), 2000 times;
+    // the ideal is 200 µs / threads per region.
+    @Sendable nonisolated func spin(_ us: Double) {
+        let t = DispatchTime.now().uptimeNanoseconds
+        while Double(DispatchTime.now().uptimeNanoseconds - t) < us * 1000 {}
+    }
+    let n = 2000
+    let s = time { for _ in 0..<n { parallelFor(8, threads: threads) { _ in spin(25) } } }
+    print("{\"case\":\"forkjoin\",\"threads\":\(threads),\"microseconds\":\(s / Double(n) * 1e6),\"ideal\":\(200.0 / Double(threads))}")
 case "memcpy":
     let size = 1 << 30
     let src = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)

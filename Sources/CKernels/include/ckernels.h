@@ -63,6 +63,13 @@ void dsk_matvec_bf16dot(const uint16_t *xb, size_t K, const uint16_t *W, size_t 
 /* out[c] = sum_d a[d] * W[d, c] for bf16 W row-major [n, cols], rows in order. */
 void dsk_rows_axpy_bf16(const float *a, size_t n, const uint16_t *W, size_t cols, float *out);
 
+/* A spin-wait hint (x86 `pause`; nothing elsewhere), for threads waiting a few microseconds. */
+static inline void dsk_cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+}
+
 /* glibc: keep large freed blocks for reuse instead of unmapping them (no-op elsewhere). */
 void dsk_keep_freed_memory(void);
 
