@@ -27,6 +27,15 @@ public final class MappedFile: @unchecked Sendable {
             let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0)
             guard let p, p != MAP_FAILED else { throw .io(file: path, operation: "mmap", errno: errno) }
             base = p
+            #if os(Linux)
+            // 2 MB mappings where the kernel can give them: pages this map faults in are read ahead
+            // as huge folios and mapped whole (file-backed THP), and so are cached large folios. The
+            // forward pass streams every weight per token, and at 4 KB a decoded token of V2.5
+            // walks the page tables hundreds of thousands of times (dearer still under
+            // virtualization): decode ran 1.2–1.4× faster with the weights mapped at 2 MB here.
+            // Advice only: a kernel or file system without it keeps 4 KB pages.
+            _ = madvise(p, size, MADV_HUGEPAGE)
+            #endif
         }
     }
 
