@@ -162,6 +162,7 @@ struct MLA {
             var qt = [Float](repeating: 0, count: rank)
             var scores = [Float](repeating: 0, count: s)
             var latentOut = [Float](repeating: 0, count: rank)
+            var latentSplit = [Float](repeating: 0, count: max(dsk_matvec_split_count(rank), 1))
             for i in 0..<t {
                 let qrow = i * heads * qd + h * qd
                 for c in 0..<rank { qt[c] = 0 }
@@ -221,6 +222,7 @@ struct MLA {
             var qFull = [Float](repeating: 0, count: w)
             var scores = [Float](repeating: 0, count: s)
             var latentOut = [Float](repeating: 0, count: rank)
+            var latentSplit = [Float](repeating: 0, count: max(dsk_matvec_split_count(rank), 1))
             for i in 0..<t {
                 let qrow = i * heads * qd + h * qd
                 q.data.withUnsafeBufferPointer { qb in qFull.withUnsafeMutableBufferPointer { dsk_rows_axpy_bf16(qb.baseAddress! + qrow, nope, kBlock, rank, $0.baseAddress!) } }
@@ -240,8 +242,12 @@ struct MLA {
                     }
                 }
                 // Each head writes its own columns of its own rows: no two threads share an element.
-                latentOut.withUnsafeBufferPointer {
-                    dsk_matmul_xwT_bf16($0.baseAddress!, 1, rank, vBlock, rank, 0, vDim, op.value + i * heads * vDim + h * vDim, vDim)
+                // o_h = W_vb,h · latentOut, a weight row at a time (`dsk_matvec_bf16`: rows of 512).
+                latentOut.withUnsafeBufferPointer { lo in
+                    latentSplit.withUnsafeMutableBufferPointer { ls in
+                        dsk_matvec_split_x(lo.baseAddress!, rank, ls.baseAddress!)
+                        dsk_matvec_bf16(ls.baseAddress!, lo.baseAddress!, rank, vBlock, 0, vDim, op.value + i * heads * vDim + h * vDim)
+                    }
                 }
             }
         }
