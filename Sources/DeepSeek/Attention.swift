@@ -162,7 +162,6 @@ struct MLA {
             var qt = [Float](repeating: 0, count: rank)
             var scores = [Float](repeating: 0, count: s)
             var latentOut = [Float](repeating: 0, count: rank)
-            var latentSplit = [Float](repeating: 0, count: max(dsk_matvec_split_count(rank), 1))
             for i in 0..<t {
                 let qrow = i * heads * qd + h * qd
                 for c in 0..<rank { qt[c] = 0 }

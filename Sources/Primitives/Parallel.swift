@@ -51,18 +51,13 @@ public final class SpinningPool: @unchecked Sendable {
     /// The current region: its work-sharing loop and how many threads take part (the caller first).
     private nonisolated(unsafe) var job: (@Sendable () -> Void)? = nil
     private nonisolated(unsafe) var participants = 0
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let wake: UnsafeMutablePointer<pthread_cond_t>
+    /// Guards `sleepers` and the generation's increments, so a worker going to sleep misses no region.
+    private let lock = HeapMutex()
+    private let wake = HeapCondition()
     private nonisolated(unsafe) var sleepers = 0
 
     init(workers: Int) {
         self.workers = max(0, workers)
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-        wake = .allocate(capacity: 1)
-        wake.initialize(to: pthread_cond_t())
-        pthread_cond_init(wake, nil)
         for index in 0..<self.workers {
             let context = Unmanaged.passRetained(WorkerContext(pool: self, index: index)).toOpaque()
             var thread = pthread_t()
@@ -96,10 +91,10 @@ public final class SpinningPool: @unchecked Sendable {
         job = share
         participants = count
         pending.store(workers, ordering: .relaxed)
-        pthread_mutex_lock(mutex)
-        generation.wrappingAdd(1, ordering: .releasing)
-        if sleepers > 0 { pthread_cond_broadcast(wake) }
-        pthread_mutex_unlock(mutex)
+        lock.withLock {
+            generation.wrappingAdd(1, ordering: .releasing)
+            if sleepers > 0 { wake.broadcast() }
+        }
         share()
         while pending.load(ordering: .acquiring) > 0 { dsk_cpu_relax() }
         job = nil
@@ -116,13 +111,13 @@ public final class SpinningPool: @unchecked Sendable {
                 dsk_cpu_relax()
                 spun += 1
                 if spun % 256 == 0, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 > Self.spinSeconds {
-                    pthread_mutex_lock(mutex)
-                    while generation.load(ordering: .acquiring) == seen {
-                        sleepers += 1
-                        pthread_cond_wait(wake, mutex)
-                        sleepers -= 1
+                    lock.withLock {
+                        while generation.load(ordering: .acquiring) == seen {
+                            sleepers += 1
+                            lock.wait(wake)
+                            sleepers -= 1
+                        }
                     }
-                    pthread_mutex_unlock(mutex)
                 }
             }
             seen = generation.load(ordering: .acquiring)
@@ -167,6 +162,28 @@ final class HeapMutex: @unchecked Sendable {
         defer { pthread_mutex_unlock(mutex) }
         return try body()
     }
+
+    /// Waits for `condition` inside `withLock` (the lock released while waiting, held again after).
+    func wait(_ condition: HeapCondition) { pthread_cond_wait(condition.cond, mutex) }
+}
+
+/// A pthread condition variable at a fixed heap address, waited on with a `HeapMutex`.
+final class HeapCondition: @unchecked Sendable {
+    fileprivate let cond: UnsafeMutablePointer<pthread_cond_t>
+
+    init() {
+        cond = .allocate(capacity: 1)
+        cond.initialize(to: pthread_cond_t())
+        pthread_cond_init(cond, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(cond)
+        cond.deinitialize(count: 1)
+        cond.deallocate()
+    }
+
+    func broadcast() { pthread_cond_broadcast(cond) }
 }
 
 /// A fetch-and-add counter, for handing out work (one atomic instruction per piece, so pieces
