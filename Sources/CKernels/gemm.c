@@ -142,14 +142,16 @@ AVX512F static inline __attribute__((always_inline)) __m128 reduce4(__m512 a, __
     return _mm512_castps512_ps128(v);
 }
 
-/* Y tile (rm × rn valid of 4 × 6) stored or added: each column's four rows reduced together. */
+/* Y tile (rm × rn valid of 4 × 6) stored or added: each column's four rows reduced together.
+ * Every column is reduced and only the stores are guarded, so that each accumulator is named by
+ * a constant index: a loop bounded by rn made the compiler keep the tile in a stack array (zeroed
+ * by a memset call per tile, about 5% of a bf16 prefill). */
 AVX512F static inline __attribute__((always_inline)) void store_tile(__m512 acc[RM][RN], int rm, int rn, float *Y, size_t ldy,
                                                                       int add) {
-    for (int j = 0; j < rn; j++) {
-        float s[4];
-        _mm_storeu_ps(s, reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
-        for (int i = 0; i < rm; i++) Y[i * ldy + j] = add ? Y[i * ldy + j] + s[i] : s[i];
-    }
+    float s[RN][4];
+    for (int j = 0; j < RN; j++) _mm_storeu_ps(s[j], reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
+    for (int i = 0; i < rm; i++)
+        for (int j = 0; j < rn; j++) Y[i * ldy + j] = add ? Y[i * ldy + j] + s[j][i] : s[j][i];
 }
 
 /* A W panel as the tiles read it: row j's step s (L elements) at base + j · row + s · step, in
@@ -289,7 +291,7 @@ static size_t dot_lanes(int kind) { return dsk_gemm_is_f32(kind) ? 16 : 32; }
 
 /* Whole panels (6 rows, K a multiple of 32) are read in place from the checkpoint; a short last
  * panel or an odd K goes through a zero-padded packed copy. */
-AVX512BF16 static void gemm_avx512bf16(const uint16_t *xp, size_t M, size_t K, const uint16_t *W, size_t n0, size_t n1,
+AVX512BF16 static void gemm_avx512bf16(const uint16_t *xp, size_t M, size_t K, const uint16_t *W, size_t ldw, size_t n0, size_t n1,
                                        float *Y, size_t ldy) {
     size_t mb = round_up(M, RM) / RM, kcmax = K < KC_BF16 ? round_up(K, 32) : KC_BF16;
     uint16_t *wp = scratch(RN * kcmax * 2);
@@ -302,13 +304,13 @@ AVX512BF16 static void gemm_avx512bf16(const uint16_t *xp, size_t M, size_t K, c
                 int rn = (int)(n1 - n < RN ? n1 - n : RN);
                 w_panel w;
                 if (rn == RN && K % 32 == 0) {
-                    w = (w_panel){W + n * K + k0, K, 32, NULL, K * 2};
+                    w = (w_panel){W + n * ldw + k0, ldw, 32, NULL, ldw * 2};
                 } else {
-                    pack_bf16_rows(W + n * K, K, (size_t)rn, RN, k0, kc, wp);
-                    w = (w_panel){wp, 32, RN * 32, NULL, K * 2};
+                    pack_bf16_rows(W + n * ldw, ldw, (size_t)rn, RN, k0, kc, wp);
+                    w = (w_panel){wp, 32, RN * 32, NULL, ldw * 2};
                 }
                 /* the next panel's lines, fetched while the first row block runs */
-                if (n + 2 * RN <= n1) w.next = (const char *)(W + (n + RN) * K + k0);
+                if (n + 2 * RN <= n1) w.next = (const char *)(W + (n + RN) * ldw + k0);
                 for (size_t b = c0; b < c1; b++) {
                     int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
                     tile_bf16(xb + b * RM * steps * 32, w, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0);
@@ -324,7 +326,7 @@ typedef void (*f32_tile_fn)(const float *, const float *, size_t, int, int, floa
 
 /* The f32 kinds: W rows packed (converted from bf16) 6 at a time per K block, then multiplied by
  * every 4-row block of a 128-row chunk of X by `tile`. */
-static void gemm_f32(const float *xp, size_t M, size_t K, const void *W, int wbf16, size_t n0, size_t n1, float *Y,
+static void gemm_f32(const float *xp, size_t M, size_t K, const void *W, size_t ldw, int wbf16, size_t n0, size_t n1, float *Y,
                      size_t ldy, f32_tile_fn tile) {
     size_t mb = round_up(M, RM) / RM, kcmax = K < KC_F32 ? round_up(K, 16) : KC_F32;
     float *wp = scratch(RN * kcmax * 4);
@@ -335,14 +337,14 @@ static void gemm_f32(const float *xp, size_t M, size_t K, const void *W, int wbf
             size_t c1 = c0 + M_CHUNK < mb ? c0 + M_CHUNK : mb;
             for (size_t n = n0; n < n1; n += RN) {
                 int rn = (int)(n1 - n < RN ? n1 - n : RN);
-                const void *w = wbf16 ? (const void *)((const uint16_t *)W + n * K) : (const void *)((const float *)W + n * K);
-                pack_f32_rows(w, wbf16, K, (size_t)rn, RN, k0, kc, wp);
+                const void *w = wbf16 ? (const void *)((const uint16_t *)W + n * ldw) : (const void *)((const float *)W + n * ldw);
+                pack_f32_rows(w, wbf16, ldw, (size_t)rn, RN, k0, kc, wp);
                 /* the next panel's source lines, fetched while the first row block runs */
                 size_t esize = wbf16 ? 2 : 4;
-                const char *next = n + 2 * RN <= n1 ? (const char *)W + ((n + RN) * K + k0) * esize : NULL;
+                const char *next = n + 2 * RN <= n1 ? (const char *)W + ((n + RN) * ldw + k0) * esize : NULL;
                 for (size_t b = c0; b < c1; b++) {
                     int rm = (int)(M - b * RM < RM ? M - b * RM : RM);
-                    tile(xb + b * RM * steps * 16, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0, next, K * esize,
+                    tile(xb + b * RM * steps * 16, wp, steps, rm, rn, Y + b * RM * ldy + (n - n0), ldy, k0 > 0, next, ldw * esize,
                          16 * esize);
                     next = NULL;
                 }
@@ -493,7 +495,7 @@ AVX512F static void bcast_tile(const float *xp, const float *wp, size_t kc, int 
         }
 }
 
-AVX512F static void gemm_f32_bcast(const float *xp, size_t M, size_t K, const void *W, int wbf16, size_t n0, size_t n1,
+AVX512F static void gemm_f32_bcast(const float *xp, size_t M, size_t K, const void *W, size_t ldw, int wbf16, size_t n0, size_t n1,
                                    float *Y, size_t ldy) {
     size_t mp = round_up(M, BC_MR), mb = mp / BC_MR, kcmax = K < BC_KC ? K : BC_KC;
     float *wp = scratch(BC_NR * kcmax * 4);
@@ -506,18 +508,18 @@ AVX512F static void gemm_f32_bcast(const float *xp, size_t M, size_t K, const vo
                 int rn = (int)(n1 - n < BC_NR ? n1 - n : BC_NR);
                 for (int j = 0; j < BC_NR; j++) {
                     if (j < rn && wbf16) {
-                        dsk_bf16_to_f32((const uint16_t *)W + (n + j) * K + k0, wp + j * kc, kc);
+                        dsk_bf16_to_f32((const uint16_t *)W + (n + j) * ldw + k0, wp + j * kc, kc);
                     } else if (j < rn) {
-                        memcpy(wp + j * kc, (const float *)W + (n + j) * K + k0, kc * 4);
+                        memcpy(wp + j * kc, (const float *)W + (n + j) * ldw + k0, kc * 4);
                     } else {
                         memset(wp + j * kc, 0, kc * 4);
                     }
                 }
                 size_t esize = wbf16 ? 2 : 4;
-                const char *next = n + 2 * BC_NR <= n1 ? (const char *)W + ((n + BC_NR) * K + k0) * esize : NULL;
+                const char *next = n + 2 * BC_NR <= n1 ? (const char *)W + ((n + BC_NR) * ldw + k0) * esize : NULL;
                 for (size_t b = c0; b < c1; b++) {
                     int rm = (int)(M - b * BC_MR < BC_MR ? M - b * BC_MR : BC_MR);
-                    bcast_tile(xb + b * BC_MR * kc, wp, kc, rm, rn, Y + b * BC_MR * ldy + (n - n0), ldy, k0 > 0, next, K * esize,
+                    bcast_tile(xb + b * BC_MR * kc, wp, kc, rm, rn, Y + b * BC_MR * ldy + (n - n0), ldy, k0 > 0, next, ldw * esize,
                                esize);
                     next = NULL;
                 }
@@ -550,13 +552,13 @@ AMX static void amx_configure(void) {
     _tile_loadconfig(&c);
 }
 
-/* 32 W rows copied to rows of kp, zero-padded (rows past `rows`, columns past K). */
-static void amx_pack_w(const uint16_t *W, size_t K, size_t rows, size_t kp, uint16_t *panel) {
+/* 32 W rows (stride ldw) copied to rows of kp, zero-padded (rows past `rows`, columns past K). */
+static void amx_pack_w(const uint16_t *W, size_t ldw, size_t K, size_t rows, size_t kp, uint16_t *panel) {
     memset(panel, 0, 32 * kp * 2);
-    for (size_t r = 0; r < rows; r++) memcpy(panel + r * kp, W + r * K, K * 2);
+    for (size_t r = 0; r < rows; r++) memcpy(panel + r * kp, W + r * ldw, K * 2);
 }
 
-AMX static void gemm_amx(const uint16_t *Xv, size_t M, size_t K, const uint16_t *W, size_t n0, size_t n1, float *Y,
+AMX static void gemm_amx(const uint16_t *Xv, size_t M, size_t K, const uint16_t *W, size_t ldw, size_t n0, size_t n1, float *Y,
                          size_t ldy) {
     size_t kp = round_up(K, 32), mp = round_up(M, 32), steps = kp / 32;
     uint16_t *panel = scratch(32 * kp * 2);
@@ -566,10 +568,10 @@ AMX static void gemm_amx(const uint16_t *Xv, size_t M, size_t K, const uint16_t 
         size_t rows = n1 - n < 32 ? n1 - n : 32;
         /* Whole blocks are tiles as stored (rows of K); a short block or an odd K goes through
          * a zero-padded panel laid out the same way. */
-        const uint16_t *A0 = W + n * K;
-        size_t lda = K;
+        const uint16_t *A0 = W + n * ldw;
+        size_t lda = ldw;
         if (rows < 32 || K % 32 != 0) {
-            amx_pack_w(W + n * K, K, rows, kp, panel);
+            amx_pack_w(W + n * ldw, ldw, K, rows, kp, panel);
             A0 = panel;
             lda = kp;
         }
@@ -688,6 +690,9 @@ void dsk_gemm_pack_x_rows(const float *X, size_t M, size_t ldx, size_t K, int ki
     free(row);
 }
 
+#if defined(__x86_64__) && defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 void dsk_round_bf16_f32(const float *x, size_t n, float *out) {
     for (size_t i = 0; i < n; i++) {
         uint32_t u = (uint32_t)f32_to_bf16(x[i]) << 16;
@@ -695,22 +700,47 @@ void dsk_round_bf16_f32(const float *x, size_t n, float *out) {
     }
 }
 
+#if defined(__x86_64__) && defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 void dsk_round_bf16(const float *x, size_t n, uint16_t *out) {
     for (size_t i = 0; i < n; i++) out[i] = f32_to_bf16(x[i]);
 }
 
+void dsk_transpose_rows(const float *src, size_t rows, size_t cols, size_t lds, int bf16, void *dst, size_t ldd) {
+    /* 16 source rows at a time, so that each destination row is written 64 bytes at a stretch */
+    for (size_t r0 = 0; r0 < rows; r0 += 16) {
+        const size_t r1 = r0 + 16 < rows ? r0 + 16 : rows;
+        for (size_t c = 0; c < cols; c++) {
+            if (bf16) {
+                uint16_t *d = (uint16_t *)dst + c * ldd;
+                for (size_t r = r0; r < r1; r++) d[r] = f32_to_bf16(src[r * lds + c]);
+            } else {
+                float *d = (float *)dst + c * ldd;
+                for (size_t r = r0; r < r1; r++) d[r] = src[r * lds + c];
+            }
+        }
+    }
+}
+
 void dsk_gemm_xwT(const void *xp, size_t M, size_t K, const void *W, int w_is_bf16, size_t n0, size_t n1, float *Y,
                   size_t ldy, int kind) {
+    dsk_gemm_xwT_ld(xp, M, K, W, K, w_is_bf16, n0, n1, Y, ldy, kind);
+}
+
+void dsk_gemm_xwT_ld(const void *xp, size_t M, size_t K, const void *W, size_t ldw, int w_is_bf16, size_t n0, size_t n1,
+                     float *Y, size_t ldy, int kind) {
     if (M == 0 || n1 <= n0) return;
+    if (ldw < K) abort(); /* a caller bug: rows overlap */
     /* caller bugs: a kind this CPU lacks, or f32 weights for a bf16 kind */
     if (!dsk_gemm_supported(kind) || (!dsk_gemm_is_f32(kind) && !w_is_bf16)) abort();
     switch (kind) {
-    case DSK_GEMM_AMX: gemm_amx(xp, M, K, W, n0, n1, Y, ldy); break;
-    case DSK_GEMM_AVX512BF16: gemm_avx512bf16(xp, M, K, W, n0, n1, Y, ldy); break;
-    case DSK_GEMM_F32_AVX2: gemm_f32(xp, M, K, W, w_is_bf16, n0, n1, Y, ldy, tile_f32_avx2); break;
+    case DSK_GEMM_AMX: gemm_amx(xp, M, K, W, ldw, n0, n1, Y, ldy); break;
+    case DSK_GEMM_AVX512BF16: gemm_avx512bf16(xp, M, K, W, ldw, n0, n1, Y, ldy); break;
+    case DSK_GEMM_F32_AVX2: gemm_f32(xp, M, K, W, ldw, w_is_bf16, n0, n1, Y, ldy, tile_f32_avx2); break;
     default:
-        if (use_bcast(kind, M)) gemm_f32_bcast(xp, M, K, W, w_is_bf16, n0, n1, Y, ldy);
-        else gemm_f32(xp, M, K, W, w_is_bf16, n0, n1, Y, ldy, tile_f32);
+        if (use_bcast(kind, M)) gemm_f32_bcast(xp, M, K, W, ldw, w_is_bf16, n0, n1, Y, ldy);
+        else gemm_f32(xp, M, K, W, ldw, w_is_bf16, n0, n1, Y, ldy, tile_f32);
         break;
     }
 }

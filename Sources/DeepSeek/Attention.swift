@@ -83,6 +83,16 @@ struct MLA {
         return try project(.o(layer: layer), attn)
     }
 
+    /// The GEMM kind of the prefill attention core (Q·Kᵀ and P·V per head): the bf16 tiles where
+    /// `bf16Activations` rounds a prompt's activations anyway; else our exact f32 tiles; nil (CPUs
+    /// with neither AVX-512F nor AVX2): BLAS sgemm.
+    func coreKind(rows: Int) -> Int32? {
+        if backend == .bf16Activations && rows >= Linear.bf16GemmThreshold && Linear.bf16Kind != Int32(DSK_GEMM_F32) {
+            return Linear.bf16Kind
+        }
+        return Linear.exactGemm.kind
+    }
+
     /// Full per-head K/V from the latents: k_nope, v = split(kv_b(c_kv)). Returns [T, heads·v].
     func naive(q: Matrix, start: Int, latents: [Float], kvb: WeightMatrix, project: Projector) -> Matrix {
         let t = q.rows
@@ -96,16 +106,17 @@ struct MLA {
         let qd = qDim, nope = nope, ropeDim = ropeDim, vDim = vDim, heads = heads, rank = rank
         let qp = UnsafeSendable(q), kvp = UnsafeSendable(kv)
         let lat = UnsafeSendable(latents)
-        // Each head reads its Q, K and V in place (BLAS strides: q's and kv's rows hold every head,
-        // k_pe is the latents' shared tail) and writes its own columns of `out` (disjoint).
+        let kind = coreKind(rows: t)
+        // Each head reads its Q, K and V in place or from its own copies and writes its own
+        // columns of `out` (disjoint). scores = scale · (Q_nope K_nopeᵀ + Q_pe K_peᵀ); causal
+        // softmax; o = P V_h, a block of query rows at a time so that the scores never exceed
+        // queryBlock × S (memory linear in the prompt), each block meeting only the keys its last
+        // row sees.
         out.data.withUnsafeMutableBufferPointer { outBuffer in
             let outp = UnsafeSendable(outBuffer.baseAddress!)
             parallelFor(heads, threads: threads) { h in
                 let q = qp.value, kv = kvp.value
                 let kvw = heads * (nope + vDim), qRow = heads * qd
-                // scores = scale · (Q_nope K_nopeᵀ + Q_pe K_peᵀ); causal softmax; o = P V_h, a block
-                // of query rows at a time so that the scores never exceed queryBlock × S (memory
-                // linear in the prompt).
                 let block = Swift.max(1, Swift.min(t, MLA.queryBlock))
                 var scores = [Float](repeating: 0, count: block * s)
                 q.data.withUnsafeBufferPointer { qb in
@@ -113,19 +124,21 @@ struct MLA {
                         lat.value.withUnsafeBufferPointer { lb in
                             scores.withUnsafeMutableBufferPointer { sb in
                                 let qh = qb.baseAddress! + h * qd, kh = kb.baseAddress! + h * (nope + vDim)
+                                if let kind {
+                                    Self.tiledCore(kind: kind, q: qh, qRow: qRow, t: t, start: start, block: block, keys: kh, kvRow: kvw,
+                                                   kpe: lb.baseAddress! + rank, latentRow: w, nope: nope, ropeDim: ropeDim, vDim: vDim,
+                                                   scale: scale, scores: sb.baseAddress!, out: outp.value + h * vDim, outRow: heads * vDim)
+                                    return
+                                }
                                 var i0 = 0
                                 while i0 < t {
                                     let m = Swift.min(block, t - i0)
-                                    let keys = start + i0 + m  // what the block's last row sees (causal)
+                                    let keys = start + i0 + m
                                     Linear.sgemmABT(qh + i0 * qRow, lda: qRow, kh, ldb: kvw, sb.baseAddress!, ldc: keys,
-                                                    m: m, n: keys, k: nope, alpha: scale)
+                                                    m: m, n: keys, k: nope)
                                     Linear.sgemmABT(qh + i0 * qRow + nope, lda: qRow, lb.baseAddress! + rank, ldb: w, sb.baseAddress!, ldc: keys,
-                                                    m: m, n: keys, k: ropeDim, alpha: scale, beta: 1)
-                                    for i in 0..<m {
-                                        let visible = start + i0 + i + 1
-                                        Ops.softmax(sb.baseAddress! + i * keys, visible)
-                                        for j in visible..<keys { sb[i * keys + j] = 0 }
-                                    }
+                                                    m: m, n: keys, k: ropeDim, beta: 1)
+                                    for i in 0..<m { dsk_softmax_masked(sb.baseAddress! + i * keys, start + i0 + i + 1, keys, scale) }
                                     Linear.sgemmAB(sb.baseAddress!, lda: keys, kh + nope, ldb: kvw, outp.value + i0 * heads * vDim + h * vDim,
                                                    ldc: heads * vDim, m: m, n: vDim, k: keys)
                                     i0 += m
@@ -137,6 +150,52 @@ struct MLA {
             }
         }
         return out
+    }
+
+    /// One head's attention core on our GEMM tiles (`dsk_gemm_xwT_ld`). The head's keys
+    /// [S, nope + rope] (k_nope from kv_b's output, k_pe from the latents) and its values
+    /// transposed [v, S] are copied once into the kind's weight format (bf16, rounded, for the bf16
+    /// kinds; f32 for the exact ones), then each query block is packed, multiplied by the keys,
+    /// soft-maxed, packed again and multiplied by the values. The exact kinds sum in another order
+    /// than BLAS, nothing else.
+    static func tiledCore(kind: Int32, q: UnsafePointer<Float>, qRow: Int, t: Int, start: Int, block: Int,
+                          keys kh: UnsafePointer<Float>, kvRow: Int, kpe: UnsafePointer<Float>, latentRow: Int,
+                          nope: Int, ropeDim: Int, vDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>,
+                          out: UnsafeMutablePointer<Float>, outRow: Int) {
+        let s = start + t, qd = nope + ropeDim
+        let bf16 = dsk_gemm_is_f32(kind) == 0, esize = bf16 ? 2 : 4
+        let keys = UnsafeMutableRawPointer.allocate(byteCount: s * qd * esize, alignment: 64)
+        let values = UnsafeMutableRawPointer.allocate(byteCount: vDim * s * esize, alignment: 64)
+        let packedCount = Swift.max(dsk_gemm_packed_x_count(block, qd, kind), dsk_gemm_packed_x_count(block, s, kind))
+        let packed = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(packedCount * esize, 64), alignment: 64)
+        defer {
+            keys.deallocate()
+            values.deallocate()
+            packed.deallocate()
+        }
+        for j in 0..<s {
+            if bf16 {
+                let row = keys.assumingMemoryBound(to: UInt16.self) + j * qd
+                dsk_round_bf16(kh + j * kvRow, nope, row)
+                dsk_round_bf16(kpe + j * latentRow, ropeDim, row + nope)
+            } else {
+                let row = keys.assumingMemoryBound(to: Float.self) + j * qd
+                row.update(from: kh + j * kvRow, count: nope)
+                (row + nope).update(from: kpe + j * latentRow, count: ropeDim)
+            }
+        }
+        dsk_transpose_rows(kh + nope, s, vDim, kvRow, bf16 ? 1 : 0, values, s)
+        var i0 = 0
+        while i0 < t {
+            let m = Swift.min(block, t - i0)
+            let visibleKeys = start + i0 + m
+            dsk_gemm_pack_x(q + i0 * qRow, m, qRow, qd, kind, packed)
+            dsk_gemm_xwT_ld(packed, m, qd, keys, qd, bf16 ? 1 : 0, 0, visibleKeys, scores, visibleKeys, kind)
+            for i in 0..<m { dsk_softmax_masked(scores + i * visibleKeys, start + i0 + i + 1, visibleKeys, scale) }
+            dsk_gemm_pack_x(scores, m, visibleKeys, visibleKeys, kind, packed)
+            dsk_gemm_xwT_ld(packed, m, visibleKeys, values, s, bf16 ? 1 : 0, 0, vDim, out + i0 * outRow, outRow, kind)
+            i0 += m
+        }
     }
 
     /// Attention in latent space: q̃_h = W_kb,hᵀ q_nope,h; score = q̃_h·c_kv + q_pe,h·k_pe;
@@ -177,7 +236,7 @@ struct MLA {
                     for d in 0..<ropeDim { dot += q.data[qrow + nope + d] * latents[j * w + rank + d] }
                     scores[j] = dot * scale
                 }
-                scores.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, visible) }
+                scores.withUnsafeMutableBufferPointer { dsk_softmax_masked($0.baseAddress!, visible, visible, 1) }
                 for c in 0..<rank { latentOut[c] = 0 }
                 for j in 0..<visible {
                     let p = scores[j]
@@ -232,8 +291,8 @@ struct MLA {
                 latents.withUnsafeBufferPointer { lb in
                     qFull.withUnsafeBufferPointer { qb in
                         scores.withUnsafeMutableBufferPointer { sb in
-                            Linear.gemv(lb.baseAddress!, lda: w, m: visible, n: w, qb.baseAddress!, sb.baseAddress!, alpha: scale)
-                            Ops.softmax(sb.baseAddress!, visible)
+                            Linear.gemv(lb.baseAddress!, lda: w, m: visible, n: w, qb.baseAddress!, sb.baseAddress!)
+                            dsk_softmax_masked(sb.baseAddress!, visible, visible, scale)
                             latentOut.withUnsafeMutableBufferPointer {
                                 Linear.gemv(lb.baseAddress!, lda: w, m: visible, n: rank, sb.baseAddress!, $0.baseAddress!, transposed: true)
                             }

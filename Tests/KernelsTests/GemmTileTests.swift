@@ -121,6 +121,88 @@ import Testing
         }
     }
 
+    /// W read as rows of a wider matrix (`dsk_gemm_xwT_ld`, ldw > K: one head's keys or values in
+    /// attention) gives exactly the sums of the same rows stored contiguously, every kind, bf16
+    /// and (exact kinds) f32 weights, K a multiple of 32 (read in place) and not (packed copies).
+    @Test(arguments: [Case(m: 5, k: 64, n: 13), Case(m: 64, k: 192, n: 70), Case(m: 37, k: 100, n: 45), Case(m: 9, k: 2100, n: 40)])
+    func stridedWeightsEqualContiguousOnes(_ c: Case) {
+        let ldw = c.k + 37
+        let x = Self.random(c.m * c.k, seed: 11), wh = Self.bf16(Self.random(c.n * c.k, seed: 12))
+        var wide = [UInt16](repeating: 0x7fc0, count: c.n * ldw)  // NaN between the rows: must not be read
+        for r in 0..<c.n { for j in 0..<c.k { wide[r * ldw + j] = wh[r * c.k + j] } }
+        let wf = Self.widen(wh)
+        var wideF = [Float](repeating: .nan, count: c.n * ldw)
+        for r in 0..<c.n { for j in 0..<c.k { wideF[r * ldw + j] = wf[r * c.k + j] } }
+        let kinds = [DSK_GEMM_F32, DSK_GEMM_F32_AVX2, DSK_GEMM_AVX512BF16, DSK_GEMM_AMX].map { Int32($0) }.filter { dsk_gemm_supported($0) != 0 }
+        for kind in kinds {
+            let contiguous = wh.withUnsafeBytes { Self.run(kind, x, $0.baseAddress!, wIsBF16: true, c) }
+            var packed = [UInt8](repeating: 0xff, count: dsk_gemm_packed_x_count(c.m, c.k, kind) * (Linear.isExact(kind) ? 4 : 2))
+            var y = [Float](repeating: .nan, count: c.m * c.n), yf = y
+            packed.withUnsafeMutableBytes { p in
+                dsk_gemm_pack_x(x, c.m, c.k, c.k, kind, p.baseAddress!)
+                let split = c.n / 2 / 6 * 6
+                for (half, n0, n1) in [(0, 0, split), (1, split, c.n)] {
+                    _ = half
+                    wide.withUnsafeBytes { w in
+                        y.withUnsafeMutableBufferPointer { yb in
+                            dsk_gemm_xwT_ld(p.baseAddress!, c.m, c.k, w.baseAddress!, ldw, 1, n0, n1, yb.baseAddress! + n0, c.n, kind)
+                        }
+                    }
+                    if Linear.isExact(kind) {
+                        wideF.withUnsafeBytes { w in
+                            yf.withUnsafeMutableBufferPointer { yb in
+                                dsk_gemm_xwT_ld(p.baseAddress!, c.m, c.k, w.baseAddress!, ldw, 0, n0, n1, yb.baseAddress! + n0, c.n, kind)
+                            }
+                        }
+                    }
+                }
+            }
+            #expect(y == contiguous, "kind \(kind) \(c): strided bf16 rows differ from contiguous ones")
+            if Linear.isExact(kind) { #expect(yf == contiguous, "kind \(kind) \(c): strided f32 rows differ") }
+        }
+    }
+
+    /// The attention softmax kernel against a double-precision softmax: within 1e-6 relative per
+    /// entry plus what f32 inputs carry (its exp is a polynomial, not libm's), the scale applied, the tail past `visible`
+    /// zeroed, -inf scores giving zero, lengths around the 16-lane vectors.
+    @Test func softmaxKernelMatchesDouble() {
+        for (visible, count) in [(1, 1), (5, 9), (16, 16), (17, 40), (100, 100), (513, 600)] {
+            var p = Self.random(count, seed: UInt64(visible)).map { $0 * 30 }
+            if visible > 3 { p[2] = -.infinity }
+            let scale: Float = 0.37
+            let v = p.prefix(visible).map { Double($0) * Double(scale) }
+            let m = v.max() ?? 0
+            let e = v.map { Foundation.exp($0 - m) }, sum = e.reduce(0, +)
+            let reference = e.map { $0 / sum }
+            dsk_softmax_masked(&p, visible, count, scale)
+            for i in 0..<visible {
+                // f32 rounds scale · p and its distance below the maximum (2^-24 relative each), which
+                // exp turns into |x − m| · 2^-24 of relative error, as it would with libm's expf
+                let bound = v[i] == -.infinity ? 0 : reference[i] * (1e-6 + 1.2e-7 * (v[i] - m).magnitude)
+                #expect(abs(Double(p[i]) - reference[i]) <= bound, "\(visible)/\(count) entry \(i): \(p[i]) vs \(reference[i])")
+            }
+            #expect(p[visible...].allSatisfy { $0 == 0 }, "\(visible)/\(count): the masked tail is not zero")
+        }
+    }
+
+    /// A block transposed, as f32 and rounded to bf16, rows not a multiple of the 16-row passes.
+    @Test func transposeRows() {
+        let rows = 37, cols = 5, lds = 9, ldd = 40
+        let src = Self.random(rows * lds, seed: 21)
+        var f = [Float](repeating: -1, count: cols * ldd)
+        var h = [UInt16](repeating: 0xffff, count: cols * ldd)
+        f.withUnsafeMutableBytes { dsk_transpose_rows(src, rows, cols, lds, 0, $0.baseAddress!, ldd) }
+        h.withUnsafeMutableBytes { dsk_transpose_rows(src, rows, cols, lds, 1, $0.baseAddress!, ldd) }
+        let rounded = Self.bf16(Self.rounded(src))
+        for c in 0..<cols {
+            for r in 0..<rows {
+                #expect(f[c * ldd + r] == src[r * lds + c])
+                #expect(h[c * ldd + r] == rounded[r * lds + c])
+            }
+            #expect(f[(c * ldd + rows)..<(c * ldd + ldd)].allSatisfy { $0 == -1 }, "written past the block")
+        }
+    }
+
     /// Packing X's row blocks separately (as threads do) writes the same bytes as packing it whole.
     @Test func packingRowBlocksEqualsPackingWhole() {
         let m = 70, k = 2100

@@ -210,8 +210,19 @@ void dsk_gemm_xwT_packed(const void *xp, size_t M, size_t K, dsk_packed_weight w
                          int kind);
 void dsk_gemm_xwT(const void *xp, size_t M, size_t K, const void *W, int w_is_bf16, size_t n0, size_t n1, float *Y,
                   size_t ldy, int kind);
+/* The same for W's rows ldw elements apart (ldw >= K): a block of a wider matrix, such as one
+ * head's keys or values in attention. */
+void dsk_gemm_xwT_ld(const void *xp, size_t M, size_t K, const void *W, size_t ldw, int w_is_bf16, size_t n0, size_t n1,
+                     float *Y, size_t ldy, int kind);
+/* Softmax of scale · p[0, visible) in place, in f32 (AVX-512 where the CPU has it: exp by range
+ * reduction and a degree-7 polynomial, within 2 ulp of expf); p[visible, count) set to zero (the
+ * causal mask's tail). */
+void dsk_softmax_masked(float *p, size_t visible, size_t count, float scale);
 /* x rounded to the nearest bf16 (ties to even), kept as f32 / stored as bf16. */
 void dsk_round_bf16_f32(const float *x, size_t n, float *out);
 void dsk_round_bf16(const float *x, size_t n, uint16_t *out);
+/* dst[c · ldd + r] = src[r · lds + c] for r < rows, c < cols: a block transposed, as f32 or
+ * rounded to bf16 (bf16 != 0), e.g. one head's values as the attention GEMM's weight operand. */
+void dsk_transpose_rows(const float *src, size_t rows, size_t cols, size_t lds, int bf16, void *dst, size_t ldd);
 
 #endif
