@@ -33,3 +33,22 @@ DEFINE_SCAN(dsk_count_nonfinite_f32, uint32_t, 0x7F800000u, 0x7F800000u)
 DEFINE_SCAN(dsk_count_nonfinite_f64, uint64_t, 0x7FF0000000000000ull, 0x7FF0000000000000ull)
 DEFINE_SCAN(dsk_count_nonfinite_f8e4m3, uint8_t, 0x7Fu, 0x7Fu)
 DEFINE_SCAN(dsk_count_nonfinite_f8e5m2, uint8_t, 0x7Cu, 0x7Cu)
+
+/* Per-column statistics of calibration inputs, rows outer and columns inner so that the columns
+ * vectorize: |x| and x² summed in double (as many rows as a calibration run has tokens), the
+ * largest |x| in float, a NaN kept once seen. */
+#if defined(__x86_64__) && defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void dsk_channel_stats(const float *x, size_t rows, size_t cols, double *abs_sum, double *sum_squares, float *max_abs) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * cols;
+        for (size_t j = 0; j < cols; j++) {
+            const float v = row[j], a = v < 0 ? -v : v;
+            abs_sum[j] += (double)a;
+            sum_squares[j] += (double)v * (double)v;
+            const float m = max_abs[j];
+            max_abs[j] = (a > m || a != a) ? a : m;
+        }
+    }
+}

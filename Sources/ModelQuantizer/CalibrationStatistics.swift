@@ -1,3 +1,4 @@
+import CKernels
 import DeepSeek
 import Foundation
 import HDF5
@@ -26,13 +27,15 @@ public final class CalibrationStatistics: LinearObserver {
         guard role.isLinear else { return }
         var c = modules[role] ?? Channels(absSum: [Double](repeating: 0, count: x.cols), maxAbs: [Float](repeating: 0, count: x.cols),
                                           sumSquares: [Double](repeating: 0, count: x.cols), tokens: 0)
-        x.data.withUnsafeBufferPointer { b in
-            for r in 0..<x.rows {
-                for j in 0..<x.cols {
-                    let v = b[r * x.cols + j], a = abs(v)
-                    c.absSum[j] += Double(a)
-                    c.sumSquares[j] += Double(v) * Double(v)
-                    if a > c.maxAbs[j] || a.isNaN { c.maxAbs[j] = a }
+        modules[role] = nil  // the arrays uniquely held while the kernel adds to them
+        if x.rows > 0 && x.cols > 0 {
+            x.data.withUnsafeBufferPointer { b in
+                c.absSum.withUnsafeMutableBufferPointer { s in
+                    c.sumSquares.withUnsafeMutableBufferPointer { q in
+                        c.maxAbs.withUnsafeMutableBufferPointer { m in
+                            dsk_channel_stats(b.baseAddress!, x.rows, x.cols, s.baseAddress!, q.baseAddress!, m.baseAddress!)
+                        }
+                    }
                 }
             }
         }

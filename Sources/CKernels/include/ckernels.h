@@ -14,6 +14,9 @@ size_t dsk_count_nonfinite_f32(const uint32_t *x, size_t n, size_t *first);
 size_t dsk_count_nonfinite_f64(const uint64_t *x, size_t n, size_t *first);
 size_t dsk_count_nonfinite_f8e4m3(const uint8_t *x, size_t n, size_t *first);
 size_t dsk_count_nonfinite_f8e5m2(const uint8_t *x, size_t n, size_t *first);
+/* Calibration's per-column input statistics over rows × cols of x (row-major), added to what
+ * the arrays hold: Σ|x| and Σx² in double, max |x| in float (NaN sticks). */
+void dsk_channel_stats(const float *x, size_t rows, size_t cols, double *abs_sum, double *sum_squares, float *max_abs);
 
 /* bf16 <-> f32. f32 -> bf16 rounds to nearest even; NaN stays NaN. */
 void dsk_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
