@@ -40,7 +40,9 @@ final class LinearProduct: @unchecked Sendable {
     /// The input as the path reads it: f32 rows (possibly rounded to bf16), packed for the GEMM
     /// tiles, or int8 blocks with their scales and sums.
     private let x: UnsafeMutableRawPointer
-    private var q8: (scales: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Int32>)?
+    /// int8 inputs' side tables: block scales, and the int8 weights' block sums (128 · Σ codes)
+    /// or the int4 weights' per-group offset corrections.
+    private var q8: (scales: UnsafeMutablePointer<Float>, sums: UnsafeMutableRawPointer)?
 
     /// `packThreads`: threads that prepare the input (1 where several products are planned at once,
     /// each by its own thread).
@@ -124,19 +126,26 @@ final class LinearProduct: @unchecked Sendable {
                 }
             }
         case .int8Activations:
-            // Per row: int8 codes, then scales and sums, one per 64-column block for int8 weights
-            // and one per dword lane (8 per block) for int4's (see `dsk_q8act_quantize`).
+            // Per row: int8 codes, then one scale per 64-column block and, for int8 weights,
+            // 128 · Σ codes per block, for int4 weights the codes' offset correction per group
+            // (`dsk_q8act_quantize`).
             let eight = w.packing?.bits == 8
-            let perRow = k / 64 * (eight ? 1 : 8)
+            let group = w.packing?.groupSize ?? k
+            let perRow = k / 64, sidePerRow = eight ? k / 64 : k / group
             x = .allocate(byteCount: max(rows * k, 1), alignment: 64)
             let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows * perRow)
-            let sums = UnsafeMutablePointer<Int32>.allocate(capacity: rows * perRow)
+            let sums = UnsafeMutableRawPointer.allocate(byteCount: max(rows * sidePerRow, 1) * 4, alignment: 64)
             let xq = x.assumingMemoryBound(to: Int8.self)
             source.data.withUnsafeBufferPointer { xb in
                 for r in 0..<rows {
                     // int4 codes interleave even and odd columns; int8 codes lie in column order
-                    if eight { dsk_q8act_quantize8(xb.baseAddress! + r * k, k, xq + r * k, scales + r * perRow, sums + r * perRow) }
-                    else { dsk_q8act_quantize(xb.baseAddress! + r * k, k, xq + r * k, scales + r * perRow, sums + r * perRow) }
+                    if eight {
+                        dsk_q8act_quantize8(xb.baseAddress! + r * k, k, xq + r * k, scales + r * perRow,
+                                            sums.assumingMemoryBound(to: Int32.self) + r * sidePerRow)
+                    } else {
+                        dsk_q8act_quantize(xb.baseAddress! + r * k, k, group, xq + r * k, scales + r * perRow,
+                                           sums.assumingMemoryBound(to: Float.self) + r * sidePerRow)
+                    }
                 }
             }
             q8 = (scales, sums)
@@ -218,9 +227,14 @@ final class LinearProduct: @unchecked Sendable {
             Linear.sgemmABT(xf, lda: k, f32, ldb: k, y + n0, ldc: n, m: rows, n: count, k: k)
         case .int8Activations:
             guard let p = w.packing, let q = q8 else { return }
-            let kernel = p.bits == 8 ? dsk_matmul_q8act_packed8 : dsk_matmul_q8act_packed4
-            kernel(x.assumingMemoryBound(to: Int8.self), q.scales, q.sums, rows, k, wp.assumingMemoryBound(to: Int32.self),
-                   p.groupSize, p.scale, n0, n1, y + n0, n)
+            let xq = x.assumingMemoryBound(to: Int8.self), words = wp.assumingMemoryBound(to: Int32.self)
+            if p.bits == 8 {
+                dsk_matmul_q8act_packed8(xq, q.scales, q.sums.assumingMemoryBound(to: Int32.self), rows, k, words, p.groupSize, p.scale,
+                                         n0, n1, y + n0, n)
+            } else {
+                dsk_matmul_q8act_packed4(xq, q.scales, q.sums.assumingMemoryBound(to: Float.self), rows, k, words, p.groupSize, p.scale,
+                                         n0, n1, y + n0, n)
+            }
         case .matvec:
             dsk_matvec_bf16(xf, xf + dsk_matvec_split_count(k), k, wp.assumingMemoryBound(to: UInt16.self), n0, n1, y + n0)
         case .matvecBF16Dot:

@@ -151,13 +151,13 @@ void dsk_quant_sq_error(const uint16_t *W, const int32_t *packed, size_t rows, s
  * dsk_matmul_xwT_bf16, so results do not depend on the thread split. */
 /* Decode with int8 activations (fast, not exact; llama.cpp's Q8 trick) for symmetric int4 and
  * int8 rows whose groups are multiples of 64, on AVX-512 VNNI. `dsk_q8act_supported` says whether this CPU
- * and weight qualify; `dsk_q8act_quantize` quantizes one input row of K for int4 weights (K/64
- * blocks: xq K bytes, blocks in pairs; xs and xinit 8 entries per block, one per dword lane: see
- * quant.c); `dsk_matmul_q8act_packed4` multiplies M such rows (xq stride K, xs/xinit stride K/8)
- * with weight rows [n0, n1). */
+ * and weight qualify; `dsk_q8act_quantize` quantizes one input row of K for int4 weights with
+ * groups of `group` (K/64 blocks: xq K bytes, blocks in pairs; xs one scale per block; corr one
+ * entry per group: see quant.c); `dsk_matmul_q8act_packed4` multiplies M such rows (xq stride K,
+ * xs stride K/64, corr stride K/group) with weight rows [n0, n1). */
 int dsk_q8act_supported(int bits, size_t K, size_t group, int asymmetric);
-void dsk_q8act_quantize(const float *x, size_t K, int8_t *xq, float *xs, int32_t *xinit);
-void dsk_matmul_q8act_packed4(const int8_t *xq, const float *xs, const int32_t *xinit, size_t M, size_t K, const int32_t *W,
+void dsk_q8act_quantize(const float *x, size_t K, size_t group, int8_t *xq, float *xs, float *corr);
+void dsk_matmul_q8act_packed4(const int8_t *xq, const float *xs, const float *corr, size_t M, size_t K, const int32_t *W,
                               size_t group, const uint16_t *scale, size_t n0, size_t n1, float *Y, size_t ldy);
 /* The same for symmetric int8 weights (bits 8 in dsk_q8act_supported): the input quantized with
  * dsk_q8act_quantize8 (column order; xs and xsum one entry per block, xsum = 128 · Σ; strides
