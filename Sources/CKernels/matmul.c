@@ -240,10 +240,37 @@ void dsk_matvec_bf16(const float *xs, const float *x, size_t K, const uint16_t *
 }
 
 #ifdef MATVEC_X86
+/* Rows up to this many columns are read one at a time (one sequential stream, x in L1 beside
+ * it); longer ones four at a time, so that each load of x serves four rows: at o_proj's 16384
+ * columns x is 32 KB and one row at a time read it once per row from L2, 17.5–20 GB/s on one
+ * thread against 25.5 four at a time (at 5120 columns, 21–24 against 19.5). */
+#define BF16DOT_ONE_ROW_MAX_K 8192
+
+/* Four weight rows against the input at once. */
+MATVEC_AVX512BF16 static inline void bf16dot_4rows(const uint16_t *xb, size_t K, size_t K64, const uint16_t *w, float *y) {
+    __m512 a[4][2];
+    for (int r = 0; r < 4; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
+    for (size_t k = 0; k < K64; k += 64) {
+        const __m512bh x0 = (__m512bh)_mm512_loadu_si512(xb + k), x1 = (__m512bh)_mm512_loadu_si512(xb + k + 32);
+        for (int r = 0; r < 4; r++) {
+            a[r][0] = _mm512_dpbf16_ps(a[r][0], (__m512bh)_mm512_loadu_si512(w + r * K + k), x0);
+            a[r][1] = _mm512_dpbf16_ps(a[r][1], (__m512bh)_mm512_loadu_si512(w + r * K + k + 32), x1);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1]));
+        for (size_t k = K64; k < K; k++) s += bf16f(xb[k]) * bf16f(w[r * K + k]);
+        y[r] = s;
+    }
+}
+
 MATVEC_AVX512BF16 static void matvec_bf16dot_avx512(const uint16_t *xb, size_t K, const uint16_t *W, size_t n0, size_t n1,
                                                     float *y) {
     size_t K64 = K / 64 * 64;
-    for (size_t n = n0; n < n1; n++) {
+    size_t n = n0;
+    if (K > BF16DOT_ONE_ROW_MAX_K)
+        for (; n + 4 <= n1; n += 4) bf16dot_4rows(xb, K, K64, W + n * K, y + (n - n0));
+    for (; n < n1; n++) {
         const uint16_t *w = W + n * K;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0;
         for (size_t k = 0; k < K64; k += 64) {

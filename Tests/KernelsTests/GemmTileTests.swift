@@ -257,11 +257,12 @@ import Testing
     /// One-row products (decode) on BF16 weights: the exact path within f32 summation of a
     /// double-precision reference, whichever kernel its width takes (a row at a time up to
     /// `Linear.matvecMaxColumns`, eight rows at once beyond), with column tails past the 64-column
-    /// blocks and the same values however the rows are cut among threads. `bf16Activations`, and
+    /// blocks (8269: past the bf16 dot-product kernel's four-rows-at-once width, 10 rows of which 2
+    /// go one at a time) and the same values however the rows are cut among threads. `bf16Activations`, and
     /// `fastInt8Activations` on the BF16 weights it leaves alone, give the product of the input
     /// rounded to bf16.
     @Test(arguments: [Case(m: 1, k: 70, n: 45), Case(m: 1, k: 1536, n: 77), Case(m: 1, k: Linear.matvecMaxColumns, n: 33),
-                      Case(m: 1, k: Linear.matvecMaxColumns + 13, n: 40), Case(m: 1, k: 5120, n: 19)])
+                      Case(m: 1, k: Linear.matvecMaxColumns + 13, n: 40), Case(m: 1, k: 5120, n: 19), Case(m: 1, k: 8269, n: 10)])
     func oneRowProducts(_ c: Case) {
         let values = Self.bf16(Self.random(c.n * c.k, seed: 31))
         let (w, storage) = Self.weight(values, rows: c.n, cols: c.k)
