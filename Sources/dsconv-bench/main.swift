@@ -15,6 +15,7 @@ import SafeTensors
 //   dsconv-bench prefill DIR [--tokens T] [--threads N] [--bf16-activations]
 //   dsconv-bench decode DIR [--tokens T] [--threads N] [--int8-activations]
 //   dsconv-bench forkjoin       one parallel region's overhead (8 × 25 µs of work)
+//   dsconv-bench warm DIR       DIR's shards read into the page cache through the forward pass's maps
 
 func arg(_ name: String, _ def: Int) -> Int {
     let a = CommandLine.arguments
@@ -134,6 +135,22 @@ case "read":
     }
     if sinks.withLock({ $0 }) == 42 { print("") }
     print("{\"case\":\"read\",\"bytes\":\(size),\"threads\":\(threads),\"gb_per_s\":\(best)}")
+case "warm":
+    // A model's shards read into the page cache through the same maps the forward pass makes
+    // (MappedFile: huge-page advice), a byte per page: pages this process faults in come as the
+    // folios its own reads would make, where `cat` leaves readahead's (smaller, often 4 KB-mapped
+    // later). The peer bench warms each side's files with that side's own reader.
+    guard args.count >= 3 else { print("need a model directory"); exit(2) }
+    let files = try FileManager.default.contentsOfDirectory(atPath: args[2]).filter { $0.hasSuffix(".safetensors") }.sorted()
+    var touched = 0, sum: UInt8 = 0
+    for f in files {
+        let map = try MappedFile(path: args[2] + "/" + f)
+        let b = map.bytes
+        var i = 0
+        while i < b.count { sum &+= b[i]; i += 4096 }
+        touched += b.count
+    }
+    print("{\"case\":\"warm\",\"files\":\(files.count),\"bytes\":\(touched),\"check\":\(sum)}")
 case "prefill", "decode":
     guard args.count >= 3 else { print("need a model directory"); exit(2) }
     let ckpt = try Checkpoint(directory: args[2])
