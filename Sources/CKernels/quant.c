@@ -289,6 +289,21 @@ void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int
             dequant_cols(packed + r * words, 0, cols, bits, group, scale + r * groups, zp ? zp + r * groups : NULL, out + r * cols);
 }
 
+/* out[c] = Σ_d a[d] · W[d, c] over n packed rows (each dequantized exactly to f32 into tmp, cols
+ * floats, then added in row order): the absorbed attention's query through k_nope's block of a
+ * quantized kv_b, the same sums dsk_rows_axpy_bf16 makes over the same values in BF16. */
+MULTIVERSION
+void dsk_rows_axpy_packed(const float *a, size_t n, const int32_t *W, size_t cols, int bits, size_t group, const uint16_t *scale,
+                          const int8_t *zp, float *tmp, float *out) {
+    const size_t words = (cols * (size_t)bits + 31) / 32, groups = (cols + group - 1) / group;
+    for (size_t c = 0; c < cols; c++) out[c] = 0;
+    for (size_t d = 0; d < n; d++) {
+        dsk_dequant_row_cols_f32(W + d * words, cols, bits, group, scale + d * groups, zp ? zp + d * groups : NULL, 0, cols, tmp);
+        const float s = a[d];
+        for (size_t c = 0; c < cols; c++) out[c] += s * tmp[c];
+    }
+}
+
 #define PACKED_MAX_M 32
 
 #if defined(__x86_64__) && defined(__clang__)

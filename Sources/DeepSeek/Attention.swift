@@ -201,7 +201,9 @@ struct MLA {
     /// Attention in latent space: q̃_h = W_kb,hᵀ q_nope,h; score = q̃_h·c_kv + q_pe,h·k_pe;
     /// o_h = W_vb,h (Σ p · c_kv). Returns [T, heads·v].
     func absorbed(q: Matrix, start: Int, latents: [Float], kvb: WeightMatrix) -> Matrix {
-        if backend != .reference && kvb.format == .bf16 { return absorbedBF16(q: q, start: start, latents: latents, kvb: kvb) }
+        if backend != .reference && (kvb.format == .bf16 || kvb.format == .packed) {
+            return absorbedFast(q: q, start: start, latents: latents, kvb: kvb)
+        }
         let t = q.rows
         let s = start + t
         let w = rank + ropeDim
@@ -260,9 +262,11 @@ struct MLA {
         return out
     }
 
-    /// The absorbed path on the stored BF16 kv_b (the fast backend): q through k_nope's block and
-    /// the latent output through v's block with the BF16 kernels, no f32 copy of kv_b.
-    func absorbedBF16(q: Matrix, start: Int, latents: [Float], kvb: WeightMatrix) -> Matrix {
+    /// The absorbed path on kv_b as stored (the fast backends), no f32 copy of it: q through
+    /// k_nope's block and the latent output through v's block, with the BF16 kernels or, for a
+    /// quantized kv_b (`--quantize-kv-b`), the packed ones (each row dequantized exactly as it is
+    /// read), so that a quantized kv_b is read in its packed form, not converted per token.
+    func absorbedFast(q: Matrix, start: Int, latents: [Float], kvb: WeightMatrix) -> Matrix {
         let t = q.rows
         let s = start + t
         let w = rank + ropeDim
@@ -270,12 +274,14 @@ struct MLA {
         let scale = rope.softmaxScale
         let qd = qDim, nope = nope, ropeDim = ropeDim, vDim = vDim, heads = heads, rank = rank
         let qp = UnsafeSendable(q), lat = UnsafeSendable(latents)
-        let wkv = UnsafeSendable(kvb.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self))
+        let weight = kvb
         out.data.withUnsafeMutableBufferPointer { ob in
         let op = UnsafeSendable(ob.baseAddress!)
         parallelFor(heads, threads: threads) { h in
             let q = qp.value, latents = lat.value
-            let kBlock = wkv.value + h * (nope + vDim) * rank, vBlock = kBlock + nope * rank
+            // The head's k_nope rows and v rows of kv_b, as weights of their own (views).
+            let kRows = weight.rowSlice(h * (nope + vDim), nope), vRows = weight.rowSlice(h * (nope + vDim) + nope, vDim)
+            var rowScratch = [Float](repeating: 0, count: kRows.packing == nil ? 0 : rank)
             // [q̃ | q_pe]: the query against a whole cache row [c_kv | k_pe].
             var qFull = [Float](repeating: 0, count: w)
             var scores = [Float](repeating: 0, count: s)
@@ -283,7 +289,19 @@ struct MLA {
             var latentSplit = [Float](repeating: 0, count: max(dsk_matvec_split_count(rank), 1))
             for i in 0..<t {
                 let qrow = i * heads * qd + h * qd
-                q.data.withUnsafeBufferPointer { qb in qFull.withUnsafeMutableBufferPointer { dsk_rows_axpy_bf16(qb.baseAddress! + qrow, nope, kBlock, rank, $0.baseAddress!) } }
+                q.data.withUnsafeBufferPointer { qb in
+                    qFull.withUnsafeMutableBufferPointer { qf in
+                        if let p = kRows.packing {
+                            rowScratch.withUnsafeMutableBufferPointer { tmp in
+                                dsk_rows_axpy_packed(qb.baseAddress! + qrow, nope, kRows.bytes.baseAddress!.assumingMemoryBound(to: Int32.self), rank,
+                                                     Int32(p.bits), p.groupSize, p.scale, p.zeroPoint, tmp.baseAddress!, qf.baseAddress!)
+                            }
+                        } else {
+                            dsk_rows_axpy_bf16(qb.baseAddress! + qrow, nope, kRows.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self), rank,
+                                               qf.baseAddress!)
+                        }
+                    }
+                }
                 for d in 0..<ropeDim { qFull[rank + d] = q.data[qrow + nope + d] }
                 let visible = start + i + 1
                 // scores = scale · [c_kv | k_pe] · [q̃ | q_pe] over the visible latents (one gemv
@@ -300,11 +318,20 @@ struct MLA {
                     }
                 }
                 // Each head writes its own columns of its own rows: no two threads share an element.
-                // o_h = W_vb,h · latentOut, a weight row at a time (`dsk_matvec_bf16`: rows of 512).
+                // o_h = W_vb,h · latentOut, a weight row at a time (`dsk_matvec_bf16`: rows of 512;
+                // packed rows on the exact packed row kernel).
+                if let p = vRows.packing {
+                    latentOut.withUnsafeBufferPointer { lo in
+                        dsk_matmul_xwT_packed(lo.baseAddress!, 1, rank, vRows.bytes.baseAddress!.assumingMemoryBound(to: Int32.self), rank,
+                                              Int32(p.bits), p.groupSize, p.scale, p.zeroPoint, 0, vDim, op.value + i * heads * vDim + h * vDim, 1)
+                    }
+                    continue
+                }
                 latentOut.withUnsafeBufferPointer { lo in
                     latentSplit.withUnsafeMutableBufferPointer { ls in
                         dsk_matvec_split_x(lo.baseAddress!, rank, ls.baseAddress!)
-                        dsk_matvec_bf16(ls.baseAddress!, lo.baseAddress!, rank, vBlock, 0, vDim, op.value + i * heads * vDim + h * vDim)
+                        dsk_matvec_bf16(ls.baseAddress!, lo.baseAddress!, rank, vRows.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self), 0, vDim,
+                                        op.value + i * heads * vDim + h * vDim)
                     }
                 }
             }

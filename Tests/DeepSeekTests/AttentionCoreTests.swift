@@ -1,6 +1,7 @@
 import CKernels
 import Foundation
 import Kernels
+import Quantization
 import Testing
 
 @testable import DeepSeek
@@ -90,5 +91,49 @@ import Testing
             let bound = dsk_gemm_is_f32(kind) != 0 ? 1e-5 : 1.5e-2
             #expect(rel <= bound, "kind \(kind) \(sh): relative L2 \(rel)")
         }
+    }
+}
+
+/// The absorbed decode attention over a quantized kv_b (`--quantize-kv-b`): read packed by the
+/// fast backend (rows dequantized exactly as they are read) it matches the reference backend's
+/// whole-head f32 conversion, int4 and int8, symmetric and with zero points.
+@Suite struct QuantizedKvBAbsorbedTests {
+    @Test(arguments: [(4, true), (4, false), (8, true)])
+    func packedKvBMatchesReference(bits: Int, symmetric: Bool) throws {
+        var sizes = SynthSizes()
+        sizes.hidden = 64
+        sizes.layers = 1
+        sizes.experts = 4
+        sizes.vocab = 100
+        let config = try Synth.config(like: .deepseekV25, sizes: sizes)
+        let heads = config.numAttentionHeads, nope = config.qkNopeHeadDim, v = config.vHeadDim, rank = config.kvLoraRank
+        let qd = config.qHeadDim, w = rank + config.qkRopeHeadDim
+        let rows = heads * (nope + v)
+        let group = min(rank, 32)
+        let weights = AttentionCoreTests.random(rows * rank, seed: 7).map { UInt16(($0 * 0.05).bitPattern >> 16) }
+        let q = weights.withUnsafeBufferPointer {
+            RoundToNearest.quantize($0.baseAddress!, rows: rows, cols: rank, scheme: QuantScheme(bits: bits, groupSize: group, symmetric: symmetric))
+        }
+        let start = 6, t = 1
+        let query = Matrix(rows: t, cols: heads * qd, data: AttentionCoreTests.random(t * heads * qd, seed: 8))
+        let latents = AttentionCoreTests.random((start + t) * w, seed: 9)
+        var outputs: [LinearBackend: [Float]] = [:]
+        let zp = q.zeroPoint ?? []
+        q.packed.withUnsafeBytes { p in
+            q.scale.withUnsafeBufferPointer { s in
+                zp.withUnsafeBufferPointer { z in
+                    let layout = PackedLayout(bits: bits, groupSize: group, scale: s.baseAddress!, zeroPoint: symmetric ? nil : z.baseAddress)
+                    let kvb = WeightMatrix(bytes: p, format: .packed, rows: rows, cols: rank, owner: nil, packing: layout)
+                    for backend in [LinearBackend.reference, .fast] {
+                        let mla = MLA(config: config, layer: 0, rope: RopeParameters(config: config), threads: 2, backend: backend)
+                        outputs[backend] = mla.absorbed(q: query, start: start, latents: latents, kvb: kvb).data
+                    }
+                }
+            }
+        }
+        let a = outputs[.reference] ?? [], b = outputs[.fast] ?? []
+        #expect(a.count == t * heads * v && b.count == a.count)
+        let e = zip(a, b).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }, r = a.reduce(0.0) { $0 + Double($1 * $1) }
+        #expect(r > 0 && (e / r).squareRoot() <= 1e-5, "int\(bits)\(symmetric ? "" : " asymmetric"): relative L2 \((e / max(r, 1e-30)).squareRoot())")
     }
 }

@@ -171,6 +171,9 @@ void dsk_matmul_xwT_packed(const float *X, size_t M, size_t ldx, const int32_t *
  * `cols` columns in all) dequantized to f32: c0 on a word boundary (a multiple of 32 / bits). */
 void dsk_dequant_row_cols_f32(const int32_t *row, size_t cols, int bits, size_t group, const uint16_t *scale, const int8_t *zp,
                               size_t c0, size_t n, float *out);
+/* out[c] = Σ_d a[d] · W[d, c] over n packed rows of `cols` columns (tmp: cols floats of scratch). */
+void dsk_rows_axpy_packed(const float *a, size_t n, const int32_t *W, size_t cols, int bits, size_t group, const uint16_t *scale,
+                          const int8_t *zp, float *tmp, float *out);
 /* Rows [0, rows) of a packed weight dequantized to f32 (for the sgemm tiles of prefill). */
 void dsk_dequant_packed_f32(const int32_t *packed, size_t rows, size_t cols, int bits, size_t group,
                             const uint16_t *scale, const int8_t *zp, float *out);
