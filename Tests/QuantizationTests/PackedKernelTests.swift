@@ -6,7 +6,9 @@ import Testing
 /// The packed-weight kernels (decode rows and prefill tiles) against the same weight dequantized
 /// to BF16: the values are identical, so only the summation order may differ.
 @Suite struct PackedKernelTests {
-    @Test(arguments: [(4, 32, true), (4, 128, false), (8, 64, true), (4, 24, true)])
+    /// (4, 1376, false): 8256 columns, past the int4 row kernel's one-row-at-a-time width, so that
+    /// one-row products take its four-rows-at-once path (with a tail of two rows).
+    @Test(arguments: [(4, 32, true), (4, 128, false), (8, 64, true), (4, 24, true), (4, 1376, false)])
     func packedMatchesDequantized(bits: Int, group: Int, symmetric: Bool) {
         var seed: UInt64 = 11
         func next() -> Float {
