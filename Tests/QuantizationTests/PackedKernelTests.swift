@@ -6,9 +6,10 @@ import Testing
 /// The packed-weight kernels (decode rows and prefill tiles) against the same weight dequantized
 /// to BF16: the values are identical, so only the summation order may differ.
 @Suite struct PackedKernelTests {
-    /// (4, 1376, false): 8256 columns, past the int4 row kernel's one-row-at-a-time width, so that
-    /// one-row products take its four-rows-at-once path (with a tail of two rows).
-    @Test(arguments: [(4, 32, true), (4, 128, false), (8, 64, true), (4, 24, true), (4, 1376, false)])
+    /// (4, 1376, false) and (8, 352, true): 8256 and 2112 columns, past the int4 and int8 row
+    /// kernels' one-row-at-a-time widths, so that one-row products take their four-rows-at-once
+    /// paths (with a tail of two rows).
+    @Test(arguments: [(4, 32, true), (4, 128, false), (8, 64, true), (4, 24, true), (4, 1376, false), (8, 352, true)])
     func packedMatchesDequantized(bits: Int, group: Int, symmetric: Bool) {
         var seed: UInt64 = 11
         func next() -> Float {
