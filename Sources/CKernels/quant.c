@@ -576,13 +576,14 @@ VNNI512 static inline __m512i pair_dot(const int32_t *codes, __m512i xe, __m512i
     return _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(c, 4), low), xo);
 }
 
-/* The same for an odd last block alone, reduced to a float after scaling. */
-VNNI512 static inline float last_block(const int32_t *codes, const int8_t *xq, const float *xs, float s) { /* xs: the block's scale */
+/* The same for an odd last block alone, reduced to a float after scaling by f (the group's
+ * scale times the block's). */
+VNNI512 static inline float last_block(const int32_t *codes, const int8_t *xq, float f) {
     const __m256i low = _mm256_set1_epi8(15);
     const __m256i c = _mm256_loadu_si256((const __m256i *)codes);
     __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(c, low), _mm256_loadu_si256((const __m256i *)xq));
     d = _mm256_dpbusd_epi32(d, _mm256_and_si256(_mm256_srli_epi16(c, 4), low), _mm256_loadu_si256((const __m256i *)(xq + 32)));
-    const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(_mm256_set1_ps(s), _mm256_set1_ps(xs[0])));
+    const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(f));
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
@@ -630,7 +631,7 @@ VNNI512 static void packed4_row_q8act(const int8_t *xq, const float *xs, const f
         float sum = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
         if (blocks % 2) {
             const size_t b = blocks - 1;
-            sum += last_block(row + b * 8, xq + b * 64, xs + b, bf16_to_f32(rs[b * 64 / group]));
+            sum += last_block(row + b * 8, xq + b * 64, bf16_to_f32(rs[b * 64 / group]) * xs[b]);
         }
         y[n - n0] = sum - group_correction(rs, corr, groups);
     }

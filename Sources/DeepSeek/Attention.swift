@@ -236,9 +236,9 @@ struct MLA {
                     var dot: Float = 0
                     for c in 0..<rank { dot += qt[c] * latents[j * w + c] }
                     for d in 0..<ropeDim { dot += q.data[qrow + nope + d] * latents[j * w + rank + d] }
-                    scores[j] = dot * scale
+                    scores[j] = dot
                 }
-                scores.withUnsafeMutableBufferPointer { dsk_softmax_masked($0.baseAddress!, visible, visible, 1) }
+                scores.withUnsafeMutableBufferPointer { dsk_softmax_masked($0.baseAddress!, visible, visible, scale) }
                 for c in 0..<rank { latentOut[c] = 0 }
                 for j in 0..<visible {
                     let p = scores[j]

@@ -310,7 +310,9 @@ public enum Ops {
         return y
     }
 
-    /// In-place softmax over `count` values.
+    /// In-place softmax over `count` values, with libm's `expf`: the router's, computed as the
+    /// reference does (a polynomial exp could flip a near-tie between experts). Attention's rows
+    /// take the vectorized `dsk_softmax_masked`.
     public static func softmax(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
         var m = -Float.infinity
         for i in 0..<count { m = max(m, p[i]) }
