@@ -41,6 +41,22 @@ func time(_ body: () throws -> Void) rethrows -> Double {
     return Date().timeIntervalSince(t)
 }
 
+/// Times a decoded token's embedding and decoder layers apart from its final norm and lm_head: the
+/// forward pass records the last layer's hidden states just before the head runs.
+final class LayerClock: ForwardObserver {
+    let lastName: String
+    var layers = 0.0, head = 0.0
+    private var began = Date(), split = Date()
+    init(lastLayer: Int) { lastName = "layers.\(lastLayer).hidden_states" }
+    func start() { began = Date() }
+    func record(_ name: String, _ value: Matrix) {
+        guard name == lastName else { return }
+        split = Date()
+        layers += split.timeIntervalSince(began)
+    }
+    func stop() { head += Date().timeIntervalSince(split) }
+}
+
 let threads = arg("--threads", availableCores)
 keepFreedMemoryForReuse()
 Linear.configureBLAS()
@@ -181,22 +197,23 @@ case "prefill", "decode":
         _ = try model.forward(Array(prompt.prefix(16)), cache: cache)
         var next = 1
         _ = try model.forward([next], cache: cache)  // warm
+        let clock = LayerClock(lastLayer: c.numHiddenLayers - 1)
         let s = try time {
             for i in 0..<tokens {
-                let logits = try model.forward([next], cache: cache).data
+                clock.start()
+                let logits = try model.forward([next], cache: cache, observer: clock).data
+                clock.stop()
                 next = (logits.indices.max { logits[$0] < logits[$1] } ?? i) % min(c.vocabSize, 100_000)
             }
         }
         // Weight bytes a decoded token reads: its active parameters (bf16) and lm_head.
         let bytes = (perToken + head) * 2
-        // The final norm and lm_head alone, per token: in a 2-layer synth the (BF16) head is about
-        // half of what a token reads, in the 60-layer model 2%; the decoder layers' rate is what
-        // carries over to the real model.
-        var h = Matrix(rows: 1, cols: c.hiddenSize)
-        for i in 0..<c.hiddenSize { h.data[i] = Float((i * 37) % 11) / 11 - 0.5 }
-        let hidden = h
-        let headSeconds = try time { for _ in 0..<tokens { _ = try model.logits(hidden, allPositions: false) } }
-        let layers = max(s - headSeconds, 1e-9)
+        // The decoder layers and the final norm and lm_head, timed apart within each token (the
+        // clock notes when the last layer's output is recorded): in a 2-layer synth the (BF16)
+        // head is about half of what a token reads, in the 60-layer model 2%; the decoder layers'
+        // rate is what carries over to the real model.
+        let headSeconds = clock.head
+        let layers = max(clock.layers, 1e-9)
         print("{\"case\":\"decode\",\"tokens\":\(tokens),\"seconds\":\(s),\"tokens_per_second\":\(Double(tokens) / s),\"head_seconds\":\(headSeconds),\"layers_tokens_per_second\":\(Double(tokens) / layers),\"weight_gb_per_s\":\(bytes * Double(tokens) / s / 1e9),\"peak_rss_mb\":\(peakRSSMB()),\"rss_anon_mb\":\(statusMB("RssAnon"))}")
     }
 case "tokenize":

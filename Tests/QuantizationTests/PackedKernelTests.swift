@@ -48,8 +48,11 @@ import Testing
 /// weights it does not take (asymmetric, groups under 64) and many rows run the exact path.
 @Suite struct Int8ActivationKernelTests {
     /// (bits, group, symmetric, groups per row): int4 blocks go two at a time, so odd block counts
-    /// (5 × 64, 3 × 192) and pairs across a group boundary (64, 192) are cases of their own.
-    @Test(arguments: [(4, 64, true, 4), (4, 64, true, 5), (4, 128, true, 4), (4, 192, true, 3), (4, 128, false, 4), (4, 32, true, 4),
+    /// (5 × 64, 3 × 192) and pairs across a group boundary (64, 192) are cases of their own; rows
+    /// of 64- and 128-column groups take their block scales 16 at a time, so rows of 21 and 18
+    /// blocks (a partial second sixteen; an odd pair count) are too.
+    @Test(arguments: [(4, 64, true, 4), (4, 64, true, 5), (4, 64, true, 21), (4, 128, true, 4), (4, 128, true, 9), (4, 192, true, 3),
+                      (4, 128, false, 4), (4, 32, true, 4),
                       (8, 64, true, 4), (8, 256, true, 4), (8, 64, false, 4), (8, 32, true, 4)])
     func int8ActivationsStayCloseOrFallBack(bits: Int, group: Int, symmetric: Bool, groups: Int) {
         var seed: UInt64 = 23
