@@ -688,12 +688,87 @@ VNNI512 static void packed4_row_q8act(const int8_t *xq, const float *xs, const f
         y[n - n0] = sum - group_correction(rs, corr, groups);
     }
 }
+/* Wide int8 groups (per channel, or 256 columns and more): a group's blocks are summed scaled by
+ * the input's block scales alone, the group's weight scale applied once to the group's sum, and
+ * the codes' offset taken out per group from sums over the input computed once per call
+ * (Σ xs · 128 Σ codes): per 64-byte block a dot product, a conversion, a broadcast and an FMA,
+ * against a scalar scale product, broadcast and correction term per block in the general loop. */
+#define PACKED8_Q8ACT_GROUP_SUMS_MIN_BLOCKS 4
+#define PACKED8_Q8ACT_MAX_GROUPS 256
+
+VNNI512 static void packed8_rows_group_sums(const int8_t *xq, const float *xs, const int32_t *xsum, const int32_t *W, size_t K,
+                                            size_t group, const uint16_t *scale, size_t n0, size_t n1, float *y) {
+    const size_t groups = K / group, per = group / 64;
+    float offset[PACKED8_Q8ACT_MAX_GROUPS];
+    for (size_t g = 0; g < groups; g++) {
+        float o = 0;
+        for (size_t b = g * per; b < (g + 1) * per; b++) o += xs[b] * (float)xsum[b];
+        offset[g] = o;
+    }
+    for (size_t n = n0; n < n1; n++) {
+        const uint8_t *row = (const uint8_t *)(W + n * (K / 4));
+        const uint16_t *rs = scale + n * groups;
+        float total = 0;
+        for (size_t g = 0; g < groups; g++) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+            size_t b = g * per;
+            const size_t end = b + per;
+            for (; b + 2 <= end; b += 2) {
+                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64), _mm512_loadu_si512(xq + b * 64));
+                const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64 + 64),
+                                                       _mm512_loadu_si512(xq + b * 64 + 64));
+                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_set1_ps(xs[b]), a0);
+                a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_set1_ps(xs[b + 1]), a1);
+            }
+            if (b < end) {
+                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64), _mm512_loadu_si512(xq + b * 64));
+                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_set1_ps(xs[b]), a0);
+            }
+            total += bf16_to_f32(rs[g]) * (_mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) - offset[g]);
+        }
+        y[n - n0] = total;
+    }
+}
+
 /* The same for symmetric int8 rows: the stored byte u = q + 128 is the unsigned operand as it
  * is, so a 64-column block is one vpdpbusd over 64 codes, minus 128 · Σ input. */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void packed8_row_q8act(
     const int8_t *xq, const float *xs, const int32_t *xsum, const int32_t *W, size_t K, size_t group, const uint16_t *scale,
     size_t n0, size_t n1, float *y) {
     const size_t groups = K / group, per = group / 64;
+    if (per >= PACKED8_Q8ACT_GROUP_SUMS_MIN_BLOCKS && groups <= PACKED8_Q8ACT_MAX_GROUPS) {
+        packed8_rows_group_sums(xq, xs, xsum, W, K, group, scale, n0, n1, y);
+        return;
+    }
+    const size_t blocks = K / 64;
+    if ((per == 1 || per == 2) && blocks <= PACKED4_Q8ACT_MAX_BLOCKS) {
+        /* Groups of 64 or 128 columns: the row's combined block scales computed first, 16 at a
+         * time (as for int4), and the offset correction as their dot product with the sums. */
+        for (size_t n = n0; n < n1; n++) {
+            const uint8_t *row = (const uint8_t *)(W + n * (K / 4));
+            float combined[PACKED4_Q8ACT_MAX_BLOCKS];
+            block_scales(scale + n * groups, xs, blocks, per, combined);
+            __m512 c = _mm512_setzero_ps(), a0 = c, a1 = c;
+            for (size_t b = 0; b < blocks; b += 16) {
+                const __mmask16 m = (__mmask16)((1u << (blocks - b < 16 ? blocks - b : 16)) - 1);
+                c = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, combined + b), _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, xsum + b)), c);
+            }
+            size_t b = 0;
+            for (; b + 2 <= blocks; b += 2) {
+                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64), _mm512_loadu_si512(xq + b * 64));
+                const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64 + 64),
+                                                       _mm512_loadu_si512(xq + b * 64 + 64));
+                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_set1_ps(combined[b]), a0);
+                a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_set1_ps(combined[b + 1]), a1);
+            }
+            if (b < blocks) {
+                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64), _mm512_loadu_si512(xq + b * 64));
+                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_set1_ps(combined[b]), a0);
+            }
+            y[n - n0] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) - _mm512_reduce_add_ps(c);
+        }
+        return;
+    }
     for (size_t n = n0; n < n1; n++) {
         const uint8_t *row = (const uint8_t *)(W + n * (K / 4));
         __m512 acc = _mm512_setzero_ps();

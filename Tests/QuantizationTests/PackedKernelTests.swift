@@ -50,10 +50,12 @@ import Testing
     /// (bits, group, symmetric, groups per row): int4 blocks go two at a time, so odd block counts
     /// (5 × 64, 3 × 192) and pairs across a group boundary (64, 192) are cases of their own; rows
     /// of 64- and 128-column groups take their block scales 16 at a time, so rows of 21 and 18
-    /// blocks (a partial second sixteen; an odd pair count) are too.
+    /// blocks (a partial second sixteen; an odd pair count) are too; int8 rows of 64- and 128-column
+    /// groups go the same way, wider groups (256, and per channel: one group of 640) by group sums.
     @Test(arguments: [(4, 64, true, 4), (4, 64, true, 5), (4, 64, true, 21), (4, 128, true, 4), (4, 128, true, 9), (4, 192, true, 3),
                       (4, 128, false, 4), (4, 32, true, 4),
-                      (8, 64, true, 4), (8, 256, true, 4), (8, 64, false, 4), (8, 32, true, 4)])
+                      (8, 64, true, 4), (8, 64, true, 21), (8, 128, true, 9), (8, 256, true, 4), (8, 640, true, 1), (8, 64, false, 4),
+                      (8, 32, true, 4)])
     func int8ActivationsStayCloseOrFallBack(bits: Int, group: Int, symmetric: Bool, groups: Int) {
         var seed: UInt64 = 23
         func next() -> Float {
