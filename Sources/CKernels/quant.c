@@ -527,24 +527,76 @@ __attribute__((target("avx512f"))) static void packed4_row_avx512(const float *x
  * block lies alone as [even | odd]. xs holds each block's scale (a pair's two are spread over the
  * vector's halves as it is multiplied). The codes' +8 offset is taken out once per weight row: corr[g] =
  * Σ over group g's blocks of scale · 8 · Σ codes, and a row subtracts Σ_g s_g · corr[g]. */
+/* One 64-column block to int8 codes (round to nearest even) with scale max |x| / 127, written in
+ * column order (odd null) or split into its 32 even and 32 odd columns; returns Σ codes. NaNs
+ * do not enter the maximum. */
+static int32_t quantize_block64_scalar(const float *x, int8_t *even, int8_t *odd, float *scale) {
+    float m = 0;
+    for (int j = 0; j < 64; j++) { const float a = fabsf(x[j]); m = a > m ? a : m; }
+    const float inv = m > 0 ? 127.0f / m : 0.0f;
+    int32_t sum = 0;
+    for (int j = 0; j < 64; j++) {
+        const int v = (int)lrintf(x[j] * inv);
+        if (odd) (j % 2 ? odd : even)[j / 2] = (int8_t)v;
+        else even[j] = (int8_t)v;
+        sum += v;
+    }
+    *scale = m / 127.0f;
+    return sum;
+}
+
+#if defined(__x86_64__) && defined(__clang__)
+/* The same on AVX-512: the same products, rounding and codes (the conversion rounds to nearest
+ * even as lrintf does; max_ps(a, m) keeps m where a is NaN). */
+__attribute__((target("avx512f,avx512bw"))) static int32_t quantize_block64_avx512(const float *x, int8_t *even, int8_t *odd, float *scale) {
+    __m512 v[4], m = _mm512_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm512_loadu_ps(x + 16 * i);
+        m = _mm512_max_ps(_mm512_abs_ps(v[i]), m);
+    }
+    const float top = _mm512_reduce_max_ps(m);
+    const float inv = top > 0 ? 127.0f / top : 0.0f;
+    const __m512 vi = _mm512_set1_ps(inv);
+    __m512i c[4];
+    if (odd) {
+        const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        const __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
+        c[0] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_permutex2var_ps(v[0], ie, v[1]), vi));
+        c[1] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_permutex2var_ps(v[2], ie, v[3]), vi));
+        c[2] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_permutex2var_ps(v[0], io, v[1]), vi));
+        c[3] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_permutex2var_ps(v[2], io, v[3]), vi));
+        _mm_storeu_si128((__m128i *)even, _mm512_cvtsepi32_epi8(c[0]));
+        _mm_storeu_si128((__m128i *)(even + 16), _mm512_cvtsepi32_epi8(c[1]));
+        _mm_storeu_si128((__m128i *)odd, _mm512_cvtsepi32_epi8(c[2]));
+        _mm_storeu_si128((__m128i *)(odd + 16), _mm512_cvtsepi32_epi8(c[3]));
+    } else {
+        for (int i = 0; i < 4; i++) {
+            c[i] = _mm512_cvtps_epi32(_mm512_mul_ps(v[i], vi));
+            _mm_storeu_si128((__m128i *)(even + 16 * i), _mm512_cvtsepi32_epi8(c[i]));
+        }
+    }
+    *scale = top / 127.0f;
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c[0], c[1]), _mm512_add_epi32(c[2], c[3])));
+}
+#endif
+
+static int32_t quantize_block64(const float *x, int8_t *even, int8_t *odd, float *scale) {
+#if defined(__x86_64__) && defined(__clang__)
+    static int avx512 = -1;
+    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    if (avx512) return quantize_block64_avx512(x, even, odd, scale);
+#endif
+    return quantize_block64_scalar(x, even, odd, scale);
+}
+
 void dsk_q8act_quantize(const float *x, size_t K, size_t group, int8_t *xq, float *xs, float *corr) {
     const size_t blocks = K / 64, paired = blocks / 2 * 2, per = group / 64;
     for (size_t g = 0; g < K / group; g++) corr[g] = 0;
     for (size_t b = 0; b < blocks; b++) {
-        float m = 0;
-        for (int j = 0; j < 64; j++) { const float a = fabsf(x[b * 64 + j]); m = a > m ? a : m; }
-        const float inv = m > 0 ? 127.0f / m : 0.0f;
         int8_t *even = b < paired ? xq + (b / 2) * 128 + (b % 2) * 32 : xq + b * 64;
         int8_t *odd = even + (b < paired ? 64 : 32);
-        int32_t sum = 0;
-        for (int j = 0; j < 32; j++) {
-            const int e = (int)lrintf(x[b * 64 + 2 * j] * inv), o = (int)lrintf(x[b * 64 + 2 * j + 1] * inv);
-            even[j] = (int8_t)e;
-            odd[j] = (int8_t)o;
-            sum += e + o;
-        }
-        xs[b] = m / 127.0f;
-        corr[b / per] += m / 127.0f * 8.0f * (float)sum;
+        const int32_t sum = quantize_block64(x + b * 64, even, odd, xs + b);
+        corr[b / per] += xs[b] * 8.0f * (float)sum;
     }
 }
 
@@ -791,19 +843,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void pack
 
 /* int8 weights take the input in column order, with 128 · Σ of each block. */
 void dsk_q8act_quantize8(const float *x, size_t K, int8_t *xq, float *xs, int32_t *xsum) {
-    for (size_t b = 0; b < K / 64; b++) {
-        float m = 0;
-        for (int j = 0; j < 64; j++) { const float a = fabsf(x[b * 64 + j]); m = a > m ? a : m; }
-        const float inv = m > 0 ? 127.0f / m : 0.0f;
-        int32_t sum = 0;
-        for (int j = 0; j < 64; j++) {
-            const int v = (int)lrintf(x[b * 64 + j] * inv);
-            xq[b * 64 + j] = (int8_t)v;
-            sum += v;
-        }
-        xs[b] = m / 127.0f;
-        xsum[b] = 128 * sum;
-    }
+    for (size_t b = 0; b < K / 64; b++) xsum[b] = 128 * quantize_block64(x + b * 64, xq + b * 64, NULL, xs + b);
 }
 
 void dsk_matmul_q8act_packed8(const int8_t *xq, const float *xs, const int32_t *xsum, size_t M, size_t K, const int32_t *W,
