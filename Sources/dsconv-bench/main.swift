@@ -15,7 +15,7 @@ import SafeTensors
 //   dsconv-bench prefill DIR [--tokens T] [--threads N] [--bf16-activations]
 //   dsconv-bench decode DIR [--tokens T] [--threads N] [--int8-activations]
 //   dsconv-bench forkjoin       one parallel region's overhead (8 × 25 µs of work)
-//   dsconv-bench warm DIR       DIR's shards read into the page cache through the forward pass's maps
+//   dsconv-bench warm DIR|FILE  DIR's shards (or one file) read into the page cache through the forward pass's maps
 
 func arg(_ name: String, _ def: Int) -> Int {
     let a = CommandLine.arguments
@@ -156,11 +156,17 @@ case "warm":
     // (MappedFile: huge-page advice), a byte per page: pages this process faults in come as the
     // folios its own reads would make, where `cat` leaves readahead's (smaller, often 4 KB-mapped
     // later). The peer bench warms each side's files with that side's own reader.
-    guard args.count >= 3 else { print("need a model directory"); exit(2) }
-    let files = try FileManager.default.contentsOfDirectory(atPath: args[2]).filter { $0.hasSuffix(".safetensors") }.sorted()
+    // A file named instead of a directory (a GGUF) is read the same way, so that both sides of the
+    // peer bench can have their pages brought in by one reader.
+    guard args.count >= 3 else { print("need a model directory or a file"); exit(2) }
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: args[2], isDirectory: &isDirectory) else { print("no such file: \(args[2])"); exit(2) }
+    let files = isDirectory.boolValue
+        ? try FileManager.default.contentsOfDirectory(atPath: args[2]).filter { $0.hasSuffix(".safetensors") }.sorted().map { args[2] + "/" + $0 }
+        : [args[2]]
     var touched = 0, sum: UInt8 = 0
     for f in files {
-        let map = try MappedFile(path: args[2] + "/" + f)
+        let map = try MappedFile(path: f)
         let b = map.bytes
         var i = 0
         while i < b.count { sum &+= b[i]; i += 4096 }
