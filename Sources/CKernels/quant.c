@@ -519,14 +519,6 @@ __attribute__((target("avx512f"))) static void packed4_row_avx512(const float *x
 
 #endif
 
-/* Decode with int8 activations (llama.cpp's Q8 trick; not exact): input rows quantized per
- * 64-column block to int8 with a block scale (max |x| / 127, round to nearest). A block's
- * columns are split into even then odd to match the packed nibbles, and blocks are laid out in
- * pairs so that one 512-bit load of codes (two blocks) meets one 512-bit load of inputs: for
- * pair p, [even of 2p | even of 2p+1 | odd of 2p | odd of 2p+1], 32 bytes each; an odd last
- * block lies alone as [even | odd]. xs holds each block's scale (a pair's two are spread over the
- * vector's halves as it is multiplied). The codes' +8 offset is taken out once per weight row: corr[g] =
- * Σ over group g's blocks of scale · 8 · Σ codes, and a row subtracts Σ_g s_g · corr[g]. */
 /* One 64-column block to int8 codes (round to nearest even) with scale max |x| / 127, written in
  * column order (odd null) or split into its 32 even and 32 odd columns; returns Σ codes. NaNs
  * do not enter the maximum. */
@@ -589,6 +581,14 @@ static int32_t quantize_block64(const float *x, int8_t *even, int8_t *odd, float
     return quantize_block64_scalar(x, even, odd, scale);
 }
 
+/* Decode with int8 activations (llama.cpp's Q8 trick; not exact): input rows quantized per
+ * 64-column block to int8 with a block scale (max |x| / 127, round to nearest). A block's
+ * columns are split into even then odd to match the packed nibbles, and blocks are laid out in
+ * pairs so that one 512-bit load of codes (two blocks) meets one 512-bit load of inputs: for
+ * pair p, [even of 2p | even of 2p+1 | odd of 2p | odd of 2p+1], 32 bytes each; an odd last
+ * block lies alone as [even | odd]. xs holds each block's scale (a pair's two are spread over the
+ * vector's halves as it is multiplied). The codes' +8 offset is taken out once per weight row: corr[g] =
+ * Σ over group g's blocks of scale · 8 · Σ codes, and a row subtracts Σ_g s_g · corr[g]. */
 void dsk_q8act_quantize(const float *x, size_t K, size_t group, int8_t *xq, float *xs, float *corr) {
     const size_t blocks = K / 64, paired = blocks / 2 * 2, per = group / 64;
     for (size_t g = 0; g < K / group; g++) corr[g] = 0;
@@ -642,8 +642,9 @@ VNNI512 static inline float last_block(const int32_t *codes, const int8_t *xq, f
     return _mm_cvtss_f32(h);
 }
 
-/* Blocks of one row whose combined scales a row computes up front (K up to 32768). */
-#define PACKED4_Q8ACT_MAX_BLOCKS 512
+/* Blocks of one row whose combined scales the int4 and int8 kernels compute up front (K up to
+ * 32768; wider rows take the general loops). */
+#define Q8ACT_ROW_MAX_BLOCKS 512
 
 /* out[b] = the row's group scale of block b (bf16) × the input's block scale xs[b], for groups of
  * 64 (per 1) or 128 (per 2) columns, 16 blocks at a time. */
@@ -697,10 +698,10 @@ VNNI512 static void packed4_row_q8act(const int8_t *xq, const float *xs, const f
         __m512 a0 = _mm512_setzero_ps(), a1 = a0;
         size_t g = 0, left = per; /* the group of block 2p, and its blocks from 2p on */
         size_t p = 0;
-        if (blocks <= PACKED4_Q8ACT_MAX_BLOCKS && (per == 1 || per == 2)) {
+        if (blocks <= Q8ACT_ROW_MAX_BLOCKS && (per == 1 || per == 2)) {
             /* The row's combined scale of every block (its group's times the input block's),
              * computed up front, so that a pair takes its two from one 8-byte load. */
-            float combined[PACKED4_Q8ACT_MAX_BLOCKS];
+            float combined[Q8ACT_ROW_MAX_BLOCKS];
             block_scales(rs, xs, blocks, per, combined);
             for (; p + 2 <= pairs; p += 2) {
                 a0 = _mm512_fmadd_ps(pair_lanes(row, xq, p), pair_scales(combined, p, halves), a0);
@@ -793,12 +794,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void pack
         return;
     }
     const size_t blocks = K / 64;
-    if ((per == 1 || per == 2) && blocks <= PACKED4_Q8ACT_MAX_BLOCKS) {
+    if ((per == 1 || per == 2) && blocks <= Q8ACT_ROW_MAX_BLOCKS) {
         /* Groups of 64 or 128 columns: the row's combined block scales computed first, 16 at a
          * time (as for int4), and the offset correction as their dot product with the sums. */
         for (size_t n = n0; n < n1; n++) {
             const uint8_t *row = (const uint8_t *)(W + n * (K / 4));
-            float combined[PACKED4_Q8ACT_MAX_BLOCKS];
+            float combined[Q8ACT_ROW_MAX_BLOCKS];
             block_scales(scale + n * groups, xs, blocks, per, combined);
             __m512 c = _mm512_setzero_ps(), a0 = c, a1 = c;
             for (size_t b = 0; b < blocks; b += 16) {
