@@ -746,6 +746,24 @@ VNNI512 static void packed4_row_q8act(const int8_t *xq, const float *xs, const f
  * the codes' offset taken out per group from sums over the input computed once per call
  * (Σ xs · 128 Σ codes): per 64-byte block a dot product, a conversion, a broadcast and an FMA,
  * against a scalar scale product, broadcast and correction term per block in the general loop. */
+/* Σ over blocks [b0, b1) of one int8 row's 64-column integer dot products with the input, each
+ * times f[b]; two blocks per step. */
+VNNI512 static inline float scaled_block_dots8(const uint8_t *row, const int8_t *xq, const float *f, size_t b0, size_t b1) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    size_t b = b0;
+    for (; b + 2 <= b1; b += 2) {
+        const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64), _mm512_loadu_si512(xq + b * 64));
+        const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64 + 64), _mm512_loadu_si512(xq + b * 64 + 64));
+        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_set1_ps(f[b]), a0);
+        a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_set1_ps(f[b + 1]), a1);
+    }
+    if (b < b1) {
+        const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64), _mm512_loadu_si512(xq + b * 64));
+        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_set1_ps(f[b]), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
 #define PACKED8_Q8ACT_GROUP_SUMS_MIN_BLOCKS 4
 #define PACKED8_Q8ACT_MAX_GROUPS 256
 
@@ -762,23 +780,8 @@ VNNI512 static void packed8_rows_group_sums(const int8_t *xq, const float *xs, c
         const uint8_t *row = (const uint8_t *)(W + n * (K / 4));
         const uint16_t *rs = scale + n * groups;
         float total = 0;
-        for (size_t g = 0; g < groups; g++) {
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-            size_t b = g * per;
-            const size_t end = b + per;
-            for (; b + 2 <= end; b += 2) {
-                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64), _mm512_loadu_si512(xq + b * 64));
-                const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64 + 64),
-                                                       _mm512_loadu_si512(xq + b * 64 + 64));
-                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_set1_ps(xs[b]), a0);
-                a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_set1_ps(xs[b + 1]), a1);
-            }
-            if (b < end) {
-                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64), _mm512_loadu_si512(xq + b * 64));
-                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_set1_ps(xs[b]), a0);
-            }
-            total += bf16_to_f32(rs[g]) * (_mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) - offset[g]);
-        }
+        for (size_t g = 0; g < groups; g++)
+            total += bf16_to_f32(rs[g]) * (scaled_block_dots8(row, xq, xs, g * per, (g + 1) * per) - offset[g]);
         y[n - n0] = total;
     }
 }
@@ -801,24 +804,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static void pack
             const uint8_t *row = (const uint8_t *)(W + n * (K / 4));
             float combined[Q8ACT_ROW_MAX_BLOCKS];
             block_scales(scale + n * groups, xs, blocks, per, combined);
-            __m512 c = _mm512_setzero_ps(), a0 = c, a1 = c;
+            __m512 c = _mm512_setzero_ps();
             for (size_t b = 0; b < blocks; b += 16) {
                 const __mmask16 m = (__mmask16)((1u << (blocks - b < 16 ? blocks - b : 16)) - 1);
                 c = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, combined + b), _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, xsum + b)), c);
             }
-            size_t b = 0;
-            for (; b + 2 <= blocks; b += 2) {
-                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64), _mm512_loadu_si512(xq + b * 64));
-                const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64 + 64),
-                                                       _mm512_loadu_si512(xq + b * 64 + 64));
-                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_set1_ps(combined[b]), a0);
-                a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_set1_ps(combined[b + 1]), a1);
-            }
-            if (b < blocks) {
-                const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(row + b * 64), _mm512_loadu_si512(xq + b * 64));
-                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_set1_ps(combined[b]), a0);
-            }
-            y[n - n0] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) - _mm512_reduce_add_ps(c);
+            y[n - n0] = scaled_block_dots8(row, xq, combined, 0, blocks) - _mm512_reduce_add_ps(c);
         }
         return;
     }
