@@ -670,9 +670,10 @@ VNNI512 static inline __m512 pair_lanes(const int32_t *row, const int8_t *xq, si
     return _mm512_cvtepi32_ps(pair_dot(row + p * 16, _mm512_loadu_si512(xq + p * 128), _mm512_loadu_si512(xq + p * 128 + 64)));
 }
 
-/* Pair p's two combined block scales over the low and the high eight lanes. */
-VNNI512 static inline __m512 pair_scales(const float *combined, size_t p, __m512i halves) {
-    return _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)(combined + 2 * p)))));
+/* Pair p's two entries of a per-block array (the input's block scales, or the row's combined
+ * ones) over the low and the high eight lanes. */
+VNNI512 static inline __m512 pair_scales(const float *per_block, size_t p, __m512i halves) {
+    return _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)(per_block + 2 * p)))));
 }
 
 /* One quantized input row against symmetric int4 rows (groups multiples of 64), a row at a time
@@ -713,7 +714,6 @@ VNNI512 static void packed4_row_q8act(const int8_t *xq, const float *xs, const f
             }
         }
         for (; p < pairs; p++) {
-            const size_t b = 2 * p;
             __m512 s;
             if (left >= 2) {
                 s = _mm512_set1_ps(bf16_to_f32(rs[g]));
@@ -727,11 +727,9 @@ VNNI512 static void packed4_row_q8act(const int8_t *xq, const float *xs, const f
                 g++;
                 left = per;
             }
-            const __m512 d = _mm512_cvtepi32_ps(pair_dot(row + b * 8, _mm512_loadu_si512(xq + p * 128), _mm512_loadu_si512(xq + p * 128 + 64)));
-            const __m512 pair_scales = _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xs + b))));
-            const __m512 f = _mm512_mul_ps(s, _mm512_permutexvar_ps(halves, pair_scales));
-            if (p & 1) a1 = _mm512_fmadd_ps(d, f, a1);
-            else a0 = _mm512_fmadd_ps(d, f, a0);
+            const __m512 f = _mm512_mul_ps(s, pair_scales(xs, p, halves));
+            if (p & 1) a1 = _mm512_fmadd_ps(pair_lanes(row, xq, p), f, a1);
+            else a0 = _mm512_fmadd_ps(pair_lanes(row, xq, p), f, a0);
         }
         float sum = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
         if (blocks % 2) {
@@ -741,11 +739,7 @@ VNNI512 static void packed4_row_q8act(const int8_t *xq, const float *xs, const f
         y[n - n0] = sum - group_correction(rs, corr, groups);
     }
 }
-/* Wide int8 groups (per channel, or 256 columns and more): a group's blocks are summed scaled by
- * the input's block scales alone, the group's weight scale applied once to the group's sum, and
- * the codes' offset taken out per group from sums over the input computed once per call
- * (Σ xs · 128 Σ codes): per 64-byte block a dot product, a conversion, a broadcast and an FMA,
- * against a scalar scale product, broadcast and correction term per block in the general loop. */
+
 /* Σ over blocks [b0, b1) of one int8 row's 64-column integer dot products with the input, each
  * times f[b]; two blocks per step. */
 VNNI512 static inline float scaled_block_dots8(const uint8_t *row, const int8_t *xq, const float *f, size_t b0, size_t b1) {
@@ -764,6 +758,11 @@ VNNI512 static inline float scaled_block_dots8(const uint8_t *row, const int8_t 
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
+/* Wide int8 groups (per channel, or 256 columns and more): a group's blocks are summed scaled by
+ * the input's block scales alone, the group's weight scale applied once to the group's sum, and
+ * the codes' offset taken out per group from sums over the input computed once per call
+ * (Σ xs · 128 Σ codes): per 64-byte block a dot product, a conversion, a broadcast and an FMA,
+ * against a scalar scale product, broadcast and correction term per block in the general loop. */
 #define PACKED8_Q8ACT_GROUP_SUMS_MIN_BLOCKS 4
 #define PACKED8_Q8ACT_MAX_GROUPS 256
 

@@ -15,7 +15,21 @@ public struct SynthSizes: Sendable {
     public var qLoraRank: Int?
     public var expertsPerToken: Int?
     public var groups: Int?
-    public init() {}
+    public init(layers: Int? = nil, experts: Int? = nil, hidden: Int? = nil, intermediate: Int? = nil, moeIntermediate: Int? = nil,
+                heads: Int? = nil, vocab: Int? = nil, kvLoraRank: Int? = nil, qLoraRank: Int? = nil, expertsPerToken: Int? = nil,
+                groups: Int? = nil) {
+        self.layers = layers
+        self.experts = experts
+        self.hidden = hidden
+        self.intermediate = intermediate
+        self.moeIntermediate = moeIntermediate
+        self.heads = heads
+        self.vocab = vocab
+        self.kvLoraRank = kvLoraRank
+        self.qLoraRank = qLoraRank
+        self.expertsPerToken = expertsPerToken
+        self.groups = groups
+    }
 }
 
 /// Random BF16 checkpoints with the real tensor names and shapes, for tests and benchmarks at any

@@ -155,9 +155,8 @@ case "warm":
     // A model's shards read into the page cache through the same maps the forward pass makes
     // (MappedFile: huge-page advice), a byte per page: pages this process faults in come as the
     // folios its own reads would make, where `cat` leaves readahead's (smaller, often 4 KB-mapped
-    // later). The peer bench warms each side's files with that side's own reader.
-    // A file named instead of a directory (a GGUF) is read the same way, so that both sides of the
-    // peer bench can have their pages brought in by one reader.
+    // later). A file named instead of a directory (a GGUF) is read the same way: the peer bench
+    // brings both sides' files in through this one reader before each decode run.
     guard args.count >= 3 else { print("need a model directory or a file"); exit(2) }
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: args[2], isDirectory: &isDirectory) else { print("no such file: \(args[2])"); exit(2) }

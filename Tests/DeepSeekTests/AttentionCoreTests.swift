@@ -100,11 +100,7 @@ import Testing
 @Suite struct QuantizedKvBAbsorbedTests {
     @Test(arguments: [(4, true), (4, false), (8, true)])
     func packedKvBMatchesReference(bits: Int, symmetric: Bool) throws {
-        var sizes = SynthSizes()
-        sizes.hidden = 64
-        sizes.layers = 1
-        sizes.experts = 4
-        sizes.vocab = 100
+        let sizes = SynthSizes(layers: 1, experts: 4, hidden: 64, vocab: 100)
         let config = try Synth.config(like: .deepseekV25, sizes: sizes)
         let heads = config.numAttentionHeads, nope = config.qkNopeHeadDim, v = config.vHeadDim, rank = config.kvLoraRank
         let qd = config.qHeadDim, w = rank + config.qkRopeHeadDim

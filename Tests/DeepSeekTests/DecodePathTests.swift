@@ -10,11 +10,7 @@ import Testing
 /// V2-Lite's q_proj, greedy routing, norm_topk_prob, moe_layer_freq 2, f32 router weights.
 @Suite(.serialized) struct DecodePathTests {
     static func model(like preset: ModelPreset, edit: (inout ModelConfig) -> Void = { _ in }) throws -> (Checkpoint, String) {
-        var sizes = SynthSizes()
-        sizes.hidden = 64
-        sizes.layers = 3
-        sizes.experts = 8
-        sizes.vocab = 300
+        let sizes = SynthSizes(layers: 3, experts: 8, hidden: 64, vocab: 300)
         var config = try Synth.config(like: preset, sizes: sizes)
         edit(&config)
         try config.validate()

@@ -55,11 +55,7 @@ import Testing
     @Test func synthIsDeterministicAndClean() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        var sizes = SynthSizes()
-        sizes.hidden = 64
-        sizes.layers = 2
-        sizes.experts = 8
-        sizes.vocab = 512
+        let sizes = SynthSizes(layers: 2, experts: 8, hidden: 64, vocab: 512)
         let config = try Synth.config(like: .deepseekV25, sizes: sizes)
         for (name, threads) in [("a", 1), ("b", 2)] {
             let out = try OutputDirectory(dir + "/" + name, force: false)

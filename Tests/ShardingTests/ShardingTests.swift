@@ -13,13 +13,7 @@ enum ShardFixtures {
 
     /// A small V2.5-structured synth model whose sizes split 8 ways (8 heads, 16 experts).
     static func synth(in dir: String) throws -> Checkpoint {
-        var sizes = SynthSizes()
-        sizes.hidden = 64
-        sizes.layers = 3
-        sizes.experts = 16
-        sizes.heads = 8
-        sizes.vocab = 512
-        sizes.groups = 4
+        let sizes = SynthSizes(layers: 3, experts: 16, hidden: 64, heads: 8, vocab: 512, groups: 4)
         let config = try Synth.config(like: .deepseekV25, sizes: sizes)
         let out = try OutputDirectory(dir + "/src", force: false)
         try Synth.write(config: config, seed: 3, out: out, maxShardSize: 200_000, tokenizerFrom: tiny, threads: 2)
