@@ -8,8 +8,10 @@ import Testing
 @Suite struct PackedKernelTests {
     /// (4, 1376, false) and (8, 352, true): 8256 and 2112 columns, past the int4 and int8 row
     /// kernels' one-row-at-a-time widths, so that one-row products take their four-rows-at-once
-    /// paths (with a tail of two rows).
-    @Test(arguments: [(4, 32, true), (4, 128, false), (8, 64, true), (4, 24, true), (4, 1376, false), (8, 352, true)])
+    /// paths (with a tail of two rows). int8 groups of multiples of 32 take the AVX-512 BF16
+    /// rounding where the CPU has it (zero points too), groups of 16 the rounding in lanes.
+    @Test(arguments: [(4, 32, true), (4, 128, false), (8, 64, true), (4, 24, true), (4, 1376, false), (8, 352, true), (8, 64, false),
+                      (8, 352, false), (8, 32, true), (8, 16, true)])
     func packedMatchesDequantized(bits: Int, group: Int, symmetric: Bool) {
         var seed: UInt64 = 11
         func next() -> Float {
@@ -37,6 +39,46 @@ import Testing
                             let worst = zip(a.data, b.data).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? 0
                             #expect(worst < 1e-4, "bits \(bits) g\(group) m \(m): relative difference \(worst)")
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Weights so small that their groups' scales are subnormal (bf16): the int8 row kernels round
+/// q · scale to bf16 with an instruction that flushes subnormal inputs to zero, so such groups
+/// round in lanes instead, and a product keeps the values the dequantized weight has.
+@Suite struct SubnormalScaleTests {
+    @Test(arguments: [(8, 64, 6), (8, 64, 33), (8, 32, 12), (4, 64, 6)])
+    func subnormalScalesAreNotFlushed(bits: Int, group: Int, groups: Int) {
+        var seed: UInt64 = 5
+        func next() -> Float {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: seed >> 11) % 2001 - 1000) / 1000
+        }
+        let rows = 10, cols = group * groups
+        // |w| up to 1e-37 (int8) or 1e-38 (int4): scales about 1e-37 / 127 or 1e-38 / 7, below
+        // bf16's smallest normal (1.2e-38).
+        let top: Float = bits == 8 ? 1e-37 : 1e-38
+        let w: [UInt16] = (0..<(rows * cols)).map { _ in UInt16(truncatingIfNeeded: (top * next()).bitPattern >> 16) }
+        let q = w.withUnsafeBufferPointer {
+            RoundToNearest.quantize($0.baseAddress!, rows: rows, cols: cols, scheme: QuantScheme(bits: bits, groupSize: group, symmetric: true))
+        }
+        #expect(q.scale.contains { $0 & 0x7f80 == 0 && $0 & 0x7f != 0 }, "the fixture should have subnormal scales")
+        let deq = q.dequantized()
+        q.packed.withUnsafeBytes { p in
+            q.scale.withUnsafeBufferPointer { s in
+                deq.withUnsafeBytes { d in
+                    let layout = PackedLayout(bits: bits, groupSize: group, scale: s.baseAddress!, zeroPoint: nil)
+                    let packed = WeightMatrix(bytes: p, format: .packed, rows: rows, cols: cols, owner: nil, packing: layout)
+                    let plain = WeightMatrix(bytes: d, format: .bf16, rows: rows, cols: cols, owner: nil)
+                    for m in [1, 3] {
+                        let x = Matrix(rows: m, cols: cols, data: (0..<(m * cols)).map { _ in next() })
+                        let a = Linear.apply(x, packed, threads: 2), b = Linear.apply(x, plain, threads: 2)
+                        // Relative to the outputs' own size (about 1e-36): a flushed weight shows.
+                        let worst = zip(a.data, b.data).map { abs($0 - $1) / max(abs($1), 1e-40) }.max() ?? 0
+                        #expect(worst < 1e-4, "bits \(bits) g\(group) m \(m): relative difference \(worst)")
                     }
                 }
             }
