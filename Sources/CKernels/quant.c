@@ -328,7 +328,8 @@ __attribute__((target("avx512f"))) static inline __m512 int4_group_table(__m512 
 }
 
 /* One row dequantized 16 values at a time: int4 through the group's 16-entry table (a permute
- * per 16 codes), int8 computed in lanes; both round as group_table does. */
+ * per 16 codes), int8 computed in lanes; both round as group_table does (for int8 the code less
+ * its offset and zero point, within ±255, is already a bf16 integer: one rounding, of the product). */
 __attribute__((target("avx512f"))) static void dequant_row_avx512(const int32_t *row, size_t cols, int bits, size_t group,
                                                                   const uint16_t *scale, const int8_t *zp, float *out) {
     const size_t groups = cols / group;
@@ -352,7 +353,7 @@ __attribute__((target("avx512f"))) static void dequant_row_avx512(const int32_t 
         const __m512 s = _mm512_set1_ps(bf16_to_f32(scale[g]));
         for (size_t c = g * group; c < (g + 1) * group; c += 16) {
             const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(bytes + c)));
-            _mm512_storeu_ps(out + c, rb16(_mm512_mul_ps(rb16(_mm512_cvtepi32_ps(_mm512_sub_epi32(b, off))), s)));
+            _mm512_storeu_ps(out + c, rb16(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(b, off)), s)));
         }
     }
 }
