@@ -210,10 +210,18 @@ public enum Linear {
     /// for eight rows and measured faster in the model at 5120 columns.
     public static let matvecMaxColumns = 2048
 
-    /// Weight bytes per piece of a one-row product (decode). Threads take pieces in order, so at
-    /// any moment they stream neighbouring rows: two threads reading 64-row (640 KB) neighbours
-    /// measured 5–20% faster here than the same threads each on its own sixteenth of a 1 GB matrix.
-    public static let decodePieceBytes = 256 << 10
+    /// Weight bytes per piece of a one-row product (decode): a quarter of each thread's share of
+    /// the matrix, within 256 KB…4 MB. Threads take pieces in order, so at any moment they stream
+    /// neighbouring rows. Longer pieces are longer unbroken streams: on an AMD EPYC VM whose
+    /// memory reads 50+ GB/s in some placements, bf16 rows one at a time (5120 columns, two
+    /// threads, one buffer) read 51–53 GB/s in 256 KB pieces, 57 in 1 MB and 59–63 in 4 MB (1536
+    /// columns: 47, 54–57, 56–58), and the 48-expert synth decoded at 18.1–18.8 tokens/s against
+    /// 15.9 in that state; where the memory reads 33–35 GB/s the size made no difference. A
+    /// quarter of a thread's share keeps small matrices (a layer's 6 MB kv_a, an int4 expert's 4
+    /// MB) in enough pieces for the threads to finish together.
+    public static func decodePieceBytes(matrixBytes: Int, threads: Int) -> Int {
+        min(4 << 20, max(256 << 10, matrixBytes / max(threads * 4, 1)))
+    }
 
     /// Weight rows converted per piece where a weight must be converted first (packed, F16; ≈ 5 MB
     /// of f32 at K = 5120).

@@ -98,10 +98,11 @@ final class LinearProduct: @unchecked Sendable {
             chunk = converts ? Linear.tileRows : max(96, (n + threads * 4 - 1) / (threads * 4) / 96 * 96 + 96)
         case .direct, .int8Activations, .matvec, .matvecBF16Dot:
             if rows == 1 {
-                // Decode: pieces of about `Linear.decodePieceBytes` of weight rows, handed out in
-                // order, so the threads read neighbouring memory at any moment (as llama.cpp's
-                // 64-row chunks do) rather than each its own far-apart eighth of the matrix.
-                chunk = max(8, Linear.decodePieceBytes / max(w.rowBytes, 1) / 8 * 8)
+                // Decode: pieces of `Linear.decodePieceBytes` of weight rows, handed out in order,
+                // so the threads read neighbouring memory at any moment rather than each its own
+                // far-apart half of the matrix.
+                let piece = Linear.decodePieceBytes(matrixBytes: n * w.rowBytes, threads: threads)
+                chunk = max(8, piece / max(w.rowBytes, 1) / 8 * 8)
             } else {
                 chunk = max(16, (n + threads * 8 - 1) / (threads * 8))
             }
