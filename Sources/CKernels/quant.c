@@ -879,6 +879,13 @@ void dsk_matmul_q8act_packed4(const int8_t *xq, const float *xs, const float *co
 #if defined(__x86_64__) && defined(__clang__)
 #define PACKED8_ONE_ROW_MAX_K 2048
 
+/* The offset (128 + zero point) and scale of int8 group i, broadcast. */
+__attribute__((target("avx512f"))) static inline void int8_group(const uint16_t *scale, const int8_t *zp, size_t i, __m512i *off,
+                                                                  __m512 *s) {
+    *off = _mm512_set1_epi32(128 + (zp ? zp[i] : 0));
+    *s = _mm512_set1_ps(bf16_to_f32(scale[i]));
+}
+
 /* One input row against int8 rows, AVX-512, four rows at a time (or one; below): 16 codes (bytes, low first)
  * widened to dwords, w = bf16((q − 128 − zp) · scale) computed in registers (q − zp is exact in
  * bf16 for int8), four accumulators. Groups must be multiples of 16. */
@@ -896,11 +903,7 @@ __attribute__((target("avx512f"))) static void packed8_row_avx512(const float *x
         for (size_t g = 0; g < groups; g++) {
             __m512i off[4];
             __m512 s[4];
-            for (int r = 0; r < 4; r++) {
-                const size_t i = (n + r) * groups + g;
-                off[r] = _mm512_set1_epi32(128 + (zp ? zp[i] : 0));
-                s[r] = _mm512_set1_ps(bf16_to_f32(scale[i]));
-            }
+            for (int r = 0; r < 4; r++) int8_group(scale, zp, (n + r) * groups + g, &off[r], &s[r]);
             for (size_t c = g * group; c < (g + 1) * group; c += 16) {
                 const __m512 v = _mm512_loadu_ps(x + c);
                 for (int r = 0; r < 4; r++) {
@@ -915,9 +918,9 @@ __attribute__((target("avx512f"))) static void packed8_row_avx512(const float *x
     for (; n < n1; n++) {
         __m512 a = _mm512_setzero_ps();
         for (size_t g = 0; g < groups; g++) {
-            const size_t i = n * groups + g;
-            const __m512i off = _mm512_set1_epi32(128 + (zp ? zp[i] : 0));
-            const __m512 s = _mm512_set1_ps(bf16_to_f32(scale[i]));
+            __m512i off;
+            __m512 s;
+            int8_group(scale, zp, n * groups + g, &off, &s);
             for (size_t c = g * group; c < (g + 1) * group; c += 16) {
                 const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(W + n * words + c / 4)));
                 a = _mm512_fmadd_ps(_mm512_loadu_ps(x + c), rb16(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(b, off)), s)), a);
@@ -992,10 +995,8 @@ BF16CVT static void packed8_row_bf16cvt(const float *xs, const int32_t *W, size_
             __m512 s[4];
             int lanes[4];
             for (int r = 0; r < 4; r++) {
-                const size_t i = (n + r) * groups + g;
-                off[r] = _mm512_set1_epi32(128 + (zp ? zp[i] : 0));
-                s[r] = _mm512_set1_ps(bf16_to_f32(scale[i]));
-                lanes[r] = subnormal_bf16(scale[i]);
+                int8_group(scale, zp, (n + r) * groups + g, &off[r], &s[r]);
+                lanes[r] = subnormal_bf16(scale[(n + r) * groups + g]);
             }
             for (size_t c = g * group; c < (g + 1) * group; c += 32)
                 for (int r = 0; r < 4; r++) {
@@ -1009,10 +1010,10 @@ BF16CVT static void packed8_row_bf16cvt(const float *xs, const int32_t *W, size_
         const uint8_t *row = (const uint8_t *)W + n * K;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (size_t g = 0; g < groups; g++) {
-            const size_t i = n * groups + g;
-            const __m512i off = _mm512_set1_epi32(128 + (zp ? zp[i] : 0));
-            const __m512 s = _mm512_set1_ps(bf16_to_f32(scale[i]));
-            const int lanes = subnormal_bf16(scale[i]);
+            __m512i off;
+            __m512 s;
+            int8_group(scale, zp, n * groups + g, &off, &s);
+            const int lanes = subnormal_bf16(scale[n * groups + g]);
             size_t c = g * group;
             for (; c + 64 <= (g + 1) * group; c += 64) {
                 const __m512i h0 = weights32(row + c, off, s, lanes), h1 = weights32(row + c + 32, off, s, lanes);
