@@ -194,15 +194,14 @@ int dsk_matvec_bf16_supported(void) { return 0; }
 int dsk_matvec_bf16dot_supported(void) { return 0; }
 #endif
 
-size_t dsk_matvec_split_count(size_t K) { return K / 64 * 64; }
+size_t dsk_matvec_split_count(size_t K) { return K / 32 * 32; }
 
 void dsk_matvec_split_x(const float *x, size_t K, float *xs) {
-    for (size_t b = 0; b + 64 <= K; b += 64)
-        for (size_t h = b; h < b + 64; h += 32)
-            for (int i = 0; i < 16; i++) {
-                xs[h + i] = x[h + 2 * i];
-                xs[h + 16 + i] = x[h + 2 * i + 1];
-            }
+    for (size_t h = 0; h + 32 <= K; h += 32)
+        for (int i = 0; i < 16; i++) {
+            xs[h + i] = x[h + 2 * i];
+            xs[h + 16 + i] = x[h + 2 * i + 1];
+        }
 }
 
 #ifdef MATVEC_X86

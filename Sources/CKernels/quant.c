@@ -933,7 +933,7 @@ __attribute__((target("avx512f"))) static void packed8_row_avx512(const float *x
 /* The same products on AVX-512 BF16: each 32 codes' weights bf16((q − 128 − zp) · scale) made by
  * one vcvtne2ps2bf16 (round to nearest even, as rb16) instead of rounding each 16 in integer
  * lanes, then widened to f32 by a shift and a mask against the input split per 32 columns into
- * its even and odd columns (split32): 15 instructions per 32 weights where rb16 took 22, 1.3–1.4×
+ * its even and odd columns (dsk_matvec_split_x): 15 instructions per 32 weights where rb16 took 22, 1.3–1.4×
  * the weights per second on one core (AMD Zen 4: 14.7 → 19.3 GB/s at 5120 columns, 16.7 → 23.0
  * at 1536, 16.2 → 22.0 at 16384, two threads). The instruction treats subnormal inputs as zero;
  * a product q · scale is subnormal only where the scale is, so such a group rounds in lanes
@@ -946,17 +946,6 @@ static int packed8_bf16cvt_supported(void) {
         supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                     __builtin_cpu_supports("avx512bf16");
     return supported;
-}
-
-/* x's columns per 32: the 16 even ones, then the 16 odd (K a multiple of 32). */
-BF16CVT static void split32(const float *x, size_t K, float *xs) {
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    for (size_t c = 0; c < K; c += 32) {
-        const __m512 a = _mm512_loadu_ps(x + c), b = _mm512_loadu_ps(x + c + 16);
-        _mm512_storeu_ps(xs + c, _mm512_permutex2var_ps(a, even, b));
-        _mm512_storeu_ps(xs + c + 16, _mm512_permutex2var_ps(a, odd, b));
-    }
 }
 
 /* 32 codes' weights as bf16, word j for column j; `lanes` rounds them with rb16 (subnormal scale). */
@@ -1051,20 +1040,19 @@ void dsk_matmul_xwT_packed(const float *X, size_t M, size_t ldx, const int32_t *
             }
             free(xe);
             free(xo);
-        } else if (bits == 8 && group % 32 == 0 && packed8_bf16cvt_supported()) {
-            float *xs = (float *)malloc(K * sizeof(float));
-            if (xs) {
-                for (size_t m = 0; m < M; m++) {
-                    split32(X + m * ldx, K, xs);
-                    packed8_row_bf16cvt(xs, W, K, group, scale, zp, n0, n1, Y + m * ldy);
-                }
-                free(xs);
-                return;
-            }
-            for (size_t m = 0; m < M; m++) packed8_row_avx512(X + m * ldx, W, K, group, scale, zp, n0, n1, Y + m * ldy);
-            return;
         } else if (bits == 8 && group % 16 == 0) {
-            for (size_t m = 0; m < M; m++) packed8_row_avx512(X + m * ldx, W, K, group, scale, zp, n0, n1, Y + m * ldy);
+            /* the input split for the AVX-512 BF16 kernel where it applies (else, or without
+             * memory, the kernel that rounds in lanes) */
+            float *xs = group % 32 == 0 && packed8_bf16cvt_supported() ? (float *)malloc(K * sizeof(float)) : NULL;
+            for (size_t m = 0; m < M; m++) {
+                if (xs) {
+                    dsk_matvec_split_x(X + m * ldx, K, xs);
+                    packed8_row_bf16cvt(xs, W, K, group, scale, zp, n0, n1, Y + m * ldy);
+                } else {
+                    packed8_row_avx512(X + m * ldx, W, K, group, scale, zp, n0, n1, Y + m * ldy);
+                }
+            }
+            free(xs);
             return;
         }
     }

@@ -52,8 +52,8 @@ void dsk_matmul_xwT_f32(const float *X, size_t M, size_t ldx, const float *W, si
 /* One input row x (decode) against bf16 W rows n0 <= n < n1: y[n - n0] = x · W[n], one weight row
  * after another (a piece's reads are one sequential stream). `dsk_matvec_bf16` is exact (f32
  * sums of exactly converted products, order aside) and takes x twice: as it is, and through
- * `dsk_matvec_split_x` (`dsk_matvec_split_count(K)` floats: per 64 columns the even
- * then the odd columns of each half). `dsk_matvec_bf16dot` takes x rounded to bf16 and sums pairs
+ * `dsk_matvec_split_x` (`dsk_matvec_split_count(K)` floats: per whole 32 columns the 16 even
+ * then the 16 odd; the exact int8 row kernels on AVX-512 BF16 take the same layout). `dsk_matvec_bf16dot` takes x rounded to bf16 and sums pairs
  * with AVX-512 BF16 dot products (vdpbf16ps; bf16 activations). The `_supported` calls say whether
  * this CPU runs the vector kernels; without them both compute the same products in plain f32 sums
  * (vdpbf16ps also flushes subnormal inputs to zero). */
