@@ -86,6 +86,47 @@ import Testing
     }
 }
 
+/// Scales at the top of the range, as a checkpoint made elsewhere may hold: with scale 2^121,
+/// (q − 128) · scale stays finite for codes 1…255, but 128 · scale is 2^128, past f32's largest.
+/// The int8 row kernels that fold the offset into one fused multiply-subtract (q · scale −
+/// 128 · scale) round such groups in lanes instead, and a product keeps the dequantized values.
+@Suite struct HugeScaleTests {
+    @Test(arguments: [(64, 6), (32, 12), (5120, 1)])
+    func hugeScalesDoNotOverflow(group: Int, groups: Int) {
+        var seed: UInt64 = 11
+        func next() -> UInt64 {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return seed >> 33
+        }
+        let rows = 10, cols = group * groups
+        let integers = (0..<(rows * cols)).map { _ in Int8(Int(next() % 255) - 127) }  // −127…127
+        let huge: UInt16 = 0x7C00  // 2^121 in bf16
+        let scale = (0..<(rows * groups)).map { $0 % 2 == 0 ? huge : 0x3C00 }  // and 2^-7
+        let q = QuantizedTensor(integers: integers, rows: rows, cols: cols, scheme: QuantScheme(bits: 8, groupSize: group, symmetric: true),
+                                scale: scale, zeroPoint: nil)
+        let deq = q.dequantized()
+        #expect(deq.allSatisfy { Float(bitPattern: UInt32($0) << 16).isFinite }, "the dequantized weights should be finite")
+        q.packed.withUnsafeBytes { p in
+            q.scale.withUnsafeBufferPointer { s in
+                deq.withUnsafeBytes { d in
+                    let layout = PackedLayout(bits: 8, groupSize: group, scale: s.baseAddress!, zeroPoint: nil)
+                    let packed = WeightMatrix(bytes: p, format: .packed, rows: rows, cols: cols, owner: nil, packing: layout)
+                    let plain = WeightMatrix(bytes: d, format: .bf16, rows: rows, cols: cols, owner: nil)
+                    for m in [1, 3] {
+                        // Inputs near 1e-30 keep the sums finite (about 1e11).
+                        let x = Matrix(rows: m, cols: cols, data: (0..<(m * cols)).map { _ in 1e-30 * (Float(next() % 2001) / 1000 - 1) })
+                        let a = Linear.apply(x, packed, threads: 2), b = Linear.apply(x, plain, threads: 2)
+                        let finite = a.data.allSatisfy { $0.isFinite }
+                        #expect(finite, "g\(group) m \(m): a non-finite output")
+                        let worst = zip(a.data, b.data).map { abs($0 - $1) / max(abs($1), 1) }.max() ?? 0
+                        #expect(worst < 1e-4, "g\(group) m \(m): relative difference \(worst)")
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The int8-activation decode path (`fastInt8Activations`): close to the exact kernels, not equal;
 /// weights it does not take (asymmetric, groups under 64) and many rows run the exact path.
 @Suite struct Int8ActivationKernelTests {
