@@ -327,16 +327,30 @@ public struct TensorSchema: Sendable {
     /// (num_experts_per_tok of n_routed_experts per MoE layer). Embedding and head included, as
     /// DeepSeek counts its "21B activated".
     public var activeParameters: Int {
-        let k = config.numExpertsPerTok ?? 0
-        var n = 0
-        for t in tensors {
-            if case .routedExpert(_, let e, _) = t.role {
-                if e < k { n += t.parameterCount }  // k experts' worth; all experts have equal size
-            } else {
-                n += t.parameterCount
-            }
-        }
-        return n
+        tensors.reduce(0) { $0 + (isActive($1) ? $1.parameterCount : 0) }
+    }
+
+    /// Stored bytes of the tensors `activeParameters` counts (packed words, scales and zero points
+    /// in their dtypes): what a decoded token reads, the embedding's one row apart.
+    public var activeWeightBytes: Int {
+        tensors.reduce(0) { $0 + (isActive($1) ? storedBytes($1) : 0) }
+    }
+
+    /// Stored bytes of a role's tensors (all its components).
+    public func storedBytes(of role: TensorRole) -> Int {
+        tensors.reduce(0) { $0 + ($1.role == role ? storedBytes($1) : 0) }
+    }
+
+    /// Whether one token touches the tensor: k routed experts' worth (all experts have equal
+    /// size, so the first k stand for any k), everything else.
+    private func isActive(_ t: ExpectedTensor) -> Bool {
+        if case .routedExpert(_, let e, _) = t.role { return e < (config.numExpertsPerTok ?? 0) }
+        return true
+    }
+
+    /// A tensor's stored bytes: its own dtype, else `bytesPerElement`, else the config's `torch_dtype`.
+    private func storedBytes(_ t: ExpectedTensor, bytesPerElement: Int? = nil) -> Int {
+        t.elementCount * (t.dtype?.size ?? bytesPerElement ?? config.expectedDType.size)
     }
 
     /// Weight bytes each GPU holds under `tp`-way tensor parallelism, as an engine splits them
@@ -346,10 +360,9 @@ public struct TensorSchema: Sendable {
     /// `weight_shape`. `bytesPerElement` overrides the dtype of tensors without one of their own
     /// (nil: the config's `torch_dtype`).
     public func weightBytesPerGPU(tp: Int, bytesPerElement: Int? = nil) -> Int {
-        let defaultSize = bytesPerElement ?? config.expectedDType.size
         var n = 0
         for t in tensors {
-            let bytes = t.elementCount * (t.dtype?.size ?? defaultSize)
+            let bytes = storedBytes(t, bytesPerElement: bytesPerElement)
             if case .replicated = t.role.tensorParallelSplit(config) { n += bytes } else { n += (bytes + tp - 1) / tp }
         }
         return n

@@ -211,8 +211,9 @@ case "prefill", "decode":
                 next = (logits.indices.max { logits[$0] < logits[$1] } ?? i) % min(c.vocabSize, 100_000)
             }
         }
-        // Weight bytes a decoded token reads: its active parameters (bf16) and lm_head.
-        let bytes = (perToken + head) * 2
+        // Weight bytes a decoded token reads, as stored (bf16, or packed codes and their scales):
+        // its active tensors, lm_head included, the embedding's one row apart.
+        let bytes = Double(schema.activeWeightBytes - (c.tieWordEmbeddings ? 0 : schema.storedBytes(of: .embedding)))
         // The decoder layers and the final norm and lm_head, timed apart within each token (the
         // clock notes when the last layer's output is recorded): in a 2-layer synth the (BF16)
         // head is about half of what a token reads, in the 60-layer model 2%; the decoder layers'

@@ -62,6 +62,7 @@ import Testing
         // BF16 at tp 8 fits in 80 GB cards.
         #expect(schema.weightBytesPerGPU(tp: 8) < 80_000_000_000)
         #expect(schema.weightBytesPerGPU(tp: 1) == schema.totalParameters * 2)
+        #expect(schema.activeWeightBytes == schema.activeParameters * 2)
     }
 
     @Test func v2LiteParameterCounts() {

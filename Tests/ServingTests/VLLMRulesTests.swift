@@ -146,6 +146,12 @@ import Testing
         let replicated = q.tensors.filter { $0.role.tensorParallelSplit(c) == .replicated }.reduce(0) { $0 + $1.elementCount * ($1.dtype?.size ?? 2) }
         let tp8 = q.weightBytesPerGPU(tp: 8)
         #expect(abs(Double(tp8) - Double(stored - replicated) / 8 - Double(replicated)) < 1e6, "\(tp8)")
+        // A decoded token reads 6 of the 160 routed experts' stored bytes and every other tensor's.
+        let routed = q.tensors.filter { if case .routedExpert = $0.role { return true }; return false }
+            .reduce(0) { $0 + $1.elementCount * ($1.dtype?.size ?? 2) }
+        #expect(q.activeWeightBytes == stored - routed + routed / 160 * 6)
+        #expect(q.storedBytes(of: .embedding) == c.vocabSize * c.hiddenSize * 2)
+        #expect(q.storedBytes(of: .routedExpert(layer: 1, expert: 0, .gate)) < 5120 * 1536 * 5 / 8, "int4 g64 codes and scales")
     }
 
     @Test func kvCacheAndWhatFits() {
