@@ -13,7 +13,8 @@ import SafeTensors
 //   dsconv-bench read [--threads N]                  read bandwidth of a 2 GB buffer (GB/s), no writes
 //   dsconv-bench gemm [--threads N]                  our GEMM tiles (f32 exact, bf16 kind) at 512 × 5120 × 5120 (GFLOP/s)
 //   dsconv-bench prefill DIR [--tokens T] [--threads N] [--bf16-activations]
-//   dsconv-bench decode DIR [--tokens T] [--threads N] [--int8-activations]
+//   dsconv-bench decode DIR [--tokens T] [--threads N] [--int8-activations | --bf16-activations]
+//                                                    tokens/s, and weight GB/s as stored: whole tokens and decoder layers alone
 //   dsconv-bench forkjoin       one parallel region's overhead (8 × 25 µs of work)
 //   dsconv-bench warm DIR|FILE  DIR's shards (or one file) read into the page cache through the forward pass's maps
 
@@ -220,7 +221,9 @@ case "prefill", "decode":
         // rate is what carries over to the real model.
         let headSeconds = clock.head
         let layers = max(clock.layers, 1e-9)
-        print("{\"case\":\"decode\",\"tokens\":\(tokens),\"seconds\":\(s),\"tokens_per_second\":\(Double(tokens) / s),\"head_seconds\":\(headSeconds),\"layers_tokens_per_second\":\(Double(tokens) / layers),\"weight_gb_per_s\":\(bytes * Double(tokens) / s / 1e9),\"peak_rss_mb\":\(peakRSSMB()),\"rss_anon_mb\":\(statusMB("RssAnon"))}")
+        // The decoder layers' own bytes: without the final norm and head.
+        let layerBytes = bytes - Double(schema.storedBytes(of: c.tieWordEmbeddings ? .embedding : .lmHead) + schema.storedBytes(of: .finalNorm))
+        print("{\"case\":\"decode\",\"tokens\":\(tokens),\"seconds\":\(s),\"tokens_per_second\":\(Double(tokens) / s),\"head_seconds\":\(headSeconds),\"layers_tokens_per_second\":\(Double(tokens) / layers),\"weight_gb_per_s\":\(bytes * Double(tokens) / s / 1e9),\"layers_weight_gb_per_s\":\(layerBytes * Double(tokens) / layers / 1e9),\"peak_rss_mb\":\(peakRSSMB()),\"rss_anon_mb\":\(statusMB("RssAnon"))}")
     }
 case "tokenize":
     // One thread, one document at a time: MB/s of UTF-8, load time, and a checksum of every id.
