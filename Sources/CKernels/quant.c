@@ -949,31 +949,46 @@ static int packed8_bf16cvt_supported(void) {
     return supported;
 }
 
-/* 32 codes' weights as bf16, word j for column j; `lanes` rounds them with rb16
- * (scale_rounds_in_lanes). Otherwise q · s − (128 + zp) · s in one fused multiply-subtract is (q − 128 − zp) · s
- * exactly: every term has at most 9 + 8 significant bits, and none underflows or overflows. That
- * saves the integer subtraction (2 of 13 vector operations per 32 weights: 20.7 → 21.5–22.0 GB/s,
- * two threads, 5120 columns). */
-BF16CVT static inline __m512i weights32(const uint8_t *codes, __m512i off, __m512 s, int lanes) {
-    if (!lanes) {
-        const __m512 offset = _mm512_mul_ps(_mm512_cvtepi32_ps(off), s);  /* hoisted: one per group */
-        const __m512 f0 = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)codes))), s, offset);
-        const __m512 f1 = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + 16)))), s, offset);
-        return (__m512i)_mm512_cvtne2ps_pbh(f1, f0);
-    }
-    const __m512 f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)codes)), off)), s);
-    const __m512 f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + 16))), off)), s);
-    const __m256i w0 = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(rb16(f0)), 16));
-    const __m256i w1 = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(rb16(f1)), 16));
-    return _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
-}
-
 /* Whether a group with this bf16 scale rounds in lanes: a subnormal scale (its products would be
  * subnormal too, which the conversion flushes, and the fused multiply-subtract may round), or one
  * of 2^120 or more (inf, NaN), where (128 + zp) · scale may overflow even though the weight does not. */
 static inline int scale_rounds_in_lanes(uint16_t s) {
     const int exponent = (s >> 7) & 0xff;
     return (exponent == 0 && (s & 0x7f) != 0) || exponent >= 127 + 120;
+}
+
+/* What the AVX-512 BF16 int8 kernels need of a group, made once per group: int8_group's offset
+ * and scale, the offset's product (128 + zp) · scale, and whether the group rounds in lanes. */
+typedef struct {
+    __m512i off;
+    __m512 s, offset;
+    int lanes;
+} int8_cvt_group;
+
+BF16CVT static inline int8_cvt_group int8_cvt_group_of(const uint16_t *scale, const int8_t *zp, size_t i) {
+    int8_cvt_group g;
+    int8_group(scale, zp, i, &g.off, &g.s);
+    g.offset = _mm512_mul_ps(_mm512_cvtepi32_ps(g.off), g.s);
+    g.lanes = scale_rounds_in_lanes(scale[i]);
+    return g;
+}
+
+/* 32 codes' weights as bf16, word j for column j; a group that rounds in lanes rounds them with
+ * rb16. Otherwise q · s − (128 + zp) · s in one fused multiply-subtract is (q − 128 − zp) · s
+ * exactly: every term has at most 9 + 8 significant bits, and none underflows or overflows. That
+ * saves the integer subtraction (2 of 13 vector operations per 32 weights: 20.7 → 21.5–22.0 GB/s,
+ * two threads, 5120 columns). */
+BF16CVT static inline __m512i weights32(const uint8_t *codes, const int8_cvt_group *g) {
+    if (!g->lanes) {
+        const __m512 f0 = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)codes))), g->s, g->offset);
+        const __m512 f1 = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + 16)))), g->s, g->offset);
+        return (__m512i)_mm512_cvtne2ps_pbh(f1, f0);
+    }
+    const __m512 f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)codes)), g->off)), g->s);
+    const __m512 f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + 16))), g->off)), g->s);
+    const __m256i w0 = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(rb16(f0)), 16));
+    const __m256i w1 = _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(rb16(f1)), 16));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
 }
 
 /* 32 weights (bf16 words in column order) against the split input: even columns into `even`,
@@ -995,16 +1010,11 @@ BF16CVT static void packed8_row_bf16cvt(const float *xs, const int32_t *W, size_
         __m512 a[4][2];
         for (int r = 0; r < 4; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
         for (size_t g = 0; g < groups; g++) {
-            __m512i off[4];
-            __m512 s[4];
-            int lanes[4];
-            for (int r = 0; r < 4; r++) {
-                int8_group(scale, zp, (n + r) * groups + g, &off[r], &s[r]);
-                lanes[r] = scale_rounds_in_lanes(scale[(n + r) * groups + g]);
-            }
+            int8_cvt_group gr[4];
+            for (int r = 0; r < 4; r++) gr[r] = int8_cvt_group_of(scale, zp, (n + r) * groups + g);
             for (size_t c = g * group; c < (g + 1) * group; c += 32)
                 for (int r = 0; r < 4; r++) {
-                    const __m512i h = weights32((const uint8_t *)W + (n + r) * K + c, off[r], s[r], lanes[r]);
+                    const __m512i h = weights32((const uint8_t *)W + (n + r) * K + c, &gr[r]);
                     BF16CVT_FMA(h, xs + c, a[r][0], a[r][1]);
                 }
         }
@@ -1014,18 +1024,15 @@ BF16CVT static void packed8_row_bf16cvt(const float *xs, const int32_t *W, size_
         const uint8_t *row = (const uint8_t *)W + n * K;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (size_t g = 0; g < groups; g++) {
-            __m512i off;
-            __m512 s;
-            int8_group(scale, zp, n * groups + g, &off, &s);
-            const int lanes = scale_rounds_in_lanes(scale[n * groups + g]);
+            const int8_cvt_group gr = int8_cvt_group_of(scale, zp, n * groups + g);
             size_t c = g * group;
             for (; c + 64 <= (g + 1) * group; c += 64) {
-                const __m512i h0 = weights32(row + c, off, s, lanes), h1 = weights32(row + c + 32, off, s, lanes);
+                const __m512i h0 = weights32(row + c, &gr), h1 = weights32(row + c + 32, &gr);
                 BF16CVT_FMA(h0, xs + c, a0, a1);
                 BF16CVT_FMA(h1, xs + c + 32, a2, a3);
             }
             if (c < (g + 1) * group) {
-                const __m512i h0 = weights32(row + c, off, s, lanes);
+                const __m512i h0 = weights32(row + c, &gr);
                 BF16CVT_FMA(h0, xs + c, a0, a1);
             }
         }
